@@ -1,0 +1,109 @@
+"""What loggers, schedulers and version managers have in common: a selection name, and
+settings that are the constructor's keyword arguments, validated before construction."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import types
+import typing
+from abc import ABC
+from typing import Any, ClassVar
+
+from mlxpy.errors import OptionsError
+
+
+class Component(ABC):
+    """Base of every selectable implementation.
+
+    ``name`` is what users write in ``mlxpy.yaml``; it defaults to the class name. The
+    constructor's keyword arguments (with type hints and defaults) are the settings allowed
+    next to ``name`` in the block.
+    """
+
+    name: ClassVar[str] = ""
+    role: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
+
+    @classmethod
+    def settings_schema(cls) -> dict[str, tuple[Any, Any]]:
+        """``{setting: (type hint, default)}`` read from the constructor."""
+        try:
+            hints = typing.get_type_hints(cls.__init__)
+        except Exception:  # unresolvable hints: accept any type rather than fail
+            hints = {}
+        schema = {}
+        for param in inspect.signature(cls.__init__).parameters.values():
+            if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            schema[param.name] = (hints.get(param.name, Any), param.default)
+        return schema
+
+
+def type_matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML-loaded value fits a type hint (bool is not an int, an int is a float)."""
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(type_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (list, tuple) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = typing.get_args(hint)
+        return not args or all(type_matches(v, args[0]) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def build_component(cls: type[Component], role: str, settings: dict[str, Any], where: Any) -> Any:
+    """Validate ``settings`` against ``cls``'s constructor, then construct it.
+
+    ``where(key)`` tells where a setting came from (file or override) for error messages.
+    """
+    schema = cls.settings_schema()
+    for key, value in settings.items():
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1)
+            hint = f" Did you mean '{role}.{close[0]}'?" if close else ""
+            valid = ", ".join(["name", *schema]) or "name"
+            raise OptionsError(
+                f"Unknown option '{role}.{key}' for {role} '{cls.name}' ({where(key)}).{hint} "
+                f"Valid keys of '{role}': {valid}."
+            )
+        hint_type, _ = schema[key]
+        if not type_matches(value, hint_type):
+            raise OptionsError(
+                f"Option '{role}.{key}' ({where(key)}) must be of type {type_name(hint_type)}, "
+                f"got {value!r} ({type(value).__name__})."
+            )
+    missing = [
+        k
+        for k, (_, default) in schema.items()
+        if default is inspect.Parameter.empty and k not in settings
+    ]
+    if missing:
+        raise OptionsError(
+            f"{role} '{cls.name}' needs the option(s) {', '.join(f'{role}.{k}' for k in missing)} "
+            f"({where(None)})."
+        )
+    return cls(**settings)

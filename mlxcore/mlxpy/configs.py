@@ -1,0 +1,80 @@
+"""The user's config directory: default files, and Hydra composition of ``config.yaml``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mlxpy._files import create_exclusive
+from mlxpy.context import Config, as_config
+from mlxpy.errors import ConfigError
+from mlxpy.options import DEFAULT_OPTIONS_YAML, OPTIONS_FILE, load_yaml_file
+
+CONFIG_NAME = "config"
+CONFIG_FILE = "config.yaml"
+DEFAULT_CONFIG_YAML = "seed: null\n"
+
+
+def ensure_config_files(config_dir: Path) -> None:
+    """Create the config dir, ``config.yaml`` and ``mlxpy.yaml`` when missing (race-safe)."""
+    try:
+        config_dir.mkdir(parents=True, exist_ok=True)
+        create_exclusive(config_dir / CONFIG_FILE, DEFAULT_CONFIG_YAML)
+        create_exclusive(config_dir / OPTIONS_FILE, DEFAULT_OPTIONS_YAML)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the config files in {config_dir}: {exc}") from exc
+
+
+class Composer:
+    """Composes ``config.yaml`` with overrides through Hydra, without Hydra's side effects
+    (no output dir, no logging setup, no change of directory)."""
+
+    def __init__(self, config_dir: Path) -> None:
+        self.config_dir = config_dir
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Composer]:
+        from hydra import initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+
+        if GlobalHydra.instance().is_initialized():
+            GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(self.config_dir), version_base=None):
+            yield self
+
+    def compose(self, overrides: list[str], deletions: list[tuple[str, str]] = ()) -> Config:
+        from hydra import compose
+        from omegaconf import OmegaConf
+
+        config_file = self.config_dir / CONFIG_FILE
+        try:
+            cfg = compose(config_name=CONFIG_NAME, overrides=overrides)
+        except Exception as exc:
+            if config_file.exists():
+                load_yaml_file(config_file, "config file")  # names file and line of bad YAML
+            shown = " ".join(overrides) or "(none)"
+            raise ConfigError(
+                f"cannot compose {config_file} with the overrides {shown}:\n{exc}"
+            ) from exc
+        for key, text in deletions:
+            _delete(cfg, key, text, config_file)
+        try:
+            OmegaConf.resolve(cfg)
+        except Exception as exc:
+            raise ConfigError(f"cannot resolve an interpolation in {config_file}: {exc}") from exc
+        return as_config(cfg)
+
+
+def _delete(cfg: Any, key: str, text: str, config_file: Path) -> None:
+    from omegaconf import open_dict
+
+    parent_key, _, leaf = key.rpartition(".")
+    parent = cfg
+    for part in parent_key.split(".") if parent_key else []:
+        parent = parent.get(part) if hasattr(parent, "get") else None
+    if parent is None or not hasattr(parent, "keys") or leaf not in parent:
+        raise ConfigError(f"override '{text}': '{key}' is not in {config_file}, nothing to delete.")
+    with open_dict(parent):
+        del parent[leaf]

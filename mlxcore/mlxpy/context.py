@@ -1,0 +1,57 @@
+"""The run context handed to the task: ``ctx.config``, ``ctx.mlxpy``, ``ctx.info``, ``ctx.logger``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class Config(DictConfig):
+    """An OmegaConf ``DictConfig`` that prints as YAML, as the config file reads."""
+
+    def __str__(self) -> str:
+        return OmegaConf.to_yaml(self).rstrip("\n")
+
+
+def as_config(data: Any, struct: bool = True) -> Config:
+    base = data if isinstance(data, DictConfig) else OmegaConf.create(data)
+    return Config(base, flags={"struct": struct})
+
+
+class RunInfo(dict):
+    """Run information; readable as ``info["status"]`` or ``info.status``."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"run info has no field '{key}'") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+
+class _NoHooks:
+    """Stands in for the plugin hook relay when a context is built by hand (in tests)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda **kwargs: []
+
+
+@dataclass
+class Context:
+    """Everything a task needs to know about its run."""
+
+    config: Config
+    mlxpy: Config
+    info: RunInfo = field(default_factory=RunInfo)
+    logger: Any = None
+    hook: Any = field(default_factory=_NoHooks, repr=False)
+
+    def config_dict(self) -> dict[str, Any]:
+        return OmegaConf.to_container(self.config, resolve=True)  # type: ignore[return-value]
+
+    def mlxpy_dict(self) -> dict[str, Any]:
+        return OmegaConf.to_container(self.mlxpy, resolve=True)  # type: ignore[return-value]

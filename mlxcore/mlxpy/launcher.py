@@ -1,0 +1,167 @@
+"""``@mlxpy.launch``: turns ``def task(ctx)`` into a managed experiment."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlxpy.configs import Composer, ensure_config_files
+from mlxpy.context import as_config
+from mlxpy.errors import MlxpyError
+from mlxpy.options import OPTIONS_FILE, Options, apply_override, read_options, validate_top_level
+from mlxpy.overrides import expand_sweeps, parse_command_line, split_job
+from mlxpy.runner import Job, make_job, run_job
+
+Task = Callable[..., Any]
+
+
+def launch(
+    config_path: str = "./configs", seeding_function: Callable[[Any], Any] | None = None
+) -> Callable[[Task], Callable[..., Any]]:
+    """Decorate ``def task(ctx)``; call ``task()`` to run it from the command line.
+
+    ``config_path`` is relative to the file defining the task. ``seeding_function`` is called
+    with ``config.seed`` before the task. ``task(config)`` (a dict or DictConfig) runs once with
+    that config and no command-line parsing, for notebooks and tests.
+    """
+
+    def decorator(task: Task) -> Callable[..., Any]:
+        task_file = Path(inspect.getfile(task)).resolve()
+        config_dir = Path(config_path)
+        if not config_dir.is_absolute():
+            config_dir = task_file.parent / config_dir
+        launcher = Launcher(task, task_file, config_dir, seeding_function)
+
+        @functools.wraps(task)
+        def wrapper(config: Any = None) -> Any:
+            if config is not None:
+                return launcher.run_with_config(config)
+            return launcher.main(sys.argv[1:])
+
+        wrapper.launcher = launcher  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+class Launcher:
+    """Builds the jobs of one launch (config + options each) and runs them in turn."""
+
+    def __init__(
+        self,
+        task: Task,
+        task_file: Path,
+        config_dir: Path,
+        seeding_function: Callable[[Any], Any] | None,
+    ) -> None:
+        self.task = task
+        self.task_file = task_file
+        self.config_dir = config_dir.resolve()
+        self.seeding_function = seeding_function
+
+    def _options(self, option_overrides: list[Any]) -> Options:
+        options_file = self.config_dir / OPTIONS_FILE
+        options = read_options(options_file, display=str(options_file))
+        for override in option_overrides:
+            apply_override(options, override.path, override.value, override.kind, override.text)
+        validate_top_level(options)
+        return options
+
+    def build_jobs(self, overrides: list[str]) -> list[Job]:
+        ensure_config_files(self.config_dir)
+        jobs = []
+        composer = Composer(self.config_dir)
+        with composer.session():
+            for job_overrides in expand_sweeps(overrides):
+                split = split_job(job_overrides, self.config_dir)
+                config = composer.compose(split.hydra, split.deletions)
+                jobs.append(make_job(config, self._options(split.options), job_overrides))
+        return jobs
+
+    def run_with_config(self, config: Any) -> Any:
+        ensure_config_files(self.config_dir)
+        job = make_job(as_config(config), self._options([]), [])
+        return run_job(self.task, job, self.task_file, self.seeding_function).result
+
+    def main(self, argv: list[str]) -> Any:
+        try:
+            command = parse_command_line(argv)
+            jobs = self.build_jobs(command.overrides)
+            if command.show_help:
+                print(self.help_text(jobs[0]))
+                return None
+            if command.show_cfg:
+                self.print_configs(jobs, command.show_cfg)
+                return None
+            if len(jobs) > 1 and any(
+                j.options.data["logger"].get("forced_log_id", -1) >= 0 for j in jobs
+            ):
+                raise MlxpyError(
+                    "logger.forced_log_id cannot be used with a sweep: every job needs its own "
+                    "run directory. Remove the sweep or the forced id."
+                )
+        except MlxpyError as exc:
+            print(f"mlxpy: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if len(jobs) == 1:
+            return run_job(self.task, jobs[0], self.task_file, self.seeding_function).result
+        return self._run_sweep(jobs)
+
+    def _run_sweep(self, jobs: list[Job]) -> list[Any]:
+        results, failed = [], 0
+        for number, job in enumerate(jobs, start=1):
+            try:
+                outcome = run_job(
+                    self.task, job, self.task_file, self.seeding_function, reraise=False
+                )
+            except MlxpyError as exc:
+                print(f"mlxpy: error in job {number}: {exc}", file=sys.stderr)
+                failed += 1
+                results.append(None)
+                continue
+            if outcome.error is not None:
+                traceback.print_exception(outcome.error, file=sys.stderr)
+                failed += 1
+            results.append(outcome.result)
+            print(
+                f"[mlxpy] job {number}/{len(jobs)} {outcome.status} log_id={outcome.log_id} "
+                f"({outcome.duration:.2f} s) {' '.join(job.overrides)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if failed:
+            print(f"mlxpy: {failed} of {len(jobs)} jobs failed", file=sys.stderr)
+            raise SystemExit(1)
+        return results
+
+    def print_configs(self, jobs: list[Job], which: str) -> None:
+        for number, job in enumerate(jobs, start=1):
+            if len(jobs) > 1:
+                print(f"# job {number}/{len(jobs)}: {' '.join(job.overrides)}")
+            if which in ("job", "all"):
+                print(job.config)
+            if which in ("mlxpy", "all"):
+                print(as_config({"mlxpy": job.options.data}))
+
+    def help_text(self, job: Job) -> str:
+        groups = sorted(
+            p.name for p in self.config_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+        lines = [
+            f"usage: python {Path(sys.argv[0]).name} [--help] [--cfg job|mlxpy|all] [OVERRIDE ...]",
+            "",
+            f"Runs '{self.task.__name__}' with the config composed from {self.config_dir}/config.yaml.",
+            "",
+            "Overrides:  key=value (change)  +key=value (add or set)  ++key=value (force)  ~key",
+            "            key=a,b,c (sweep: one run per combination)  group=option",
+            "            mlxpy.<option>=value (framework options of mlxpy.yaml)",
+        ]
+        if groups:
+            lines += ["", "Config groups: " + ", ".join(groups)]
+        lines += ["", "Config:", str(job.config)]
+        return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""Command-line arguments: flags, Hydra overrides, sweep expansion, and the split between
+the user's config and mlxpy's own options (``mlxpy.*``)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlxpy.errors import ConfigError
+
+OPTIONS_PREFIX = "mlxpy"
+FLAGS_HELP = "--help, -h, --cfg job|mlxpy|all"
+
+
+@dataclass
+class CommandLine:
+    overrides: list[str] = field(default_factory=list)
+    show_help: bool = False
+    show_cfg: str | None = None
+
+
+@dataclass
+class OptionOverride:
+    """One ``mlxpy.<path>=value`` override, already parsed."""
+
+    path: list[str]
+    value: Any
+    kind: str  # change | add | force_add | delete
+    text: str
+
+
+def parse_command_line(argv: list[str]) -> CommandLine:
+    line = CommandLine()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("--help", "-h"):
+            line.show_help = True
+        elif arg == "--cfg" or arg.startswith("--cfg=") or arg == "-c":
+            value = arg.partition("=")[2] if "=" in arg else (args.pop(0) if args else "")
+            if value not in ("job", "mlxpy", "all"):
+                raise ConfigError(f"--cfg takes job, mlxpy or all, got {value!r}.")
+            line.show_cfg = value
+        elif arg.startswith("-"):
+            raise ConfigError(
+                f"unknown flag {arg!r}. Flags: {FLAGS_HELP}; the rest are overrides "
+                "such as key=value, +key=value, ++key=value, ~key."
+            )
+        else:
+            line.overrides.append(arg)
+    return line
+
+
+def _parser() -> Any:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def _parse(overrides: list[str]) -> list[Any]:
+    from hydra.errors import HydraException
+
+    try:
+        return _parser().parse_overrides(overrides=overrides)
+    except HydraException as exc:
+        raise ConfigError(f"invalid override: {exc}") from exc
+
+
+def expand_sweeps(overrides: list[str]) -> list[list[str]]:
+    """Every combination of the sweeps in ``overrides``: ``a=1,2 b=x,y`` gives four jobs."""
+    from hydra.errors import HydraException
+
+    choices: list[list[str]] = []
+    for override in _parse(overrides):
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            try:
+                values = list(override.sweep_string_iterator())
+            except HydraException as exc:
+                raise ConfigError(
+                    f"cannot expand the sweep '{override.input_line}': {exc}"
+                ) from exc
+            choices.append([f"{key}={value}" for value in values])
+        else:
+            choices.append([override.input_line])
+    return [list(combo) for combo in itertools.product(*choices)]
+
+
+def _kind(override: Any) -> str:
+    if override.is_delete():
+        return "delete"
+    if override.is_force_add():
+        return "force_add"
+    if override.is_add():
+        return "add"
+    return "change"
+
+
+@dataclass
+class JobOverrides:
+    """One job's overrides, sorted by who applies them."""
+
+    hydra: list[str] = field(default_factory=list)
+    deletions: list[tuple[str, str]] = field(default_factory=list)  # (key, override text)
+    options: list[OptionOverride] = field(default_factory=list)
+
+
+def split_job(job: list[str], config_dir: Path) -> JobOverrides:
+    """Split one job's overrides into Hydra overrides for the user config and mlxpy options.
+
+    ``+key=value`` on a plain key becomes ``++key=value``: it sets the key whether or not the
+    config has it (Hydra alone refuses ``+`` on an existing key). Config groups keep ``+``.
+    ``~key`` on a plain key is applied by mlxpy after composition, since Hydra refuses to
+    delete a key whose value is null.
+    """
+    split = JobOverrides()
+    for override, text in zip(_parse(job), job, strict=True):
+        key = override.key_or_group
+        if key == OPTIONS_PREFIX or key.startswith(OPTIONS_PREFIX + "."):
+            value = None if override.is_delete() else override.value()
+            path = [p for p in key.split(".")[1:] if p]
+            split.options.append(OptionOverride(path, value, _kind(override), text))
+        elif override.package is not None or _is_group(config_dir, key):
+            split.hydra.append(text)
+        elif override.is_delete():
+            split.deletions.append((key, text))
+        elif override.is_add():
+            split.hydra.append("+" + text.lstrip())
+        else:
+            split.hydra.append(text)
+    return split
+
+
+def _is_group(config_dir: Path, key: str) -> bool:
+    return (config_dir / key).is_dir()

@@ -1,0 +1,258 @@
+"""Plugin discovery (entry-point group ``mlxpy``), isolation of broken plugins, and selection
+of implementations by name.
+
+The core's own builtins are declared as an entry point of the ``mlxpy`` distribution, so they
+take exactly the path a third-party plugin takes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from mlxpy.errors import PluginError, UnknownPluginError
+from mlxpy.hookspecs import PROJECT_NAME, SPEC_CLASSES
+
+ENTRY_POINT_GROUP = "mlxpy"
+
+# role -> (registration hook, dotted path of the role's base class)
+ROLES: dict[str, tuple[str, str]] = {
+    "logger": ("mlxpy_register_loggers", "mlxpy.logger.Logger"),
+    "scheduler": ("mlxpy_register_schedulers", "mlxpy.scheduler.Scheduler"),
+    "version_manager": ("mlxpy_register_version_managers", "mlxpy.version_manager.VersionManager"),
+}
+
+
+class PluginLoadWarning(UserWarning):
+    """An installed plugin could not be loaded; mlxpy goes on without it."""
+
+
+@dataclass
+class PluginRecord:
+    """What mlxpy knows about one plugin: where it comes from and whether it works."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    status: str = "active"
+    error: str | None = None
+    provides: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)
+
+    def label(self) -> str:
+        if self.distribution:
+            return f"'{self.name}' ({self.distribution} {self.version})"
+        return f"'{self.name}'"
+
+
+def _import_object(path: str) -> Any:
+    module_name, _, attr = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _metadata() -> Any:
+    try:
+        import importlib_metadata as metadata
+    except ImportError:  # pragma: no cover - the dependency is declared
+        import importlib.metadata as metadata
+    return metadata
+
+
+class PluginRegistry:
+    """A pluggy manager plus the records and class registries built from its plugins."""
+
+    def __init__(self, load_entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager(PROJECT_NAME)
+        for spec in SPEC_CLASSES:
+            self.pm.add_hookspecs(spec)
+        self.records: dict[str, PluginRecord] = {}
+        self._classes: dict[str, dict[str, list[tuple[type, str]]]] | None = None
+        if load_entry_points:
+            self.load_entry_points()
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    # -- registration -------------------------------------------------------------------
+    def load_entry_points(self, entry_points: Any = None) -> None:
+        """Load and register every entry point, each in isolation: one broken plugin is a
+        warning and a ``failed`` record, never a crash."""
+        if entry_points is None:
+            entry_points = _metadata().entry_points(group=ENTRY_POINT_GROUP)
+        for ep in entry_points:
+            dist = getattr(ep, "dist", None)
+            record = PluginRecord(
+                name=ep.name,
+                distribution=dist.metadata["Name"] if dist is not None else None,
+                version=dist.version if dist is not None else None,
+            )
+            if ep.name in self.records:
+                record.name = f"{record.distribution}:{ep.name}"
+            try:
+                self._register(ep.load(), record)
+            except Exception as exc:  # isolate any failure of third-party code
+                record.status = "failed"
+                record.error = f"{type(exc).__name__}: {exc}"
+                self.records[record.name] = record
+                warnings.warn(
+                    f"mlxpy plugin {record.label()} failed to load and is skipped: {record.error}",
+                    PluginLoadWarning,
+                    stacklevel=2,
+                )
+        self.pm.check_pending()
+
+    def register(self, plugin: Any, name: str | None = None) -> str:
+        """Register an in-process plugin (a module or an object with ``@hookimpl`` methods).
+
+        Raises :class:`PluginError` if it implements a hook that does not exist.
+        """
+        name = name or getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin)}"
+        self._register(plugin, PluginRecord(name=name))
+        return name
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.records.pop(name, None)
+        self._classes = None
+
+    def _register(self, plugin: Any, record: PluginRecord) -> None:
+        try:
+            self.pm.register(plugin, name=record.name)
+        except ValueError as exc:
+            raise PluginError(f"plugin {record.label()}: {exc}") from exc
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {record.label()}: {exc}") from exc
+        callers = self.pm.get_hookcallers(plugin) or []
+        unknown = sorted(c.name for c in callers if c.spec is None)
+        if unknown:
+            self.pm.unregister(plugin)
+            known = [n for n, c in vars(self.pm.hook).items() if getattr(c, "spec", None)]
+            hints = []
+            for bad in unknown:
+                close = difflib.get_close_matches(bad, known, n=1)
+                hints.append(f"'{bad}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            raise PluginError(
+                f"plugin {record.label()} implements unknown hook(s) {', '.join(hints)}. "
+                "Hooks are listed in mlxpy.hookspecs."
+            )
+        record.hooks = sorted(c.name for c in callers)
+        self.records[record.name] = record
+        self._classes = None
+
+    # -- class registries ---------------------------------------------------------------
+    def _registries(self) -> dict[str, dict[str, list[tuple[type, str]]]]:
+        if self._classes is not None:
+            return self._classes
+        classes: dict[str, dict[str, list[tuple[type, str]]]] = {role: {} for role in ROLES}
+        for record in self.records.values():
+            record.provides = []
+        for role, (hook_name, _) in ROLES.items():
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                record = self.records.get(impl.plugin_name)
+                try:
+                    provided = impl.function() or []
+                except Exception as exc:  # a plugin's hook failed: record it, go on
+                    if record is not None:
+                        record.status = "failed"
+                        record.error = f"{hook_name}() raised {type(exc).__name__}: {exc}"
+                    continue
+                for cls in provided:
+                    cls_name = getattr(cls, "name", None) or cls.__name__
+                    classes[role].setdefault(cls_name, []).append((cls, impl.plugin_name))
+                    if record is not None:
+                        record.provides.append(f"{role}:{cls_name}")
+        self._classes = classes
+        return classes
+
+    def available(self, role: str) -> list[str]:
+        return sorted(self._registries()[role])
+
+    def resolve(self, role: str, name: str, where: str = "") -> type:
+        """The class selected by ``name`` (a registered name or a full dotted class path)."""
+        where_txt = f" ({where})" if where else ""
+        base = _import_object(ROLES[role][1])
+        providers = self._registries()[role].get(name)
+        if providers:
+            if len(providers) > 1:
+                owners = " and ".join(f"'{p}'" for _, p in providers)
+                raise PluginError(
+                    f"{role} name '{name}'{where_txt} is provided by several plugins: {owners}. "
+                    "Uninstall one, or select the class by its full dotted path."
+                )
+            return providers[0][0]
+        if "." in name:
+            try:
+                cls = _import_object(name)
+            except (ImportError, AttributeError) as exc:
+                raise UnknownPluginError(
+                    f"cannot import {role} class '{name}'{where_txt}: {exc}"
+                ) from exc
+            if not (inspect.isclass(cls) and issubclass(cls, base)):
+                raise PluginError(
+                    f"'{name}'{where_txt} must be a subclass of {base.__module__}.{base.__name__}"
+                )
+            return cls
+        raise UnknownPluginError(self._unknown_message(role, name, where_txt))
+
+    def _unknown_message(self, role: str, name: str, where_txt: str) -> str:
+        names = self.available(role)
+        lines = [f"Unknown {role} '{name}'{where_txt}."]
+        close = difflib.get_close_matches(name, names, n=1)
+        if close:
+            lines.append(f"Did you mean '{close[0]}'?")
+        for other in ROLES:
+            lines.append(f"Available {other}s: {', '.join(self.available(other)) or '(none)'}.")
+        failed = [r for r in self.records.values() if r.status == "failed"]
+        for record in failed:
+            lines.append(
+                f"The plugin {record.label()} is installed but failed to load: {record.error}"
+            )
+        lines.append("Install the plugin that provides it, or give a full dotted class path.")
+        return "\n".join(lines)
+
+    # -- reporting ----------------------------------------------------------------------
+    def describe(self) -> list[dict[str, Any]]:
+        self._registries()
+        return [
+            {
+                "name": r.name,
+                "distribution": r.distribution,
+                "version": r.version,
+                "status": r.status if r.status == "active" else f"failed: {r.error}",
+                "provides": list(r.provides),
+                "hooks": list(r.hooks),
+            }
+            for r in self.records.values()
+        ]
+
+    def versions(self) -> dict[str, str]:
+        """``{distribution: version}`` of the loaded plugins, for each run's metadata."""
+        return {
+            r.distribution: r.version
+            for r in self.records.values()
+            if r.distribution and r.status == "active"
+        }
+
+
+_default: PluginRegistry | None = None
+
+
+def get_plugins() -> PluginRegistry:
+    """The process-wide registry, built on first use (never at ``import mlxpy``)."""
+    global _default
+    if _default is None:
+        _default = PluginRegistry()
+    return _default
+
+
+def reset_plugins() -> None:
+    """Forget the process-wide registry, so the next use scans entry points again."""
+    global _default
+    _default = None

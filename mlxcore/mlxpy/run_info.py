@@ -1,0 +1,74 @@
+"""What is recorded about each run, so it can be understood and reproduced later."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import socket
+import sys
+import traceback
+from datetime import datetime, timezone
+from typing import Any
+
+from mlxpy.context import RunInfo
+
+RUNNING = "RUNNING"
+COMPLETE = "COMPLETE"
+FAILED = "FAILED"
+INTERRUPTED = "INTERRUPTED"
+
+
+def now_iso() -> str:
+    """Current time, ISO 8601 with the local UTC offset."""
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): the uid still identifies the user
+        return str(os.getuid())
+
+
+def new_run_info(
+    script_path: str, overrides: list[str], plugin_versions: dict[str, str]
+) -> RunInfo:
+    from mlxpy import __version__
+
+    return RunInfo(
+        status=RUNNING,
+        log_id=None,
+        log_dir=None,
+        start_time=now_iso(),
+        end_time=None,
+        duration_s=None,
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
+        user=_user(),
+        python_executable=sys.executable,
+        python_version=sys.version.split()[0],
+        command=shlex.join([sys.executable, *sys.argv]),
+        argv=list(sys.argv),
+        overrides=list(overrides),
+        cwd=os.getcwd(),
+        script_path=script_path,
+        mlxpy_version=__version__,
+        plugins=dict(plugin_versions),
+    )
+
+
+def finish(info: RunInfo, status: str, started: float, ended: float) -> None:
+    info.status = status
+    info.end_time = now_iso()
+    info.duration_s = round(ended - started, 6)
+
+
+def describe_error(info: RunInfo, error: BaseException) -> str:
+    """Record the error in ``info``; return the full traceback text for the run dir."""
+    info.error = {"type": type(error).__name__, "message": str(error)}
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+def to_plain(info: RunInfo) -> dict[str, Any]:
+    return dict(info)

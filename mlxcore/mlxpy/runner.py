@@ -1,0 +1,162 @@
+"""Runs one job: builds its context and logger, records its status, handles crashes."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlxpy.component import build_component
+from mlxpy.context import Config, Context, as_config
+from mlxpy.errors import RunInterrupted
+from mlxpy.options import Options
+from mlxpy.plugins import get_plugins
+from mlxpy.run_info import COMPLETE, FAILED, INTERRUPTED, describe_error, finish, new_run_info
+
+
+@dataclass
+class Job:
+    """One run to execute: its composed config, effective options and overrides."""
+
+    config: Config
+    options: Options
+    overrides: list[str] = field(default_factory=list)
+    logger: Any = None
+
+
+def make_job(config: Config, options: Options, overrides: list[str]) -> Job:
+    """Validate a job's options against the selected classes before anything runs, so a bad
+    option fails the whole launch up front instead of half-way through a sweep."""
+    for role in ("scheduler", "version_manager"):
+        if options.enabled(role):
+            _check_role(options, role)
+    return Job(config, options, overrides, logger=make_logger(options))
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    log_id: Any = None
+    result: Any = None
+    error: BaseException | None = None
+    duration: float = 0.0
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While a task runs, SIGTERM raises :class:`RunInterrupted` so the run can record it.
+
+    Installed per run (never at import) and only in the main thread; restored afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signum, signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def make_logger(options: Options) -> Any:
+    if not options.enabled("logger"):
+        return None
+    block = options.block("logger")
+    name = block.pop("name")
+    cls = get_plugins().resolve(
+        "logger", name, where=f"{options.where('logger.name')}: logger.name"
+    )
+    return build_component(cls, "logger", block, options.settings_where("logger"))
+
+
+def run_job(
+    task: Callable[[Context], Any],
+    job: Job,
+    task_file: Path,
+    seeding_function: Callable[[Any], Any] | None = None,
+    reraise: bool = True,
+) -> RunOutcome:
+    """Run ``task`` for ``job``. With ``reraise`` the task's exception propagates (after it is
+    recorded); without, it is returned in the outcome. Interruptions always propagate."""
+    plugins = get_plugins()
+    logger = job.logger
+    info = new_run_info(str(task_file), job.overrides, plugins.versions())
+    ctx = Context(
+        config=job.config,
+        mlxpy=as_config(job.options.data),
+        info=info,
+        logger=logger,
+        hook=plugins.hook,
+    )
+    selected = None
+    if logger is not None:
+        logger.start_run(ctx)
+        selected = plugins.register(logger, name=f"selected-logger-{id(logger)}")
+        logger.save_info(dict(info))
+    started = time.monotonic()
+    outcome = RunOutcome(status=COMPLETE, log_id=info.log_id)
+    try:
+        with sigterm_raises():
+            try:
+                plugins.hook.mlxpy_before_run(ctx=ctx)
+                if seeding_function is not None:
+                    seeding_function(ctx.config.get("seed"))
+                outcome.result = task(ctx)
+            except BaseException as error:  # record every way a run can end, then decide
+                outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
+                outcome.error = error
+                _record_failure(ctx, logger, error)
+    finally:
+        outcome.duration = time.monotonic() - started
+        finish(info, outcome.status, started, started + outcome.duration)
+        if logger is not None:
+            logger.save_info(dict(info))
+            logger.end_run(ctx, outcome.status)
+        plugins.hook.mlxpy_after_run(ctx=ctx, status=outcome.status)
+        if selected is not None:
+            plugins.unregister(selected)
+    error = outcome.error
+    if isinstance(error, RunInterrupted):
+        raise SystemExit(128 + error.signum) from error
+    if error is not None and (reraise or not isinstance(error, Exception)):
+        raise error
+    return outcome
+
+
+def _record_failure(ctx: Context, logger: Any, error: BaseException) -> None:
+    text = describe_error(ctx.info, error)
+    if isinstance(error, KeyboardInterrupt):
+        ctx.info.interrupt_reason = "SIGINT"
+    elif isinstance(error, RunInterrupted):
+        ctx.info.interrupt_reason = error.signame
+    if logger is not None and hasattr(logger, "save_error"):
+        logger.save_error(text)
+    ctx.hook.mlxpy_on_run_error(ctx=ctx, error=error)
+
+
+def _check_role(options: Options, role: str) -> None:
+    block = options.block(role)
+    name = block.pop("name")
+    cls = get_plugins().resolve(role, name, where=f"{options.where(role + '.name')}: {role}.name")
+    build_component(cls, role, block, options.settings_where(role))
+    raise_unavailable(role, name)
+
+
+def raise_unavailable(role: str, name: str) -> None:
+    from mlxpy.errors import MlxpyError
+
+    switch = f"use_{role}"
+    raise MlxpyError(
+        f"{role} '{name}' is selected ({switch}: true) but submitting jobs and code snapshots "
+        f"are not available in this version of mlxpy yet. Set {switch}: false in mlxpy.yaml "
+        f"or override it with +mlxpy.{switch}=false."
+    )
