@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from mlxpy.errors import OptionsError
 
 
-class Component(ABC):
+class Component(ABC):  # noqa: B024 - subclasses add the abstract methods
     """Base of every selectable implementation.
 
     ``name`` is what users write in ``mlxpy.yaml``; it defaults to the class name. The

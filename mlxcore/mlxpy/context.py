@@ -1,4 +1,4 @@
-"""The run context handed to the task: ``ctx.config``, ``ctx.mlxpy``, ``ctx.info``, ``ctx.logger``."""
+"""The run context handed to the task: ``config``, ``mlxpy``, ``info`` and ``logger``."""
 
 from __future__ import annotations
 

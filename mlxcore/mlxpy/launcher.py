@@ -155,7 +155,8 @@ class Launcher:
         lines = [
             f"usage: python {Path(sys.argv[0]).name} [--help] [--cfg job|mlxpy|all] [OVERRIDE ...]",
             "",
-            f"Runs '{self.task.__name__}' with the config composed from {self.config_dir}/config.yaml.",
+            f"Runs '{self.task.__name__}' with the config composed from "
+            f"{self.config_dir}/config.yaml.",
             "",
             "Overrides:  key=value (change)  +key=value (add or set)  ++key=value (force)  ~key",
             "            key=a,b,c (sweep: one run per combination)  group=option",
