@@ -31,16 +31,25 @@ class Component(ABC):  # noqa: B024 - subclasses add the abstract methods
 
     @classmethod
     def settings_schema(cls) -> dict[str, tuple[Any, Any]]:
-        """``{setting: (type hint, default)}`` read from the constructor."""
-        try:
-            hints = typing.get_type_hints(cls.__init__)
-        except Exception:  # unresolvable hints: accept any type rather than fail
-            hints = {}
-        schema = {}
-        for param in inspect.signature(cls.__init__).parameters.values():
-            if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        """``{setting: (type hint, default)}`` read from the constructor; a ``**kwargs``
+        constructor also accepts its base class's settings (it passes them on)."""
+        schema: dict[str, tuple[Any, Any]] = {}
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
                 continue
-            schema[param.name] = (hints.get(param.name, Any), param.default)
+            try:
+                hints = typing.get_type_hints(init)
+            except Exception:  # unresolvable hints: accept any type rather than fail
+                hints = {}
+            passes_on = False
+            for param in inspect.signature(init).parameters.values():
+                if param.kind is param.VAR_KEYWORD:
+                    passes_on = True
+                elif param.name != "self" and param.kind is not param.VAR_POSITIONAL:
+                    schema.setdefault(param.name, (hints.get(param.name, Any), param.default))
+            if not passes_on:
+                break
         return schema
 
 

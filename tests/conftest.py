@@ -1,0 +1,106 @@
+"""Shared fixtures: a fresh project directory with the README's main.py, run as a real
+``python main.py ...`` subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+QUICKSTART_MAIN = textwrap.dedent(
+    """\
+    import mlxpy as expy
+
+    @expy.launch(config_path='./configs')
+    def my_task(ctx: expy.Context)->None:
+
+      print(ctx.config)
+
+      print("The logger object is an instance of:")
+      print(type(ctx.logger))
+
+
+    if __name__ == "__main__":
+      my_task()
+    """
+)
+
+SEED_CONFIG = "seed: null\nmodel:\n  num_layers: 4\noptimizer:\n  lr: 1e-3\n"
+
+
+class Project:
+    """A temp project: ``root/main.py`` plus ``root/configs``; commands run from ``cwd``."""
+
+    def __init__(self, root: Path, cwd: Path) -> None:
+        self.root = root
+        self.cwd = cwd
+        self.configs = root / "configs"
+        self.logs = root / "logs"
+
+    def write_main(self, source: str) -> None:
+        (self.root / "main.py").write_text(textwrap.dedent(source))
+
+    def write_config(self, text: str, name: str = "config.yaml") -> None:
+        path = self.configs / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+    def run(
+        self, *args: str, timeout: float = 60, env: dict | None = None, script: str = "main.py"
+    ) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            [sys.executable, str(self.root / script), *args],
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+        )
+
+    def popen(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, str(self.root / "main.py"), *args],
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+
+    def run_dirs(self) -> list[Path]:
+        if not self.logs.exists():
+            return []
+        return sorted(
+            (p for p in self.logs.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+        )
+
+    def info(self, run_dir: Path) -> dict:
+        return yaml.safe_load((run_dir / "metadata" / "info.yaml").read_text())
+
+    def config(self, run_dir: Path) -> dict:
+        return yaml.safe_load((run_dir / "metadata" / "config.yaml").read_text())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """The README quick start; commands run from a separate, empty cwd."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    proj = Project(root, cwd)
+    proj.write_main(QUICKSTART_MAIN)
+    return proj
+
+
+@pytest.fixture
+def seeded(project: Project) -> Project:
+    """The quick start with the seed's config.yaml."""
+    project.write_config(SEED_CONFIG)
+    return project
