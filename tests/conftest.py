@@ -12,23 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-QUICKSTART_MAIN = textwrap.dedent(
-    """\
-    import mlxpy as expy
-
-    @expy.launch(config_path='./configs')
-    def my_task(ctx: expy.Context)->None:
-
-      print(ctx.config)
-
-      print("The logger object is an instance of:")
-      print(type(ctx.logger))
-
-
-    if __name__ == "__main__":
-      my_task()
-    """
-)
+REPO = Path(__file__).resolve().parent.parent
+# The README's quick start, kept in one file that the README test checks against the README.
+QUICKSTART_MAIN = (REPO / "examples" / "quickstart" / "main.py").read_text()
 
 SEED_CONFIG = "seed: null\nmodel:\n  num_layers: 4\noptimizer:\n  lr: 1e-3\n"
 
