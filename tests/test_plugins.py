@@ -278,3 +278,41 @@ def test_metrics_hook_and_options_saved(seeded, tmp_path):
     assert record == {"loss": 0.5, "step": 3}
     saved = yaml.safe_load((run_dir / "metadata" / "mlxpy.yaml").read_text())
     assert saved["logger"]["name"] == "DefaultLogger" and saved["use_logger"] is True
+
+
+def test_run_lifecycle_hooks_order_on_error(seeded):
+    seeded.write_main("""
+        import mlxpy
+        from mlxpy.plugins import get_plugins
+
+        class Spy:
+            @mlxpy.hookimpl
+            def mlxpy_before_run(self, ctx):
+                print("before", ctx.info.status, flush=True)
+
+            @mlxpy.hookimpl
+            def mlxpy_on_run_error(self, ctx, error):
+                print("error", type(error).__name__, error, flush=True)
+
+            @mlxpy.hookimpl
+            def mlxpy_after_run(self, ctx, status):
+                print("after", status, ctx.info.status, flush=True)
+
+        get_plugins().register(Spy(), name="spy")
+
+        @mlxpy.launch(config_path="./configs")
+        def my_task(ctx):
+            print("task", flush=True)
+            raise RuntimeError("bad")
+
+        if __name__ == "__main__":
+            my_task()
+    """)
+    result = seeded.run()
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "before RUNNING",
+        "task",
+        "error RuntimeError bad",
+        "after FAILED FAILED",
+    ]
