@@ -272,10 +272,10 @@ def test_metrics_hook_and_options_saved(seeded, tmp_path):
     """)
     result = seeded.run()
     assert result.returncode == 0, result.stderr
-    assert "hook train {'loss': 0.5, 'step': 3} 3" in result.stdout
+    assert "hook train {'step': 3, 'loss': 0.5} 3" in result.stdout
     (run_dir,) = seeded.run_dirs()
     record = json.loads((run_dir / "metrics" / "train.json").read_text())
-    assert record == {"loss": 0.5, "step": 3}
+    assert record == {"step": 3, "loss": 0.5}
     saved = yaml.safe_load((run_dir / "metadata" / "mlxpy.yaml").read_text())
     assert saved["logger"]["name"] == "DefaultLogger" and saved["use_logger"] is True
 

@@ -64,7 +64,9 @@ def test_success_records_run_info(tasks):
     assert info["plugins"]["mlxpy"] == mlxpy.__version__
     assert info["pid"] > 0 and info["hostname"] and info["user"]
     assert sorted(p.name for p in (run_dir / "metadata").iterdir()) == [
+        ".lock",
         "config.yaml",
+        "heartbeat",
         "info.yaml",
         "mlxpy.yaml",
     ]

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
+import threading
+import warnings
 from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlxpy import run_dir
 from mlxpy._files import atomic_write_text, atomic_write_yaml
+from mlxpy.artifacts import (
+    ARTIFACTS_DIR,
+    BUILTIN_ARTIFACT_TYPES,
+    ArtifactType,
+    atomic_save,
+    safe_relative_path,
+)
 from mlxpy.component import Component
 from mlxpy.errors import LogDirError
+from mlxpy.metrics import METRICS_DIR, MetricsWriter, check_log_name
 
 if TYPE_CHECKING:
     from mlxpy.context import Context
 
 METADATA_DIR = "metadata"
-METRICS_DIR = "metrics"
-_LOG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+CHECKPOINTS_DIR = "checkpoints"
+HEARTBEAT_FILE = "heartbeat"
+
+
+class ConfigChangedWarning(UserWarning):
+    """A resumed run was relaunched with a config different from the one it had."""
 
 
 class Logger(Component):
@@ -42,16 +55,16 @@ class Logger(Component):
         """The task ended with ``status``; the info is saved by the caller just before."""
 
     @abstractmethod
-    def log_metrics(
-        self, metrics: dict[str, Any], log_name: str = "train", step: Any = None
-    ) -> None:
+    def log_metrics(self, metrics: dict[str, Any], log_name: str = "train", step: Any = None):
         """Append one record of scalar metrics to the log ``log_name``."""
 
 
 class DefaultLogger(Logger):
     """Stores everything as files under ``parent_log_dir/<log id>/``.
 
-    Ids are claimed with an exclusive ``mkdir``, so simultaneous launches never share a dir.
+    Ids are claimed with an exclusive ``mkdir``; metrics are buffered append-only JSON lines;
+    artifacts and checkpoints are written atomically; a heartbeat file's mtime shows the run
+    is alive. ``forced_log_id >= 0`` resumes that run.
     """
 
     name = "DefaultLogger"
@@ -61,11 +74,24 @@ class DefaultLogger(Logger):
         parent_log_dir: str = "./logs",
         forced_log_id: int = -1,
         log_streams_to_file: bool = False,
+        flush_every: int = 1000,
+        flush_interval_s: float = 1.0,
+        heartbeat_interval_s: float = 10.0,
     ) -> None:
         self.parent_log_dir = parent_log_dir
         self.forced_log_id = forced_log_id
         self.log_streams_to_file = log_streams_to_file
+        self.flush_every = flush_every
+        self.flush_interval_s = flush_interval_s
+        self.heartbeat_interval_s = heartbeat_interval_s
         self.ctx: Context | None = None
+        self._writers: dict[str, MetricsWriter] = {}
+        self._artifact_types = {kind.name: kind for kind in BUILTIN_ARTIFACT_TYPES}
+        self._lock: run_dir.RunLock | None = None
+        self._streams: Any = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._metrics_hook: Any = None
 
     # -- run directory ------------------------------------------------------------------
     def start_run(self, ctx: Context) -> None:
@@ -75,32 +101,57 @@ class DefaultLogger(Logger):
             parent = Path(ctx.info.script_path).parent / parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            self.log_id, self.log_dir = self._claim(parent.resolve())
-            (self.log_dir / METADATA_DIR).mkdir(exist_ok=True)
+            parent = parent.resolve()
+            if self.forced_log_id >= 0:
+                self.log_id, self.log_dir = self.forced_log_id, parent / str(self.forced_log_id)
+                self.log_dir.mkdir(exist_ok=True)
+            else:
+                self.log_id, self.log_dir = run_dir.claim_new(parent)
+            metadata = self.log_dir / METADATA_DIR
+            metadata.mkdir(exist_ok=True)
+            (self.log_dir / METRICS_DIR).mkdir(exist_ok=True)
         except OSError as exc:
             raise LogDirError(
                 f"cannot create a run directory in {parent} (logger.parent_log_dir): {exc}"
             ) from exc
+        self._lock = run_dir.RunLock(metadata)
+        self._lock.acquire(self.log_id)
         ctx.info.log_id = self.log_id
         ctx.info.log_dir = str(self.log_dir)
+        self._resume_if_any(ctx, metadata)
         self._write_yaml("config.yaml", ctx.config_dict())
         self._write_yaml("mlxpy.yaml", ctx.mlxpy_dict())
+        for kinds in ctx.hook.mlxpy_register_artifact_types():
+            for kind in kinds or []:
+                self._artifact_types.setdefault(kind.name, kind)
+        hook = getattr(ctx.hook, "mlxpy_after_metrics_logged", None)
+        self._metrics_hook = hook if hasattr(hook, "get_hookimpls") else None
+        self._beat()
+        if self.log_streams_to_file:
+            from mlxpy.streams import StreamCapture
 
-    def _claim(self, parent: Path) -> tuple[int, Path]:
-        if self.forced_log_id >= 0:
-            log_dir = parent / str(self.forced_log_id)
-            log_dir.mkdir(exist_ok=True)
-            return self.forced_log_id, log_dir
-        candidate = 1 + max(
-            (int(e.name) for e in os.scandir(parent) if e.name.isdigit() and e.is_dir()),
-            default=0,
-        )
-        while True:
-            try:
-                (parent / str(candidate)).mkdir()
-                return candidate, parent / str(candidate)
-            except FileExistsError:  # another launch won this id: take the next one
-                candidate += 1
+            self._streams = StreamCapture(self.log_dir)
+            self._streams.start()
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick, name="mlxpy-logger", daemon=True)
+        self._ticker.start()
+
+    def _resume_if_any(self, ctx: Context, metadata: Path) -> None:
+        previous = run_dir.read_yaml(metadata / "info.yaml")
+        if not isinstance(previous, dict):
+            return
+        run_dir.carry_history(previous, ctx.info)
+        old_config = run_dir.read_yaml(metadata / "config.yaml") or {}
+        changes = run_dir.config_changes(old_config, ctx.config_dict())
+        if changes:
+            kept = metadata / f"config.before_restart_{ctx.info.restarts}.yaml"
+            atomic_write_yaml(kept, old_config)
+            warnings.warn(
+                f"run {self.log_id} resumes with a different config (the earlier one is kept in "
+                f"{kept.name}): " + "; ".join(changes),
+                ConfigChangedWarning,
+                stacklevel=2,
+            )
 
     def _write_yaml(self, name: str, data: Any) -> None:
         assert self.log_dir is not None
@@ -113,26 +164,130 @@ class DefaultLogger(Logger):
         assert self.log_dir is not None
         atomic_write_text(self.log_dir / METADATA_DIR / "error.log", text)
 
-    # -- metrics ------------------------------------------------------------------------
-    def log_metrics(
-        self, metrics: dict[str, Any], log_name: str = "train", step: Any = None
-    ) -> None:
+    def _beat(self) -> None:
+        assert self.log_dir is not None
+        path = self.log_dir / METADATA_DIR / HEARTBEAT_FILE
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            path.touch()
+
+    def _tick(self) -> None:
+        """Background: flush metrics every ``flush_interval_s``, beat every
+        ``heartbeat_interval_s``, so an idle run still persists what it logged."""
+        since_beat = 0.0
+        while not self._stop.wait(self.flush_interval_s):
+            self.flush()
+            since_beat += self.flush_interval_s
+            if since_beat >= self.heartbeat_interval_s:
+                since_beat = 0.0
+                try:
+                    self._beat()
+                except OSError:
+                    pass
+
+    def flush(self) -> None:
+        """Write every buffered metric record now."""
+        for writer in list(self._writers.values()):
+            writer.flush()
+
+    def end_run(self, ctx: Context, status: str) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        if self._streams is not None:
+            self._streams.stop()
+            self._streams = None
+        self._beat()
+        if self._lock is not None:
+            self._lock.release()
+
+    def _require_dir(self) -> Path:
         if self.log_dir is None:
-            raise LogDirError("log_metrics() called before the run started")
-        if not _LOG_NAME.match(log_name or "") or ".." in log_name:
+            raise LogDirError("the logger is used before its run started")
+        return self.log_dir
+
+    # -- metrics ------------------------------------------------------------------------
+    def log_metrics(self, metrics: dict[str, Any], log_name: str = "train", step: Any = None):
+        """Append ``metrics`` (scalars) to ``metrics/<log_name>.json``; ``step`` is stored
+        as the record's ``step`` key."""
+        writer = self._writers.get(log_name)
+        if writer is None:
+            writer = self._open_writer(log_name)
+        record = writer.write(metrics, step)
+        hook = self._metrics_hook
+        if hook is not None and hook.get_hookimpls():  # skip pluggy's call cost when unused
+            hook(ctx=self.ctx, metrics=record, log_name=log_name, step=step)
+
+    def _open_writer(self, log_name: str) -> MetricsWriter:
+        check_log_name(log_name)
+        writer = MetricsWriter(self._require_dir() / METRICS_DIR, log_name, self.flush_every)
+        self._writers[log_name] = writer
+        return writer
+
+    # -- artifacts ----------------------------------------------------------------------
+    def register_artifact_type(self, name: str, save: Any, load: Any, extension: str = "") -> None:
+        """Teach the logger a new type: ``save(obj, path)``, ``load(path)``."""
+        check_log_name(name, "artifact type name")
+        self._artifact_types[name] = ArtifactType(name, save, load, extension)
+
+    def _artifact_type(self, artifact_type: str) -> ArtifactType:
+        try:
+            return self._artifact_types[artifact_type]
+        except KeyError:
+            known = ", ".join(sorted(self._artifact_types))
             raise ValueError(
-                f"invalid log name {log_name!r}: use letters, digits, '_', '-' or '.', "
-                "no path separators"
-            )
-        record = dict(metrics)
-        if step is not None:
-            record["step"] = step
-        line = json.dumps(record, allow_nan=True)
-        metrics_dir = self.log_dir / METRICS_DIR
-        metrics_dir.mkdir(exist_ok=True)
-        with open(metrics_dir / f"{log_name}.json", "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+                f"unknown artifact type {artifact_type!r}; known types: {known}. "
+                "Add one with ctx.logger.register_artifact_type(name, save, load, extension)."
+            ) from None
+
+    def log_artifacts(self, artifact: Any, artifact_name: str, artifact_type: str) -> Path:
+        """Save ``artifact`` atomically to ``artifacts/<type>/<name><extension>``."""
+        kind = self._artifact_type(artifact_type)
+        base = self._require_dir() / ARTIFACTS_DIR / artifact_type
+        path = safe_relative_path(base, artifact_name, kind.extension)
+        atomic_save(kind, artifact, path)
         if self.ctx is not None:
-            self.ctx.hook.mlxpy_after_metrics_logged(
-                ctx=self.ctx, metrics=record, log_name=log_name, step=step
+            self.ctx.hook.mlxpy_after_artifact_logged(
+                ctx=self.ctx, name=artifact_name, artifact_type=artifact_type, path=str(path)
             )
+        return path
+
+    def load_artifacts(self, artifact_name: str, artifact_type: str | None = None) -> Any:
+        """Load an artifact; without ``artifact_type`` every type is tried."""
+        root = self._require_dir() / ARTIFACTS_DIR
+        kinds = (
+            [self._artifact_type(artifact_type)]
+            if artifact_type
+            else list(self._artifact_types.values())
+        )
+        for kind in kinds:
+            path = safe_relative_path(root / kind.name, artifact_name, kind.extension)
+            if path.is_file():
+                return kind.load(str(path))
+        raise FileNotFoundError(f"no artifact {artifact_name!r} in {root}")
+
+    # -- checkpoints --------------------------------------------------------------------
+    def log_checkpoint(self, checkpoint: Any, log_name: str = "last_ckpt") -> Path:
+        """Pickle ``checkpoint`` atomically to ``checkpoints/<log_name>.pkl`` (after flushing
+        metrics, so metrics and checkpoint agree after a crash)."""
+        check_log_name(log_name, "checkpoint name")
+        self.flush()
+        kind = self._artifact_types["pickle"]
+        path = self._require_dir() / CHECKPOINTS_DIR / f"{log_name}{kind.extension}"
+        atomic_save(kind, checkpoint, path)
+        if self.ctx is not None:
+            self.ctx.hook.mlxpy_after_checkpoint_logged(ctx=self.ctx, name=log_name, path=str(path))
+        return path
+
+    def load_checkpoint(self, log_name: str = "last_ckpt") -> Any:
+        """The last checkpoint saved under ``log_name``, or None when there is none."""
+        check_log_name(log_name, "checkpoint name")
+        kind = self._artifact_types["pickle"]
+        path = self._require_dir() / CHECKPOINTS_DIR / f"{log_name}{kind.extension}"
+        if not path.is_file():
+            return None
+        return kind.load(str(path))

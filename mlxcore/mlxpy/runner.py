@@ -111,6 +111,10 @@ def run_job(
                 if seeding_function is not None:
                     seeding_function(ctx.config.get("seed"))
                 outcome.result = task(ctx)
+            except SystemExit as error:  # sys.exit() in the task: its code decides
+                if error.code not in (None, 0):
+                    outcome.status, outcome.error = FAILED, error
+                    _record_failure(ctx, logger, error)
             except BaseException as error:  # record every way a run can end, then decide
                 outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
                 outcome.error = error

@@ -1,0 +1,166 @@
+"""Artifact types (how an object is saved and loaded) and their atomic storage in a run dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ARTIFACTS_DIR = "artifacts"
+
+
+@dataclass(frozen=True)
+class ArtifactType:
+    """How to store one kind of object: ``save(obj, path)`` and ``load(path)``, and the file
+    extension (kept on the temp file too, for libraries that look at it)."""
+
+    name: str
+    save: Callable[[Any, str], Any]
+    load: Callable[[str], Any]
+    extension: str = ""
+
+
+def _save_pickle(obj: Any, path: str) -> None:
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _load_pickle(path: str) -> Any:
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+def _save_json(obj: Any, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2)
+
+
+def _load_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _save_yaml(obj: Any, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(obj, fh, sort_keys=False)
+
+
+def _load_yaml(path: str) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _save_text(obj: Any, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(obj if isinstance(obj, str) else str(obj))
+
+
+def _load_text(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _save_numpy(obj: Any, path: str) -> None:
+    import numpy as np
+
+    with open(path, "wb") as fh:  # a file handle: numpy cannot rename it
+        np.save(fh, obj, allow_pickle=False)
+
+
+def _load_numpy(path: str) -> Any:
+    import numpy as np
+
+    return np.load(path, allow_pickle=False)
+
+
+def _save_torch(obj: Any, path: str) -> None:
+    import torch
+
+    torch.save(obj, path)
+
+
+def _load_torch(path: str) -> Any:
+    import torch
+
+    return torch.load(path, weights_only=False)
+
+
+def _save_image(obj: Any, path: str) -> None:
+    if hasattr(obj, "savefig"):  # a matplotlib figure
+        obj.savefig(path, format="png")
+    elif hasattr(obj, "save") and hasattr(obj, "mode"):  # a PIL image
+        obj.save(path, format="PNG")
+    else:
+        raise TypeError(
+            f"an 'image' artifact must be a matplotlib figure or a PIL image, got "
+            f"{type(obj).__name__}"
+        )
+
+
+def _load_image(path: str) -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        import matplotlib.image
+
+        return matplotlib.image.imread(path)
+    with Image.open(path) as image:
+        image.load()
+        return image.copy()
+
+
+BUILTIN_ARTIFACT_TYPES = (
+    ArtifactType("pickle", _save_pickle, _load_pickle, ".pkl"),
+    ArtifactType("json", _save_json, _load_json, ".json"),
+    ArtifactType("yaml", _save_yaml, _load_yaml, ".yaml"),
+    ArtifactType("text", _save_text, _load_text, ".txt"),
+    ArtifactType("numpy", _save_numpy, _load_numpy, ".npy"),
+    ArtifactType("torch", _save_torch, _load_torch, ".pt"),
+    ArtifactType("image", _save_image, _load_image, ".png"),
+)
+
+
+def safe_relative_path(base: Path, name: str, extension: str) -> Path:
+    """``base/name[extension]``; names may hold sub-dirs but never leave ``base``."""
+    if not isinstance(name, str) or not name or name.startswith(("/", "\\")) or "\x00" in name:
+        raise ValueError(f"invalid artifact name {name!r}: give a relative path such as 'a/b'")
+    parts = Path(name).parts
+    if any(part in ("..", ".") for part in parts):
+        raise ValueError(f"invalid artifact name {name!r}: '..' and '.' are not allowed")
+    if extension and not name.endswith(extension):
+        name += extension
+    path = base / name
+    if not path.resolve().is_relative_to(base.resolve()):
+        raise ValueError(f"artifact name {name!r} leaves the run directory")
+    return path
+
+
+def atomic_save(kind: ArtifactType, obj: Any, path: Path) -> None:
+    """Save through a temp file with the final extension in the same dir, fsync, rename: a
+    reader (or a killed writer) never leaves a half-written file under the final name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.stem}.{secrets.token_hex(6)}.tmp{kind.extension or path.suffix}"
+    try:
+        kind.save(obj, str(tmp))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a crash
+    finally:
+        os.close(dir_fd)
