@@ -15,7 +15,7 @@ from mlxpy.context import as_config
 from mlxpy.errors import MlxpyError
 from mlxpy.options import OPTIONS_FILE, Options, apply_override, read_options, validate_top_level
 from mlxpy.overrides import expand_sweeps, parse_command_line, split_job
-from mlxpy.runner import Job, make_job, run_job
+from mlxpy.runner import Job, Run, make_job, run_job
 
 Task = Callable[..., Any]
 
@@ -105,25 +105,28 @@ class Launcher:
                     "logger.forced_log_id cannot be used with a sweep: every job needs its own "
                     "run directory. Remove the sweep or the forced id."
                 )
+            if len(jobs) == 1:
+                run = Run(self.task, jobs[0], self.task_file, self.seeding_function)
+                run.start()
         except MlxpyError as exc:
             print(f"mlxpy: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         if len(jobs) == 1:
-            return run_job(self.task, jobs[0], self.task_file, self.seeding_function).result
+            return run.execute().result
         return self._run_sweep(jobs)
 
     def _run_sweep(self, jobs: list[Job]) -> list[Any]:
         results, failed = [], 0
         for number, job in enumerate(jobs, start=1):
+            run = Run(self.task, job, self.task_file, self.seeding_function)
             try:
-                outcome = run_job(
-                    self.task, job, self.task_file, self.seeding_function, reraise=False
-                )
-            except MlxpyError as exc:
+                run.start()
+            except MlxpyError as exc:  # this job cannot start; the others still can
                 print(f"mlxpy: error in job {number}: {exc}", file=sys.stderr)
                 failed += 1
                 results.append(None)
                 continue
+            outcome = run.execute(reraise=False)
             if outcome.error is not None:
                 traceback.print_exception(outcome.error, file=sys.stderr)
                 failed += 1

@@ -140,6 +140,8 @@ class DefaultLogger(Logger):
         previous = run_dir.read_yaml(metadata / "info.yaml")
         if not isinstance(previous, dict):
             return
+        assert self.log_dir is not None
+        run_dir.remove_stale_temps(self.log_dir)
         run_dir.carry_history(previous, ctx.info)
         old_config = run_dir.read_yaml(metadata / "config.yaml") or {}
         changes = run_dir.config_changes(old_config, ctx.config_dict())

@@ -101,3 +101,15 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         elif before[key] != after[key]:
             changes.append(f"{key}: {before[key]!r} -> {after[key]!r}")
     return changes
+
+
+def remove_stale_temps(root: Path) -> None:
+    """Delete temp files left by a killed writer (``.<name>.<hex>.tmp<ext>``). Called while
+    holding the run's lock, so no live writer owns them."""
+    for dirpath, _, filenames in os.walk(root):
+        for filename in filenames:
+            if filename.startswith(".") and ".tmp" in filename:
+                try:
+                    os.unlink(os.path.join(dirpath, filename))
+                except OSError:
+                    pass

@@ -78,6 +78,76 @@ def make_logger(options: Options) -> Any:
     return build_component(cls, "logger", block, options.settings_where("logger"))
 
 
+class Run:
+    """One job's run: :meth:`start` claims the run dir (errors there are setup errors, before
+    any user code), :meth:`execute` runs the task and records how it ended."""
+
+    def __init__(
+        self,
+        task: Callable[[Context], Any],
+        job: Job,
+        task_file: Path,
+        seeding_function: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.task = task
+        self.job = job
+        self.seeding_function = seeding_function
+        self.plugins = get_plugins()
+        self.info = new_run_info(str(task_file), job.overrides, self.plugins.versions())
+        self.ctx = Context(
+            config=job.config,
+            mlxpy=as_config(job.options.data),
+            info=self.info,
+            logger=job.logger,
+            hook=self.plugins.hook,
+        )
+        self._selected: str | None = None
+
+    def start(self) -> None:
+        logger = self.job.logger
+        if logger is not None:
+            logger.start_run(self.ctx)
+            self._selected = self.plugins.register(logger, name=f"selected-logger-{id(logger)}")
+            logger.save_info(dict(self.info))
+
+    def execute(self, reraise: bool = True) -> RunOutcome:
+        """Run the task. With ``reraise`` its exception propagates (after it is recorded);
+        without, it is returned in the outcome. Interruptions always propagate."""
+        ctx, logger, hook = self.ctx, self.job.logger, self.plugins.hook
+        started = time.monotonic()
+        outcome = RunOutcome(status=COMPLETE, log_id=self.info.log_id)
+        try:
+            with sigterm_raises():
+                try:
+                    hook.mlxpy_before_run(ctx=ctx)
+                    if self.seeding_function is not None:
+                        self.seeding_function(ctx.config.get("seed"))
+                    outcome.result = self.task(ctx)
+                except SystemExit as error:  # sys.exit() in the task: its code decides
+                    if error.code not in (None, 0):
+                        outcome.status, outcome.error = FAILED, error
+                        _record_failure(ctx, logger, error)
+                except BaseException as error:  # record every way a run can end, then decide
+                    outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
+                    outcome.error = error
+                    _record_failure(ctx, logger, error)
+        finally:
+            outcome.duration = time.monotonic() - started
+            finish(self.info, outcome.status, started, started + outcome.duration)
+            if logger is not None:
+                logger.save_info(dict(self.info))
+                logger.end_run(ctx, outcome.status)
+            hook.mlxpy_after_run(ctx=ctx, status=outcome.status)
+            if self._selected is not None:
+                self.plugins.unregister(self._selected)
+        error = outcome.error
+        if isinstance(error, RunInterrupted):
+            raise SystemExit(128 + error.signum) from error
+        if error is not None and (reraise or not isinstance(error, Exception)):
+            raise error
+        return outcome
+
+
 def run_job(
     task: Callable[[Context], Any],
     job: Job,
@@ -85,55 +155,9 @@ def run_job(
     seeding_function: Callable[[Any], Any] | None = None,
     reraise: bool = True,
 ) -> RunOutcome:
-    """Run ``task`` for ``job``. With ``reraise`` the task's exception propagates (after it is
-    recorded); without, it is returned in the outcome. Interruptions always propagate."""
-    plugins = get_plugins()
-    logger = job.logger
-    info = new_run_info(str(task_file), job.overrides, plugins.versions())
-    ctx = Context(
-        config=job.config,
-        mlxpy=as_config(job.options.data),
-        info=info,
-        logger=logger,
-        hook=plugins.hook,
-    )
-    selected = None
-    if logger is not None:
-        logger.start_run(ctx)
-        selected = plugins.register(logger, name=f"selected-logger-{id(logger)}")
-        logger.save_info(dict(info))
-    started = time.monotonic()
-    outcome = RunOutcome(status=COMPLETE, log_id=info.log_id)
-    try:
-        with sigterm_raises():
-            try:
-                plugins.hook.mlxpy_before_run(ctx=ctx)
-                if seeding_function is not None:
-                    seeding_function(ctx.config.get("seed"))
-                outcome.result = task(ctx)
-            except SystemExit as error:  # sys.exit() in the task: its code decides
-                if error.code not in (None, 0):
-                    outcome.status, outcome.error = FAILED, error
-                    _record_failure(ctx, logger, error)
-            except BaseException as error:  # record every way a run can end, then decide
-                outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
-                outcome.error = error
-                _record_failure(ctx, logger, error)
-    finally:
-        outcome.duration = time.monotonic() - started
-        finish(info, outcome.status, started, started + outcome.duration)
-        if logger is not None:
-            logger.save_info(dict(info))
-            logger.end_run(ctx, outcome.status)
-        plugins.hook.mlxpy_after_run(ctx=ctx, status=outcome.status)
-        if selected is not None:
-            plugins.unregister(selected)
-    error = outcome.error
-    if isinstance(error, RunInterrupted):
-        raise SystemExit(128 + error.signum) from error
-    if error is not None and (reraise or not isinstance(error, Exception)):
-        raise error
-    return outcome
+    run = Run(task, job, task_file, seeding_function)
+    run.start()
+    return run.execute(reraise)
 
 
 def _record_failure(ctx: Context, logger: Any, error: BaseException) -> None:
