@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from PIL import Image
 import mlxpy
-from mlxpy.artifacts import ArtifactType
+from mlxpy import ArtifactType
 from mlxpy.plugins import get_plugins
 
 class CsvTypes:

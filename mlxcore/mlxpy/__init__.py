@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from mlxpy.artifacts import ArtifactType
 from mlxpy.context import Config, Context, RunInfo
 from mlxpy.errors import (
     ConfigError,
@@ -25,6 +26,7 @@ from mlxpy.version_manager import GitVM, VersionManager
 
 __all__ = [
     "__version__",
+    "ArtifactType",
     "Config",
     "ConfigError",
     "Context",
