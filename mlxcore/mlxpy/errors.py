@@ -27,6 +27,10 @@ class LogDirError(MlxpyError):
     """A run directory could not be claimed or written."""
 
 
+class MlxpyWarning(UserWarning):
+    """Base of mlxpy's warnings; on the command line they print as ``mlxpy: warning: ...``."""
+
+
 class RunInterrupted(BaseException):
     """Raised inside a run when the process receives SIGTERM (scancel, time limits).
 

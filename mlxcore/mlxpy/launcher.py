@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import os
 import sys
 import traceback
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from mlxpy.configs import Composer, ensure_config_files
 from mlxpy.context import as_config
-from mlxpy.errors import MlxpyError
+from mlxpy.errors import MlxpyError, MlxpyWarning
 from mlxpy.options import OPTIONS_FILE, Options, apply_override, read_options, validate_top_level
 from mlxpy.overrides import expand_sweeps, parse_command_line, split_job
-from mlxpy.runner import Job, Run, make_job, run_job
+from mlxpy.runner import Job, Run, make_job
+from mlxpy.snapshot_launch import relaunch_from_snapshot, take_launch_record
 
 Task = Callable[..., Any]
 
@@ -49,6 +53,24 @@ def launch(
     return decorator
 
 
+@contextlib.contextmanager
+def cli_warnings() -> Iterator[None]:
+    """On the command line, mlxpy's own warnings print as one ``mlxpy: warning:`` line."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, MlxpyWarning):
+            print(f"mlxpy: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
 class Launcher:
     """Builds the jobs of one launch (config + options each) and runs them in turn."""
 
@@ -63,6 +85,7 @@ class Launcher:
         self.task_file = task_file
         self.config_dir = config_dir.resolve()
         self.seeding_function = seeding_function
+        self.launch_record: dict[str, Any] | None = None
 
     def _options(self, option_overrides: list[Any]) -> Options:
         options_file = self.config_dir / OPTIONS_FILE
@@ -86,9 +109,18 @@ class Launcher:
     def run_with_config(self, config: Any) -> Any:
         ensure_config_files(self.config_dir)
         job = make_job(as_config(config), self._options([]), [])
-        return run_job(self.task, job, self.task_file, self.seeding_function).result
+        run = self._run(job)
+        run.start()
+        return run.execute().result
 
     def main(self, argv: list[str]) -> Any:
+        with cli_warnings():
+            return self._main(argv)
+
+    def _main(self, argv: list[str]) -> Any:
+        self.launch_record = take_launch_record()
+        if self.launch_record and self.launch_record.get("config_dir"):
+            self.config_dir = Path(self.launch_record["config_dir"])
         try:
             command = parse_command_line(argv)
             jobs = self.build_jobs(command.overrides)
@@ -105,8 +137,13 @@ class Launcher:
                     "logger.forced_log_id cannot be used with a sweep: every job needs its own "
                     "run directory. Remove the sweep or the forced id."
                 )
+            vm = jobs[0].version_manager
+            if vm is not None and self.launch_record is None:
+                relaunch_from_snapshot(
+                    vm, self.task_file, self.config_dir, argv, ignore=self._log_dirs(jobs)
+                )
             if len(jobs) == 1:
-                run = Run(self.task, jobs[0], self.task_file, self.seeding_function)
+                run = self._run(jobs[0])
                 run.start()
         except MlxpyError as exc:
             print(f"mlxpy: error: {exc}", file=sys.stderr)
@@ -118,7 +155,7 @@ class Launcher:
     def _run_sweep(self, jobs: list[Job]) -> list[Any]:
         results, failed = [], 0
         for number, job in enumerate(jobs, start=1):
-            run = Run(self.task, job, self.task_file, self.seeding_function)
+            run = self._run(job)
             try:
                 run.start()
             except MlxpyError as exc:  # this job cannot start; the others still can
@@ -141,6 +178,19 @@ class Launcher:
             print(f"mlxpy: {failed} of {len(jobs)} jobs failed", file=sys.stderr)
             raise SystemExit(1)
         return results
+
+    def _run(self, job: Job) -> Run:
+        return Run(self.task, job, self.task_file, self.seeding_function, self.launch_record)
+
+    def _log_dirs(self, jobs: list[Job]) -> list[str]:
+        """Log dirs of the jobs (not code: the version manager must not snapshot them)."""
+        dirs = set()
+        for job in jobs:
+            parent = getattr(job.logger, "parent_log_dir", None)
+            if isinstance(parent, str):
+                path = Path(os.path.expanduser(parent))
+                dirs.add(str(path if path.is_absolute() else self.task_file.parent / path))
+        return sorted(dirs)
 
     def print_configs(self, jobs: list[Job], which: str) -> None:
         for number, job in enumerate(jobs, start=1):

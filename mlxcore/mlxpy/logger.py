@@ -19,7 +19,7 @@ from mlxpy.artifacts import (
     safe_relative_path,
 )
 from mlxpy.component import Component
-from mlxpy.errors import LogDirError
+from mlxpy.errors import LogDirError, MlxpyWarning
 from mlxpy.metrics import METRICS_DIR, MetricsWriter, check_log_name
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ CHECKPOINTS_DIR = "checkpoints"
 HEARTBEAT_FILE = "heartbeat"
 
 
-class ConfigChangedWarning(UserWarning):
+class ConfigChangedWarning(MlxpyWarning):
     """A resumed run was relaunched with a config different from the one it had."""
 
 
@@ -53,6 +53,9 @@ class Logger(Component):
 
     def end_run(self, ctx: Context, status: str) -> None:
         """The task ended with ``status``; the info is saved by the caller just before."""
+
+    def save_metadata_text(self, name: str, text: str) -> None:
+        """Keep a small text file with the run's metadata (a patch, requirements)."""
 
     @abstractmethod
     def log_metrics(self, metrics: dict[str, Any], log_name: str = "train", step: Any = None):
@@ -98,7 +101,7 @@ class DefaultLogger(Logger):
         self.ctx = ctx
         parent = Path(os.path.expanduser(self.parent_log_dir))
         if not parent.is_absolute():
-            parent = Path(ctx.info.script_path).parent / parent
+            parent = Path(ctx.info.project_dir) / parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
             parent = parent.resolve()
@@ -163,8 +166,11 @@ class DefaultLogger(Logger):
         self._write_yaml("info.yaml", info)
 
     def save_error(self, text: str) -> None:
-        assert self.log_dir is not None
-        atomic_write_text(self.log_dir / METADATA_DIR / "error.log", text)
+        self.save_metadata_text("error.log", text)
+
+    def save_metadata_text(self, name: str, text: str) -> None:
+        check_log_name(name, "metadata file name")
+        atomic_write_text(self._require_dir() / METADATA_DIR / name, text)
 
     def _beat(self) -> None:
         assert self.log_dir is not None

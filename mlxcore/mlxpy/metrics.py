@@ -18,11 +18,17 @@ from typing import Any
 
 import orjson
 
+from mlxpy.errors import MlxpyWarning
+
 METRICS_DIR = "metrics"
 KEYS_DIR = ".keys"
 _PLAIN = frozenset({int, float, bool, str, type(None)})
 _LOG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE
+
+
+class TornLineWarning(MlxpyWarning):
+    """A metric log ends with a partial line (its writer was killed); the line is skipped."""
 
 
 def check_log_name(log_name: Any, what: str = "log name") -> str:
@@ -149,7 +155,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             records.append(json.loads(line))
         except ValueError:
             if number >= len(lines) - 1:
-                warnings.warn(f"{path}: skipped a torn last line (line {number})", stacklevel=2)
+                warnings.warn(
+                    f"{path}: skipped a torn last line (line {number})", TornLineWarning, 2
+                )
             else:
-                warnings.warn(f"{path}: skipped an unreadable line {number}", stacklevel=2)
+                warnings.warn(f"{path}: skipped an unreadable line {number}", TornLineWarning, 2)
     return records

@@ -16,7 +16,7 @@ from typing import Any
 
 import pluggy
 
-from mlxpy.errors import PluginError, UnknownPluginError
+from mlxpy.errors import MlxpyWarning, PluginError, UnknownPluginError
 from mlxpy.hookspecs import PROJECT_NAME, SPEC_CLASSES
 
 ENTRY_POINT_GROUP = "mlxpy"
@@ -29,7 +29,7 @@ ROLES: dict[str, tuple[str, str]] = {
 }
 
 
-class PluginLoadWarning(UserWarning):
+class PluginLoadWarning(MlxpyWarning):
     """An installed plugin could not be loaded; mlxpy goes on without it."""
 
 

@@ -32,7 +32,7 @@ def _user() -> str:
 
 
 def new_run_info(
-    script_path: str, overrides: list[str], plugin_versions: dict[str, str]
+    script_path: str, project_dir: str, overrides: list[str], plugin_versions: dict[str, str]
 ) -> RunInfo:
     from mlxpy import __version__
 
@@ -53,6 +53,7 @@ def new_run_info(
         overrides=list(overrides),
         cwd=os.getcwd(),
         script_path=script_path,
+        project_dir=project_dir,
         mlxpy_version=__version__,
         plugins=dict(plugin_versions),
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,15 +29,21 @@ class Job:
     options: Options
     overrides: list[str] = field(default_factory=list)
     logger: Any = None
+    version_manager: Any = None
 
 
 def make_job(config: Config, options: Options, overrides: list[str]) -> Job:
     """Validate a job's options against the selected classes before anything runs, so a bad
     option fails the whole launch up front instead of half-way through a sweep."""
-    for role in ("scheduler", "version_manager"):
-        if options.enabled(role):
-            _check_role(options, role)
-    return Job(config, options, overrides, logger=make_logger(options))
+    if options.enabled("scheduler"):
+        raise_unavailable("scheduler", options.block("scheduler")["name"])
+    return Job(
+        config,
+        options,
+        overrides,
+        logger=make_component(options, "logger"),
+        version_manager=make_component(options, "version_manager"),
+    )
 
 
 @dataclass
@@ -67,15 +75,14 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def make_logger(options: Options) -> Any:
-    if not options.enabled("logger"):
+def make_component(options: Options, role: str) -> Any:
+    """The selected, validated instance of ``role``, or None when its switch is off."""
+    if not options.enabled(role):
         return None
-    block = options.block("logger")
+    block = options.block(role)
     name = block.pop("name")
-    cls = get_plugins().resolve(
-        "logger", name, where=f"{options.where('logger.name')}: logger.name"
-    )
-    return build_component(cls, "logger", block, options.settings_where("logger"))
+    cls = get_plugins().resolve(role, name, where=f"{options.where(role + '.name')}: {role}.name")
+    return build_component(cls, role, block, options.settings_where(role))
 
 
 class Run:
@@ -88,12 +95,25 @@ class Run:
         job: Job,
         task_file: Path,
         seeding_function: Callable[[Any], Any] | None = None,
+        launch_record: dict[str, Any] | None = None,
     ) -> None:
         self.task = task
         self.job = job
         self.seeding_function = seeding_function
         self.plugins = get_plugins()
-        self.info = new_run_info(str(task_file), job.overrides, self.plugins.versions())
+        record = launch_record or {}
+        self.run_files: dict[str, str] = record.get("run_files") or {}
+        self.info = new_run_info(
+            str(task_file),
+            record.get("project_dir") or str(task_file.parent),
+            job.overrides,
+            self.plugins.versions(),
+        )
+        if record.get("version_manager"):
+            self.info.version_manager = record["version_manager"]
+        if record.get("argv"):  # the command the user typed, not its re-run from the copy
+            self.info.argv = record["argv"]
+            self.info.command = shlex.join([sys.executable, *record["argv"]])
         self.ctx = Context(
             config=job.config,
             mlxpy=as_config(job.options.data),
@@ -108,6 +128,8 @@ class Run:
         if logger is not None:
             logger.start_run(self.ctx)
             self._selected = self.plugins.register(logger, name=f"selected-logger-{id(logger)}")
+            for name, text in self.run_files.items():
+                logger.save_metadata_text(name, text)
             logger.save_info(dict(self.info))
 
     def execute(self, reraise: bool = True) -> RunOutcome:
@@ -171,20 +193,12 @@ def _record_failure(ctx: Context, logger: Any, error: BaseException) -> None:
     ctx.hook.mlxpy_on_run_error(ctx=ctx, error=error)
 
 
-def _check_role(options: Options, role: str) -> None:
-    block = options.block(role)
-    name = block.pop("name")
-    cls = get_plugins().resolve(role, name, where=f"{options.where(role + '.name')}: {role}.name")
-    build_component(cls, role, block, options.settings_where(role))
-    raise_unavailable(role, name)
-
-
 def raise_unavailable(role: str, name: str) -> None:
     from mlxpy.errors import MlxpyError
 
     switch = f"use_{role}"
     raise MlxpyError(
-        f"{role} '{name}' is selected ({switch}: true) but submitting jobs and code snapshots "
-        f"are not available in this version of mlxpy yet. Set {switch}: false in mlxpy.yaml "
+        f"{role} '{name}' is selected ({switch}: true) but submitting jobs to a scheduler is "
+        f"not available in this version of mlxpy yet. Set {switch}: false in mlxpy.yaml "
         f"or override it with +mlxpy.{switch}=false."
     )
