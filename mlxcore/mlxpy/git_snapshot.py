@@ -69,6 +69,9 @@ def build_snapshot(repo: Any, sha: str, parent: Path, exclude: list[Path]) -> Pa
     if (final / MARKER).is_file():
         return final
     base.mkdir(parents=True, exist_ok=True)
+    ignore_file = parent / ".gitignore"
+    if not ignore_file.exists():  # snapshots are not the user's work: keep git status clean
+        ignore_file.write_text("# created by mlxpy: code snapshots, not to be committed\n*\n")
     lock_fd = os.open(base / f".{sha}.lock", os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
