@@ -24,6 +24,17 @@ from mlxpy.logger import DefaultLogger, Logger
 from mlxpy.scheduler import Scheduler
 from mlxpy.version_manager import GitVM, VersionManager
 
+_LAZY = {"Reader": "mlxpy.reader", "QueryError": "mlxpy.query"}
+
+
+def __getattr__(name: str):  # the reader needs pandas: import it on first use only
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mlxpy' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "ArtifactType",
@@ -37,6 +48,8 @@ __all__ = [
     "MlxpyError",
     "OptionsError",
     "PluginError",
+    "QueryError",
+    "Reader",
     "RunInfo",
     "RunInterrupted",
     "Scheduler",

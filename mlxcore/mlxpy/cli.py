@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from mlxpy import __version__
 
@@ -26,6 +28,116 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_reader(parent: str) -> Any:
+    from mlxpy.reader import Reader
+
+    def progress(done: int, total: int) -> None:
+        if total >= 1000:
+            end = "\n" if done == total else ""
+            print(f"\rindexing runs: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return Reader(parent, progress=progress)
+
+
+def _select_columns(runs: Any, spec: str | None) -> list[str]:
+    import fnmatch
+
+    if spec:
+        wanted = [c.strip() for c in spec.split(",") if c.strip()]
+        columns = []
+        for pattern in wanted:
+            matches = [c for c in runs.columns if fnmatch.fnmatchcase(c, pattern)]
+            if not matches:
+                raise SystemExit(f"mlxpy: error: no column matches {pattern!r}")
+            columns += [c for c in matches if c not in columns]
+        return columns
+    if runs.empty:
+        return ["info.status"]
+    metric_last = [c for c in runs.columns if c.endswith(".last") and not c.endswith("step.last")]
+    return ["info.status", *runs.mlxpy.varying_config(), *metric_last]
+
+
+def _emit(frame: Any, fmt: str) -> None:
+    if fmt == "csv":
+        print(frame.to_csv(), end="")
+    elif fmt == "json":
+        print(frame.reset_index().to_json(orient="records", indent=1, default_handler=str))
+    else:
+        import pandas as pd
+
+        with pd.option_context(
+            "display.max_rows", None, "display.max_columns", None, "display.width", 200
+        ):
+            print(frame.to_string() if not frame.empty else "(no runs)")
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from mlxpy.query import QueryError
+
+    reader = _open_reader(args.parent_log_dir)
+    try:
+        runs = reader.filter(args.query or "")
+    except QueryError as exc:
+        print(f"mlxpy: error: bad query: {exc}", file=sys.stderr)
+        return 2
+    columns = _select_columns(runs, args.columns)
+    if args.group_by:
+        keys = [k.strip() for k in args.group_by.split(",")]
+        for key in keys:
+            if key not in runs.columns:
+                print(f"mlxpy: error: no column {key!r} to group by", file=sys.stderr)
+                return 2
+        values = [c for c in columns if c not in keys]
+        numeric = [c for c in values if c in runs and runs[c].dtype.kind in "iufb"]
+        table = runs.groupby(keys, dropna=False)[numeric].agg(["mean", "std"])
+        table.columns = [f"{a}.{b}" for a, b in table.columns]
+        table.insert(0, "runs", runs.groupby(keys, dropna=False).size())
+        _emit(table, args.format)
+    else:
+        _emit(runs[columns], args.format)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import yaml
+
+    from mlxpy.index import read_run
+
+    run_dir = Path(args.parent_log_dir) / str(args.log_id)
+    if not run_dir.is_dir():
+        print(f"mlxpy: error: no run {args.log_id} in {args.parent_log_dir}", file=sys.stderr)
+        return 2
+    row = read_run(str(run_dir))
+    sections: dict[str, dict] = {"config": {}, "info": {}, "metrics": {}}
+    for key, value in row.items():
+        head, _, rest = key.partition(".")
+        sections[head if head in ("config", "info") else "metrics"][
+            rest if head in ("config", "info") else key
+        ] = value
+    for title, values in sections.items():
+        print(f"# {title}")
+        print(yaml.safe_dump(values, sort_keys=False, default_flow_style=False).rstrip())
+    artifacts = (
+        sorted(
+            str(p.relative_to(run_dir / "artifacts"))
+            for p in (run_dir / "artifacts").rglob("*")
+            if p.is_file()
+        )
+        if (run_dir / "artifacts").is_dir()
+        else []
+    )
+    checkpoints = (
+        sorted(p.name for p in (run_dir / "checkpoints").glob("*"))
+        if (run_dir / "checkpoints").is_dir()
+        else []
+    )
+    print("# artifacts")
+    print("\n".join(artifacts) or "(none)")
+    print("# checkpoints")
+    print("\n".join(checkpoints) or "(none)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlxpy", description="mlxpy experiment manager")
     parser.add_argument("--version", action="version", version=f"mlxpy {__version__}")
@@ -33,12 +145,29 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list installed plugins and what they provide")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(func=_plugins)
+
+    runs = sub.add_parser("runs", help="list, filter and group runs")
+    runs.add_argument("parent_log_dir", nargs="?", default="./logs")
+    runs.add_argument("-q", "--query", help="e.g. \"info.status == 'COMPLETE' & config.lr < 1e-2\"")
+    runs.add_argument("-c", "--columns", help="comma-separated columns, wildcards allowed")
+    runs.add_argument("--group-by", help="comma-separated keys: mean and std per group")
+    runs.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    runs.set_defaults(func=_runs)
+
+    show = sub.add_parser("show", help="one run: config, info, metric summaries, artifacts")
+    show.add_argument("log_id")
+    show.add_argument("parent_log_dir", nargs="?", default="./logs")
+    show.set_defaults(func=_show)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `mlxpy runs | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from mlxpy import run_dir
 from mlxpy._files import atomic_write_text, atomic_write_yaml
 from mlxpy.artifacts import (
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 METADATA_DIR = "metadata"
 CHECKPOINTS_DIR = "checkpoints"
 HEARTBEAT_FILE = "heartbeat"
+RUN_JSON = "run.json"
 
 
 class ConfigChangedWarning(MlxpyWarning):
@@ -95,6 +98,7 @@ class DefaultLogger(Logger):
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._metrics_hook: Any = None
+        self._config: dict[str, Any] = {}
 
     # -- run directory ------------------------------------------------------------------
     def start_run(self, ctx: Context) -> None:
@@ -121,8 +125,10 @@ class DefaultLogger(Logger):
         self._lock.acquire(self.log_id)
         ctx.info.log_id = self.log_id
         ctx.info.log_dir = str(self.log_dir)
+        ctx.info.heartbeat_interval_s = self.heartbeat_interval_s
         self._resume_if_any(ctx, metadata)
-        self._write_yaml("config.yaml", ctx.config_dict())
+        self._config = ctx.config_dict()
+        self._write_yaml("config.yaml", self._config)
         self._write_yaml("mlxpy.yaml", ctx.mlxpy_dict())
         for kinds in ctx.hook.mlxpy_register_artifact_types():
             for kind in kinds or []:
@@ -163,7 +169,15 @@ class DefaultLogger(Logger):
         atomic_write_yaml(self.log_dir / METADATA_DIR / name, data)
 
     def save_info(self, info: dict[str, Any]) -> None:
+        """``info.yaml`` for people; ``run.json`` (config + info) for fast readers."""
         self._write_yaml("info.yaml", info)
+        assert self.log_dir is not None and self.ctx is not None
+        record = {"config": self._config, "info": info}
+        atomic_write_text(
+            self.log_dir / METADATA_DIR / RUN_JSON,
+            orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
+            fsync=False,
+        )
 
     def save_error(self, text: str) -> None:
         self.save_metadata_text("error.log", text)

@@ -1,0 +1,238 @@
+"""The on-disk index of a parent log dir: one row per run with its flattened config, info and
+metric summaries, refreshed incrementally (only runs whose files changed are read again).
+
+SQLite (standard library) in WAL mode: many readers can open and refresh it at once, a
+refresh is one transaction, and runs being written are never locked or touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sqlite3
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mlxpy.errors import MlxpyWarning
+
+INDEX_FILE = ".mlxpy-index.sqlite"
+SCHEMA_VERSION = 1
+METADATA = "metadata"
+METRICS = "metrics"
+
+
+class SkippedRunsWarning(MlxpyWarning):
+    """Some run directories could not be read; they are left out of the results."""
+
+
+def index_path(parent: Path) -> Path:
+    """Beside the runs, or in the user's cache dir when the log dir is read-only."""
+    if os.access(parent, os.W_OK):
+        return parent / INDEX_FILE
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlxpy" / "index"
+    cache.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha1(str(parent.resolve()).encode()).hexdigest()[:16]
+    return cache / f"{digest}.sqlite"
+
+
+def flatten(prefix: str, data: Any, out: dict[str, Any]) -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            flatten(f"{prefix}.{key}" if prefix else str(key), value, out)
+    else:
+        out[prefix] = data
+
+
+def signature(run_dir: str) -> str | None:
+    """Cheap change detection: the metadata dir's mtime (its files are replaced by rename on
+    every update) and the size and mtime of each metrics file (appended to)."""
+    try:
+        parts = [str(os.stat(os.path.join(run_dir, METADATA)).st_mtime_ns)]
+    except OSError:
+        return None
+    try:
+        with os.scandir(os.path.join(run_dir, METRICS)) as entries:
+            for entry in entries:
+                if entry.name.endswith(".json") and entry.is_file():
+                    st = entry.stat()
+                    parts.append(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+    except OSError:
+        pass
+    return "|".join(sorted(parts))
+
+
+def read_metric_lines(path: str) -> list[dict[str, Any]]:
+    """All records of a metric log; a torn last line is dropped (readers never crash)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if not data:
+        return []
+    body = data.rstrip(b"\n")
+    try:
+        return orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+    except orjson.JSONDecodeError:
+        pass
+    records = []
+    for line in body.split(b"\n"):
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            import json
+
+            try:  # NaN and Infinity are written by Python's json, which orjson refuses
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def metric_summaries(run_dir: str, out: dict[str, Any]) -> None:
+    """``<log>.<key>.last/min/max`` and ``<log>.rows`` for every metric log of a run."""
+    metrics_dir = os.path.join(run_dir, METRICS)
+    try:
+        names = [n for n in os.listdir(metrics_dir) if n.endswith(".json")]
+    except OSError:
+        return
+    for name in names:
+        log = name[:-5]
+        records = read_metric_lines(os.path.join(metrics_dir, name))
+        out[f"{log}.rows"] = len(records)
+        last: dict[str, Any] = {}
+        lows: dict[str, float] = {}
+        highs: dict[str, float] = {}
+        for record in records:
+            for key, value in record.items():
+                last[key] = value
+                if type(value) in (int, float) and value == value:
+                    if key not in lows or value < lows[key]:
+                        lows[key] = value
+                    if key not in highs or value > highs[key]:
+                        highs[key] = value
+        for key, value in last.items():
+            out[f"{log}.{key}.last"] = value
+        for key in lows:
+            out[f"{log}.{key}.min"] = lows[key]
+            out[f"{log}.{key}.max"] = highs[key]
+
+
+def read_run(run_dir: str) -> dict[str, Any]:
+    """The flattened row of one run; raises on an unreadable run."""
+    meta = os.path.join(run_dir, METADATA)
+    row: dict[str, Any] = {}
+    try:
+        with open(os.path.join(meta, "run.json"), "rb") as fh:
+            record = orjson.loads(fh.read())
+        config, info = record["config"], record["info"]
+    except FileNotFoundError:  # written by another logger: the YAML files
+        import yaml
+
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        with open(os.path.join(meta, "info.yaml")) as fh:
+            info = yaml.load(fh, Loader=loader)
+        with open(os.path.join(meta, "config.yaml")) as fh:
+            config = yaml.load(fh, Loader=loader)
+    if not isinstance(info, dict) or not isinstance(config, dict):
+        raise ValueError("info or config is not a mapping")
+    flatten("config", config, row)
+    flatten("info", info, row)
+    metric_summaries(run_dir, row)
+    return row
+
+
+def encode_row(row: dict[str, Any]) -> bytes:
+    """orjson, except for rows holding NaN or infinities, which orjson would turn into null."""
+    if any(isinstance(v, float) and not math.isfinite(v) for v in row.values()):
+        import json
+
+        return json.dumps(row, default=str).encode()
+    return orjson.dumps(row, option=_DUMP, default=str)
+
+
+def decode_row(blob: bytes) -> dict[str, Any]:
+    try:
+        return orjson.loads(blob)
+    except orjson.JSONDecodeError:
+        import json
+
+        return json.loads(blob)
+
+
+class RunIndex:
+    """Rows of every run under ``parent``, kept in SQLite and refreshed incrementally."""
+
+    def __init__(self, parent: Path, reload: bool = False) -> None:
+        self.parent = Path(parent).resolve()
+        if not self.parent.is_dir():
+            from mlxpy.errors import MlxpyError
+
+            raise MlxpyError(f"no log directory at {self.parent}")
+        self.path = index_path(self.parent)
+        self.skipped: dict[str, str] = {}
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if reload or version != SCHEMA_VERSION:
+            self.db.execute("DROP TABLE IF EXISTS runs")
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS runs (log_id TEXT PRIMARY KEY, sig TEXT, row BLOB)"
+        )
+
+    def refresh(self, progress: Callable[[int, int], None] | None = None) -> list[dict]:
+        """Bring the index up to date and return every run's row."""
+        known = dict(self.db.execute("SELECT log_id, sig FROM runs"))
+        current: dict[str, str] = {}
+        with os.scandir(self.parent) as entries:
+            for entry in entries:
+                if entry.is_dir() and not entry.name.startswith("."):
+                    sig = signature(entry.path)
+                    if sig is not None:
+                        current[entry.name] = sig
+        stale = [name for name, sig in current.items() if known.get(name) != sig]
+        gone = [name for name in known if name not in current]
+        self.skipped = {}
+        updates = []
+        for done, name in enumerate(stale, start=1):
+            try:
+                row = read_run(os.path.join(self.parent, name))
+            except Exception as exc:  # a corrupt or half-written run: count it, go on
+                self.skipped[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            row["log_id"] = int(name) if name.isdigit() else name
+            row["log_dir"] = os.path.join(self.parent, name)
+            updates.append((name, current[name], encode_row(row)))
+            if progress is not None and (done % 500 == 0 or done == len(stale)):
+                progress(done, len(stale))
+        if updates or gone:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO runs (log_id, sig, row) VALUES (?, ?, ?)", updates
+                )
+                self.db.executemany("DELETE FROM runs WHERE log_id = ?", [(g,) for g in gone])
+        if self.skipped:
+            names = ", ".join(sorted(self.skipped, key=_natural)[:10])
+            more = "" if len(self.skipped) <= 10 else f" and {len(self.skipped) - 10} more"
+            warnings.warn(
+                f"skipped {len(self.skipped)} unreadable run dir(s) in {self.parent}: "
+                f"{names}{more}",
+                SkippedRunsWarning,
+                stacklevel=3,
+            )
+        return [decode_row(blob) for (blob,) in self.db.execute("SELECT row FROM runs")]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+_DUMP = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _natural(name: str) -> tuple[int, str]:
+    return (int(name), "") if name.isdigit() else (1 << 62, name)

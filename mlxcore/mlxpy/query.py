@@ -1,0 +1,352 @@
+"""The query language of :meth:`Reader.filter`: an explicit grammar, parsed into a tree and
+evaluated on a pandas DataFrame. Nothing is ever passed to ``eval``.
+
+    query      := or
+    or         := and (("|" | "or") and)*
+    and        := not (("&" | "and") not)*
+    not        := ("~" | "not") not | "(" query ")" | comparison
+    comparison := operand [op operand]        # a lone key tests that the key exists
+    op         := == | != | < | <= | > | >= | in | not in
+    operand    := key | number | string | true | false | none | list
+    list       := "[" [literal ("," literal)*] "]"
+    key        := name ("." name)*           # config.optimizer.lr, train.loss.last
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mlxpy.errors import MlxpyError
+
+
+class QueryError(MlxpyError):
+    """A query does not parse or names an unknown key; the message points at the token."""
+
+    def __init__(self, query: str, position: int, message: str) -> None:
+        caret = " " * position + "^"
+        super().__init__(f"{message}\n  {query}\n  {caret}")
+        self.query = query
+        self.position = position
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![A-Za-z_]))
+  | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<op>==|!=|<=|>=|<|>|&&|\|\||[&|~()\[\],])
+  | (?P<name>[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)
+    """,
+    re.VERBOSE,
+)
+_LITERAL_WORDS = {"true": True, "false": False, "none": None, "null": None}
+_KEYWORDS = {"and", "or", "not", "in"}
+_COMPARISONS = {"==", "!=", "<", "<=", ">", ">=", "in", "not in"}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # number | string | op | name | keyword | literal | end
+    text: str
+    value: Any
+    pos: int
+
+
+def tokenize(query: str) -> list[Token]:
+    tokens, pos = [], 0
+    while pos < len(query):
+        match = _TOKEN.match(query, pos)
+        if match is None:
+            raise QueryError(query, pos, f"unexpected character {query[pos]!r}")
+        kind, text = match.lastgroup, match.group()
+        if kind == "number":
+            is_float = any(c in text for c in ".eE")
+            tokens.append(Token(kind, text, float(text) if is_float else int(text), pos))
+        elif kind == "string":
+            body = text[1:-1]
+            value = re.sub(r"\\(.)", r"\1", body)
+            tokens.append(Token(kind, text, value, pos))
+        elif kind == "op":
+            op = {"&&": "&", "||": "|"}.get(text, text)
+            tokens.append(Token(kind, op, op, pos))
+        elif kind == "name":
+            lower = text.lower()
+            if lower in _LITERAL_WORDS:
+                tokens.append(Token("literal", text, _LITERAL_WORDS[lower], pos))
+            elif lower in _KEYWORDS:
+                tokens.append(Token("keyword", lower, lower, pos))
+            else:
+                tokens.append(Token(kind, text, text, pos))
+        pos = match.end()
+    tokens.append(Token("end", "", None, len(query)))
+    return tokens
+
+
+# -- syntax tree --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Key:
+    name: str
+    pos: int
+
+
+@dataclass(frozen=True)
+class Literal:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Compare:
+    left: Any
+    op: str
+    right: Any
+    pos: int
+
+
+@dataclass(frozen=True)
+class Exists:
+    key: Key
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # and | or
+    parts: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    part: Any
+
+
+class _Parser:
+    def __init__(self, query: str) -> None:
+        self.query = query
+        self.tokens = tokenize(query)
+        self.i = 0
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def fail(self, message: str, token: Token | None = None) -> QueryError:
+        token = token or self.tok
+        found = "the end of the query" if token.kind == "end" else repr(token.text)
+        return QueryError(self.query, token.pos, f"{message}, found {found}")
+
+    def accept(self, *texts: str) -> Token | None:
+        if self.tok.kind in ("op", "keyword") and self.tok.text in texts:
+            self.i += 1
+            return self.tokens[self.i - 1]
+        return None
+
+    def parse(self) -> Any:
+        if self.tok.kind == "end":
+            return None
+        tree = self.parse_or()
+        if self.tok.kind != "end":
+            raise self.fail("expected '&', '|', 'and', 'or' or the end of the query")
+        return tree
+
+    def parse_or(self) -> Any:
+        parts = [self.parse_and()]
+        while self.accept("|", "or"):
+            parts.append(self.parse_and())
+        return parts[0] if len(parts) == 1 else BoolOp("or", tuple(parts))
+
+    def parse_and(self) -> Any:
+        parts = [self.parse_not()]
+        while self.accept("&", "and"):
+            parts.append(self.parse_not())
+        return parts[0] if len(parts) == 1 else BoolOp("and", tuple(parts))
+
+    def parse_not(self) -> Any:
+        if self.accept("~", "not"):
+            return Not(self.parse_not())
+        if self.accept("("):
+            inner = self.parse_or()
+            if not self.accept(")"):
+                raise self.fail("expected ')'")
+            return inner
+        return self.parse_comparison()
+
+    def parse_comparison(self) -> Any:
+        start = self.tok
+        left = self.parse_operand()
+        op_token = self.tok
+        op = None
+        if op_token.kind == "op" and op_token.text in _COMPARISONS:
+            op = op_token.text
+            self.i += 1
+        elif self.accept("in"):
+            op = "in"
+        elif (
+            op_token.kind == "keyword"
+            and op_token.text == "not"
+            and (self.tokens[self.i + 1].text == "in")
+        ):
+            self.i += 2
+            op = "not in"
+        if op is None:
+            if isinstance(left, Key):
+                return Exists(left)
+            raise self.fail("expected a comparison (==, !=, <, <=, >, >=, in, not in)")
+        right = self.parse_operand()
+        if not isinstance(left, Key) and not isinstance(right, Key):
+            raise QueryError(self.query, start.pos, "a comparison needs a key on one side")
+        if op in ("in", "not in") and not isinstance(right, (Literal, Key)):
+            raise self.fail("expected a list after 'in'", op_token)
+        return Compare(left, op, right, op_token.pos)
+
+    def parse_operand(self) -> Any:
+        tok = self.tok
+        if tok.kind == "name":
+            self.i += 1
+            return Key(tok.text, tok.pos)
+        if tok.kind in ("number", "string", "literal"):
+            self.i += 1
+            return Literal(tok.value)
+        if self.accept("["):
+            values: list[Any] = []
+            if not self.accept("]"):
+                while True:
+                    item = self.tok
+                    if item.kind not in ("number", "string", "literal"):
+                        raise self.fail("expected a number, a string, true, false or none")
+                    values.append(item.value)
+                    self.i += 1
+                    if self.accept("]"):
+                        break
+                    if not self.accept(","):
+                        raise self.fail("expected ',' or ']'")
+            return Literal(tuple(values))
+        raise self.fail("expected a key, a number, a string or a list")
+
+
+def parse(query: str) -> Any:
+    """The syntax tree of ``query`` (None for an empty query)."""
+    if not isinstance(query, str):
+        raise TypeError(f"a query is a string, got {type(query).__name__}")
+    return _Parser(query).parse()
+
+
+# -- evaluation ---------------------------------------------------------------------------
+def evaluate(tree: Any, frame: Any, query: str) -> Any:
+    """A boolean Series over ``frame``'s rows."""
+    import pandas as pd
+
+    if tree is None:
+        return pd.Series(True, index=frame.index)
+    return _Evaluator(frame, query).eval(tree)
+
+
+class _Evaluator:
+    def __init__(self, frame: Any, query: str) -> None:
+        self.frame = frame
+        self.query = query
+
+    def column(self, key: Key) -> Any:
+        if key.name in self.frame.columns:
+            return self.frame[key.name]
+        close = difflib.get_close_matches(key.name, [str(c) for c in self.frame.columns], n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise QueryError(self.query, key.pos, f"no run has the key '{key.name}'{hint}")
+
+    def eval(self, node: Any) -> Any:
+
+        if isinstance(node, BoolOp):
+            result = self.eval(node.parts[0])
+            for part in node.parts[1:]:
+                other = self.eval(part)
+                result = (result & other) if node.op == "and" else (result | other)
+            return result
+        if isinstance(node, Not):
+            return ~self.eval(node.part)
+        if isinstance(node, Exists):
+            return self.column(node.key).notna().astype(bool)
+        if isinstance(node, Compare):
+            return self.compare(node)
+        raise AssertionError(node)  # pragma: no cover
+
+    def compare(self, node: Compare) -> Any:
+        import pandas as pd
+
+        op, left, right = node.op, node.left, node.right
+        if isinstance(left, Literal) and op not in ("in", "not in"):  # 0.1 > key
+            left, right = right, left
+            op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
+        if isinstance(left, Literal) and op in ("in", "not in"):  # "a" in key (a list)
+            values = self.column(right)
+            found = _as_bool(values.map(lambda v: isinstance(v, list) and left.value in v))
+            return ~found if op == "not in" else found
+        series = self.column(left)
+        if isinstance(right, Key):
+            other = self.column(right)
+            pairs = zip(series.tolist(), other.tolist(), strict=True)
+            return pd.Series([_apply(op, a, b) for a, b in pairs], index=series.index, dtype=bool)
+        value = right.value
+        if op in ("in", "not in"):
+            if not isinstance(value, tuple):
+                raise QueryError(self.query, node.pos, f"'{op}' needs a list such as [1, 2]")
+            hits = _as_bool(series.map(lambda v: _member(v, value)))
+            return ~hits if op == "not in" else hits
+        if value is None and op in ("==", "!="):
+            return series.isna() if op == "==" else series.notna()
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if (
+            numeric
+            and pd.api.types.is_numeric_dtype(series)
+            and not (pd.api.types.is_bool_dtype(series))
+        ):
+            result = _FAST[op](series, value)  # missing values: unequal to everything
+            return result.fillna(op == "!=").astype(bool)
+        return _as_bool(series.map(lambda v: _apply(op, v, value)), missing=op == "!=")
+
+
+def _as_bool(result: Any, missing: bool = False) -> Any:
+    """A plain numpy-bool Series (``map`` on nullable columns leaves NA for missing values)."""
+    return result.fillna(missing).astype(bool)
+
+
+def _member(v: Any, values: tuple[Any, ...]) -> bool:
+    return any(_apply("==", v, x) for x in values)
+
+
+def _missing(value: Any) -> bool:
+    return (
+        value is None
+        or (isinstance(value, float) and value != value)
+        or (type(value).__name__ == "NAType")
+    )
+
+
+def _apply(op: str, a: Any, b: Any) -> bool:
+    """One comparison in Python; mismatched or missing values are simply not equal."""
+    if _missing(a) or _missing(b):
+        return (op == "!=") != (_missing(a) and _missing(b))
+    if isinstance(a, bool) != isinstance(b, bool):
+        return op == "!="
+    try:
+        return bool(_OPS[op](a, b))
+    except TypeError:
+        return op == "!="
+
+
+_OPS = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+_FAST = {
+    "==": lambda s, v: s == v,
+    "!=": lambda s, v: s != v,
+    "<": lambda s, v: s < v,
+    "<=": lambda s, v: s <= v,
+    ">": lambda s, v: s > v,
+    ">=": lambda s, v: s >= v,
+}

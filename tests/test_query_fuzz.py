@@ -1,0 +1,159 @@
+"""Fuzzing the query language: any input gives a result or a QueryError, never anything else
+(and never runs code); generated queries agree with a row-by-row reference evaluation."""
+
+from __future__ import annotations
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mlxpy.query import QueryError, evaluate, parse
+
+FRAME = pd.DataFrame(
+    {
+        "config.lr": [0.1, 0.01, 0.001, None],
+        "config.seed": pd.array([1, 2, 3, None], dtype="Int64"),
+        "config.name": ["a", "b", "a", None],
+        "info.status": ["COMPLETE", "FAILED", "COMPLETE", "RUNNING"],
+    },
+    index=[1, 2, 3, 4],
+)
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def run_query(text: str):
+    try:
+        tree = parse(text)
+        mask = evaluate(tree, FRAME, text)
+    except QueryError as exc:
+        assert exc.position <= len(text)
+        return None
+    assert mask.dtype == bool and len(mask) == len(FRAME)
+    return mask
+
+
+@SETTINGS
+@given(st.text(max_size=60))
+def test_any_text_is_a_result_or_a_query_error(text):
+    run_query(text)
+
+
+TOKENS = [
+    "config.lr",
+    "config.seed",
+    "config.name",
+    "info.status",
+    "nope.key",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "in",
+    "not",
+    "and",
+    "or",
+    "&",
+    "|",
+    "~",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "1",
+    "2.5",
+    "1e-2",
+    "-3",
+    "'a'",
+    '"COMPLETE"',
+    "true",
+    "None",
+    "__import__",
+    ".",
+    "'",
+    "os.system",
+    ";",
+]
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(TOKENS), max_size=12))
+def test_token_soup_is_a_result_or_a_query_error(tokens):
+    run_query(" ".join(tokens))
+
+
+# -- generated valid queries against a reference --------------------------------------
+KEYS = {
+    "config.lr": [0.1, 0.01, 0.5],
+    "config.seed": [1, 2, 3],
+    "config.name": ["a", "b"],
+    "info.status": ["COMPLETE", "FAILED"],
+}
+
+
+def literal(value):
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+@st.composite
+def comparisons(draw):
+    key = draw(st.sampled_from(sorted(KEYS)))
+    op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "in", "not in"]))
+    if op in ("in", "not in"):
+        values = draw(st.lists(st.sampled_from(KEYS[key]), min_size=1, max_size=3))
+        text = f"{key} {op} [{', '.join(literal(v) for v in values)}]"
+        return text, ("in", key, op, tuple(values))
+    if key in ("config.name", "info.status") and op not in ("==", "!="):
+        op = "=="
+    value = draw(st.sampled_from(KEYS[key]))
+    return f"{key} {op} {literal(value)}", ("cmp", key, op, value)
+
+
+queries = st.recursive(
+    comparisons(),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner, st.sampled_from(["&", "|", "and", "or"])).map(
+            lambda t: (
+                f"({t[0][0]}) {t[2]} ({t[1][0]})",
+                ("and" if t[2] in ("&", "and") else "or", t[0][1], t[1][1]),
+            )
+        ),
+        inner.map(lambda q: (f"~({q[0]})", ("not", q[1]))),
+    ),
+    max_leaves=6,
+)
+
+
+def reference(node, row) -> bool:
+    kind = node[0]
+    if kind == "and":
+        return reference(node[1], row) and reference(node[2], row)
+    if kind == "or":
+        return reference(node[1], row) or reference(node[2], row)
+    if kind == "not":
+        return not reference(node[1], row)
+    _, key, op, value = node
+    actual = row[key]
+    if actual is None or actual is pd.NA or (isinstance(actual, float) and actual != actual):
+        return op in ("!=", "not in")
+    if kind == "in":
+        return (actual in value) == (op == "in")
+    return {
+        "==": actual == value,
+        "!=": actual != value,
+        "<": actual < value,
+        "<=": actual <= value,
+        ">": actual > value,
+        ">=": actual >= value,
+    }[op]
+
+
+@SETTINGS
+@given(queries)
+def test_generated_queries_match_the_reference(query):
+    text, tree = query
+    mask = run_query(text)
+    assert mask is not None, text
+    expected = [reference(tree, FRAME.loc[i].to_dict()) for i in FRAME.index]
+    assert mask.tolist() == expected, text
