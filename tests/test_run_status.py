@@ -69,6 +69,7 @@ def test_success_records_run_info(tasks):
         "heartbeat",
         "info.yaml",
         "mlxpy.yaml",
+        "run.json",
     ]
 
 
