@@ -103,21 +103,34 @@ def metric_summaries(run_dir: str, out: dict[str, Any]) -> None:
         records = read_metric_lines(os.path.join(metrics_dir, name))
         out[f"{log}.rows"] = len(records)
         last: dict[str, Any] = {}
-        lows: dict[str, float] = {}
-        highs: dict[str, float] = {}
         for record in records:
-            for key, value in record.items():
-                last[key] = value
-                if type(value) in (int, float) and value == value:
-                    if key not in lows or value < lows[key]:
-                        lows[key] = value
-                    if key not in highs or value > highs[key]:
-                        highs[key] = value
+            last.update(record)
+        uniform = sum(map(len, records)) == len(records) * len(last)
         for key, value in last.items():
             out[f"{log}.{key}.last"] = value
-        for key in lows:
-            out[f"{log}.{key}.min"] = lows[key]
-            out[f"{log}.{key}.max"] = highs[key]
+            column = [r[key] for r in records] if uniform else [r[key] for r in records if key in r]
+            low, high = _min_max(column)
+            if low is not None:
+                out[f"{log}.{key}.min"] = low
+                out[f"{log}.{key}.max"] = high
+
+
+def _min_max(values: list[Any]) -> tuple[Any, Any]:
+    """Min and max of the numbers among ``values`` (NaN, bools and strings ignored)."""
+    try:
+        low, high = min(values), max(values)
+        if (
+            type(low) in (int, float)
+            and type(high) in (int, float)
+            and low == low
+            and (high == high)
+        ):
+            if not any(type(v) is bool for v in (low, high)):
+                return low, high
+    except (TypeError, ValueError):
+        pass
+    numbers = [v for v in values if type(v) in (int, float) and v == v]
+    return (min(numbers), max(numbers)) if numbers else (None, None)
 
 
 def read_run(run_dir: str) -> dict[str, Any]:
