@@ -38,7 +38,8 @@ class RunInterrupted(BaseException):
     not swallow the request to stop.
     """
 
-    def __init__(self, signum: int, signame: str) -> None:
+    def __init__(self, signum: int, signame: str, status: str = "INTERRUPTED") -> None:
         super().__init__(f"received {signame}")
         self.signum = signum
         self.signame = signame
+        self.status = status

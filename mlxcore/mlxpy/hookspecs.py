@@ -60,6 +60,11 @@ class RunSpecs:
     def mlxpy_on_run_error(self, ctx: Any, error: BaseException) -> None:
         """The task raised ``error`` (also KeyboardInterrupt and SIGTERM) before it is re-raised."""
 
+    @hookspec
+    def mlxpy_on_run_signal(self, ctx: Any, signame: str, status: str) -> None:
+        """The scheduler warned that the job is about to be stopped (``status`` TIMEOUT or
+        PREEMPTED): the last chance to checkpoint before the run is recorded and requeued."""
+
 
 class LoggingSpecs:
     """Events fired by the logger after it has stored something."""

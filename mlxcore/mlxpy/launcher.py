@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
 import os
 import sys
 import traceback
@@ -18,8 +19,10 @@ from mlxpy.context import as_config
 from mlxpy.errors import MlxpyError, MlxpyWarning
 from mlxpy.options import OPTIONS_FILE, Options, apply_override, read_options, validate_top_level
 from mlxpy.overrides import expand_sweeps, parse_command_line, split_job
-from mlxpy.runner import Job, Run, make_job
-from mlxpy.snapshot_launch import relaunch_from_snapshot, take_launch_record
+from mlxpy.runner import Job, Run, make_component, make_job
+from mlxpy.snapshot_launch import ENV_VAR as LAUNCH_ENV
+from mlxpy.snapshot_launch import freeze, relaunch_from_snapshot, take_launch_record
+from mlxpy.submission import SCHEDULED_ENV, Submission
 
 Task = Callable[..., Any]
 
@@ -86,6 +89,8 @@ class Launcher:
         self.config_dir = config_dir.resolve()
         self.seeding_function = seeding_function
         self.launch_record: dict[str, Any] | None = None
+        self.scheduled_by: str | None = None  # set in a job started by a scheduler
+        self.job_scheduler: Any = None
 
     def _options(self, option_overrides: list[Any]) -> Options:
         options_file = self.config_dir / OPTIONS_FILE
@@ -119,6 +124,7 @@ class Launcher:
 
     def _main(self, argv: list[str]) -> Any:
         self.launch_record = take_launch_record()
+        self.scheduled_by = os.environ.pop(SCHEDULED_ENV, None)
         if self.launch_record and self.launch_record.get("config_dir"):
             self.config_dir = Path(self.launch_record["config_dir"])
         try:
@@ -138,10 +144,14 @@ class Launcher:
                     "run directory. Remove the sweep or the forced id."
                 )
             vm = jobs[0].version_manager
+            if jobs[0].scheduler is not None and self.scheduled_by is None:
+                return self._submit(jobs)
             if vm is not None and self.launch_record is None:
                 relaunch_from_snapshot(
                     vm, self.task_file, self.config_dir, argv, ignore=self._log_dirs(jobs)
                 )
+            if self.scheduled_by is not None:
+                self.job_scheduler = make_component(jobs[0].options, "scheduler", force=True)
             if len(jobs) == 1:
                 run = self._run(jobs[0])
                 run.start()
@@ -180,7 +190,38 @@ class Launcher:
         return results
 
     def _run(self, job: Job) -> Run:
-        return Run(self.task, job, self.task_file, self.seeding_function, self.launch_record)
+        return Run(
+            self.task,
+            job,
+            self.task_file,
+            self.seeding_function,
+            self.launch_record,
+            self.job_scheduler,
+        )
+
+    def _submit(self, jobs: list[Job]) -> None:
+        """Submit every job to the selected scheduler and return without waiting."""
+        scheduler = jobs[0].scheduler
+        vm = jobs[0].version_manager
+        script, workdir, env = self.task_file, Path.cwd(), {}
+        if vm is not None:
+            script, record_path = freeze(vm, self.task_file, self.config_dir, self._log_dirs(jobs))
+            self.launch_record = json.loads(record_path.read_text())
+            workdir, env = script.parent, {LAUNCH_ENV: str(record_path)}
+        submission = Submission(
+            [self._run(job) for job in jobs],
+            scheduler,
+            script,
+            workdir,
+            env,
+            use_arrays=getattr(scheduler, "use_arrays", True),
+        )
+        submission.prepare()
+        try:
+            submission.submit()
+        finally:
+            print(submission.table(), flush=True)
+        print(f"[mlxpy] submitted {len(jobs)} job(s) to {scheduler.name}", file=sys.stderr)
 
     def _log_dirs(self, jobs: list[Job]) -> list[str]:
         """Log dirs of the jobs (not code: the version manager must not snapshot them)."""

@@ -145,12 +145,37 @@ class DefaultLogger(Logger):
         self._ticker = threading.Thread(target=self._tick, name="mlxpy-logger", daemon=True)
         self._ticker.start()
 
+    def prepare_submission(self, ctx: Context) -> None:
+        """Claim a run dir for a job that a scheduler will start later, and write its
+        metadata (status SUBMITTED), so ids are fixed at submission time."""
+        self.ctx = ctx
+        parent = Path(os.path.expanduser(self.parent_log_dir))
+        if not parent.is_absolute():
+            parent = Path(ctx.info.project_dir) / parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.log_id, self.log_dir = run_dir.claim_new(parent.resolve())
+            (self.log_dir / METADATA_DIR).mkdir()
+        except OSError as exc:
+            raise LogDirError(f"cannot create a run directory in {parent}: {exc}") from exc
+        ctx.info.log_id = self.log_id
+        ctx.info.log_dir = str(self.log_dir)
+        self._config = ctx.config_dict()
+        self._write_yaml("config.yaml", self._config)
+        self._write_yaml("mlxpy.yaml", ctx.mlxpy_dict())
+        self.save_info(dict(ctx.info))
+
     def _resume_if_any(self, ctx: Context, metadata: Path) -> None:
         previous = run_dir.read_yaml(metadata / "info.yaml")
         if not isinstance(previous, dict):
             return
         assert self.log_dir is not None
         run_dir.remove_stale_temps(self.log_dir)
+        for key in ("scheduler", "submit_time"):  # set at submission, kept for the run
+            if key in previous:
+                ctx.info[key] = previous[key]
+        if previous.get("status") == "SUBMITTED":  # its first start, not a restart
+            return
         run_dir.carry_history(previous, ctx.info)
         old_config = run_dir.read_yaml(metadata / "config.yaml") or {}
         changes = run_dir.config_changes(old_config, ctx.config_dict())

@@ -30,19 +30,19 @@ class Job:
     overrides: list[str] = field(default_factory=list)
     logger: Any = None
     version_manager: Any = None
+    scheduler: Any = None
 
 
 def make_job(config: Config, options: Options, overrides: list[str]) -> Job:
     """Validate a job's options against the selected classes before anything runs, so a bad
     option fails the whole launch up front instead of half-way through a sweep."""
-    if options.enabled("scheduler"):
-        raise_unavailable("scheduler", options.block("scheduler")["name"])
     return Job(
         config,
         options,
         overrides,
         logger=make_component(options, "logger"),
         version_manager=make_component(options, "version_manager"),
+        scheduler=make_component(options, "scheduler"),
     )
 
 
@@ -56,28 +56,32 @@ class RunOutcome:
 
 
 @contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """While a task runs, SIGTERM raises :class:`RunInterrupted` so the run can record it.
+def signals_raise(extra: dict[str, str] | None = None) -> Iterator[None]:
+    """While a task runs, SIGTERM (and a scheduler's warning signals, ``{name: status}``)
+    raise :class:`RunInterrupted` so the run can record how it ended.
 
     Installed per run (never at import) and only in the main thread; restored afterwards.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    statuses = {"SIGTERM": INTERRUPTED, **(extra or {})}
 
     def handler(signum: int, frame: Any) -> None:
-        raise RunInterrupted(signum, signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        raise RunInterrupted(signum, name, statuses.get(name, INTERRUPTED))
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {name: signal.signal(getattr(signal, name), handler) for name in statuses}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for name, old in previous.items():
+            signal.signal(getattr(signal, name), old)
 
 
-def make_component(options: Options, role: str) -> Any:
+def make_component(options: Options, role: str, force: bool = False) -> Any:
     """The selected, validated instance of ``role``, or None when its switch is off."""
-    if not options.enabled(role):
+    if not (force or options.enabled(role)):
         return None
     block = options.block(role)
     name = block.pop("name")
@@ -96,6 +100,7 @@ class Run:
         task_file: Path,
         seeding_function: Callable[[Any], Any] | None = None,
         launch_record: dict[str, Any] | None = None,
+        job_scheduler: Any = None,
     ) -> None:
         self.task = task
         self.job = job
@@ -122,11 +127,17 @@ class Run:
             hook=self.plugins.hook,
         )
         self._selected: str | None = None
+        self.job_scheduler = job_scheduler  # set when this process is a scheduled job
 
     def start(self) -> None:
         logger = self.job.logger
         if logger is not None:
             logger.start_run(self.ctx)
+            if self.job_scheduler is not None:
+                self.info.scheduler = {
+                    **(self.info.get("scheduler") or {}),
+                    **self.job_scheduler.current_job(),
+                }
             self._selected = self.plugins.register(logger, name=f"selected-logger-{id(logger)}")
             for name, text in self.run_files.items():
                 logger.save_metadata_text(name, text)
@@ -138,8 +149,9 @@ class Run:
         ctx, logger, hook = self.ctx, self.job.logger, self.plugins.hook
         started = time.monotonic()
         outcome = RunOutcome(status=COMPLETE, log_id=self.info.log_id)
+        warnings = getattr(self.job_scheduler, "warning_signals", None)
         try:
-            with sigterm_raises():
+            with signals_raise(warnings):
                 try:
                     hook.mlxpy_before_run(ctx=ctx)
                     if self.seeding_function is not None:
@@ -151,17 +163,24 @@ class Run:
                         _record_failure(ctx, logger, error)
                 except BaseException as error:  # record every way a run can end, then decide
                     outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
+                    if isinstance(error, RunInterrupted):
+                        outcome.status = error.status
                     outcome.error = error
                     _record_failure(ctx, logger, error)
         finally:
             outcome.duration = time.monotonic() - started
             finish(self.info, outcome.status, started, started + outcome.duration)
+            requeue = self._wants_requeue(outcome.status)
+            if requeue:
+                self.info.requeued = True
             if logger is not None:
                 logger.save_info(dict(self.info))
                 logger.end_run(ctx, outcome.status)
             hook.mlxpy_after_run(ctx=ctx, status=outcome.status)
             if self._selected is not None:
                 self.plugins.unregister(self._selected)
+            if requeue:  # last: the scheduler stops this process once the job is requeued
+                self.job_scheduler.requeue_current_job()
         error = outcome.error
         if isinstance(error, RunInterrupted):
             raise SystemExit(128 + error.signum) from error
@@ -169,17 +188,13 @@ class Run:
             raise error
         return outcome
 
-
-def run_job(
-    task: Callable[[Context], Any],
-    job: Job,
-    task_file: Path,
-    seeding_function: Callable[[Any], Any] | None = None,
-    reraise: bool = True,
-) -> RunOutcome:
-    run = Run(task, job, task_file, seeding_function)
-    run.start()
-    return run.execute(reraise)
+    def _wants_requeue(self, status: str) -> bool:
+        scheduler = self.job_scheduler
+        return bool(
+            scheduler is not None
+            and getattr(scheduler, "requeue", False)
+            and status in set(scheduler.warning_signals.values())
+        )
 
 
 def _record_failure(ctx: Context, logger: Any, error: BaseException) -> None:
@@ -188,17 +203,8 @@ def _record_failure(ctx: Context, logger: Any, error: BaseException) -> None:
         ctx.info.interrupt_reason = "SIGINT"
     elif isinstance(error, RunInterrupted):
         ctx.info.interrupt_reason = error.signame
+        if error.status != INTERRUPTED:
+            ctx.hook.mlxpy_on_run_signal(ctx=ctx, signame=error.signame, status=error.status)
     if logger is not None and hasattr(logger, "save_error"):
         logger.save_error(text)
     ctx.hook.mlxpy_on_run_error(ctx=ctx, error=error)
-
-
-def raise_unavailable(role: str, name: str) -> None:
-    from mlxpy.errors import MlxpyError
-
-    switch = f"use_{role}"
-    raise MlxpyError(
-        f"{role} '{name}' is selected ({switch}: true) but submitting jobs to a scheduler is "
-        f"not available in this version of mlxpy yet. Set {switch}: false in mlxpy.yaml "
-        f"or override it with +mlxpy.{switch}=false."
-    )

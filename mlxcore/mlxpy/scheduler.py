@@ -1,21 +1,51 @@
-"""Schedulers submit jobs to a cluster; the base class holds the options every one shares."""
+"""Schedulers submit jobs to a cluster. The base class holds the job-script options every
+scheduler shares and defines the contract cluster plugins implement (SLURM, OAR, ...)."""
 
 from __future__ import annotations
 
-from typing import Any
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
 from mlxpy.component import Component
 from mlxpy.errors import MlxpyError
 
 
+class SubmissionError(MlxpyError):
+    """The scheduler refused a job or could not be reached; carries its message."""
+
+
+@dataclass
+class ScheduledJob:
+    """One run to submit: its pre-claimed log dir and the command that runs it."""
+
+    log_id: Any
+    log_dir: Path
+    overrides: list[str]
+    name: str
+    script_path: Path | None = None
+    job_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class Scheduler(Component):
     """Base of job schedulers; ``scheduler.name: Scheduler`` selects it (it cannot submit).
 
-    Cluster schedulers (``SLURMScheduler``, ``OARScheduler``) come as separate plugins.
+    A cluster plugin sets ``directive_prefix`` and implements :meth:`submit`,
+    :meth:`statuses` and :meth:`cancel`; arrays (:meth:`submit_array`) and requeue
+    (:meth:`requeue_current_job`) are optional.
     """
 
     role = "scheduler"
     name = "Scheduler"
+    directive_prefix: ClassVar[str] = ""
+    #: environment variable holding an array task's index inside the job, and its base
+    array_index_var: ClassVar[str] = ""
+    array_index_base: ClassVar[int] = 0
+    #: signals the scheduler sends before killing a job, and the status they mean
+    warning_signals: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -31,9 +61,57 @@ class Scheduler(Component):
         self.cleanup_cmd = cleanup_cmd
         self.option_cmd = list(option_cmd or [])
 
-    def submit(self, script_path: str) -> Any:
+    def can_submit(self) -> bool:
+        return type(self).submit is not Scheduler.submit
+
+    # -- what a plugin implements ------------------------------------------------------
+    def directives(self, job: ScheduledJob) -> list[str]:
+        """Scheduler directives (without the prefix) of one job's script."""
+        return list(self.option_cmd)
+
+    def submit(self, script_path: Path) -> str:
+        """Submit one job script; return the job id."""
         raise MlxpyError(
             f"scheduler '{self.name}' cannot submit jobs. Set scheduler.name in mlxpy.yaml to a "
-            "cluster scheduler (e.g. SLURMScheduler from 'pip install mlxpy-slurm'), or "
-            "use_scheduler: false."
+            "cluster scheduler (SLURMScheduler from the mlxpy-slurm plugin, OARScheduler from "
+            "mlxpy-oar), or use_scheduler: false."
         )
+
+    def max_array_size(self) -> int:
+        """How many tasks one array may hold; 0 when arrays are not supported."""
+        return 0
+
+    def submit_array(self, script_path: Path, count: int, first_job: ScheduledJob) -> list[str]:
+        """Submit ``count`` tasks of one array script; return one job id per task."""
+        raise NotImplementedError
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The scheduler's state of each job, in **one** call to the scheduler."""
+        raise NotImplementedError
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        raise NotImplementedError
+
+    def requeue_current_job(self) -> bool:
+        """From inside a job: put it back in the queue. False when not possible."""
+        return False
+
+    def current_job(self) -> dict[str, Any]:
+        """From inside a job: its ids as the scheduler's environment tells them."""
+        return {}
+
+    # -- helpers for plugins ------------------------------------------------------------
+    @staticmethod
+    def run_command(args: Sequence[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess:
+        """Run a scheduler command; a missing command or non-zero exit is a SubmissionError
+        carrying the scheduler's own message."""
+        try:
+            result = subprocess.run(list(args), capture_output=True, text=True, **kwargs)
+        except FileNotFoundError:
+            raise SubmissionError(
+                f"{what}: the command '{args[0]}' is not installed or not on PATH"
+            ) from None
+        if result.returncode != 0:
+            message = (result.stderr or result.stdout).strip()
+            raise SubmissionError(f"{what} failed (exit {result.returncode}): {message}")
+        return result

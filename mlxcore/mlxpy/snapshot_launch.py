@@ -37,10 +37,9 @@ def take_launch_record() -> dict[str, Any] | None:
     return json.loads(Path(path).read_text())
 
 
-def relaunch_from_snapshot(
-    vm: Any, task_file: Path, config_dir: Path, argv: list[str], ignore: list[str]
-) -> None:
-    """Freeze the code with ``vm`` and exec the same command from the frozen copy."""
+def freeze(vm: Any, task_file: Path, config_dir: Path, ignore: list[str]) -> tuple[Path, Path]:
+    """Freeze the code with ``vm``; return the script's path in the frozen copy and the
+    launch record (the file ``MLXPY_LAUNCH`` names) for the processes that run from it."""
     snapshot_script = Path(vm.make_working_directory(str(task_file), ignore=ignore))
     snapshot_root = Path(vm.info.get("snapshot_path") or snapshot_script.parent)
     record: dict[str, Any] = {
@@ -52,7 +51,7 @@ def relaunch_from_snapshot(
     }
     frozen_configs = (
         snapshot_script.parent / config_dir.relative_to(task_file.parent)
-        if (config_dir.is_relative_to(task_file.parent))
+        if config_dir.is_relative_to(task_file.parent)
         else None
     )
     if frozen_configs is None or not all(
@@ -70,8 +69,15 @@ def relaunch_from_snapshot(
     stamp = time.strftime("%Y%m%d-%H%M%S")
     record_path = launches / f"{stamp}-{os.getpid()}-{secrets.token_hex(3)}.json"
     atomic_write_text(record_path, json.dumps(record, indent=1))
+    return snapshot_script, record_path
+
+
+def relaunch_from_snapshot(
+    vm: Any, task_file: Path, config_dir: Path, argv: list[str], ignore: list[str]
+) -> None:
+    """Freeze the code with ``vm`` and exec the same command from the frozen copy."""
+    snapshot_script, record_path = freeze(vm, task_file, config_dir, ignore)
     env = {**os.environ, ENV_VAR: str(record_path)}
-    args = [sys.executable, str(snapshot_script), *argv]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, args, env)
+    os.execve(sys.executable, [sys.executable, str(snapshot_script), *argv], env)

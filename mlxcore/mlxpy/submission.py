@@ -1,0 +1,140 @@
+"""Submitting a launch's jobs to a scheduler: claim each run dir (status SUBMITTED), write its
+metadata and ``script.sh``, submit (one array or one job each), record the job ids, return."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mlxpy import job_script
+from mlxpy._files import atomic_write_text
+from mlxpy.errors import MlxpyError
+from mlxpy.run_info import now_iso
+from mlxpy.scheduler import ScheduledJob, Scheduler
+
+SUBMITTED = "SUBMITTED"
+SUBMIT_FAILED = "SUBMIT_FAILED"
+SCHEDULED_ENV = "MLXPY_SCHEDULED"
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class Submission:
+    """The jobs of one launch, prepared and submitted together."""
+
+    def __init__(
+        self,
+        runs: Sequence[Any],
+        scheduler: Scheduler,
+        script: Path,
+        workdir: Path,
+        env: dict[str, str],
+        use_arrays: bool,
+    ) -> None:
+        self.runs = list(runs)  # mlxpy.runner.Run objects, one per job
+        self.scheduler = scheduler
+        self.script = script
+        self.workdir = workdir
+        self.env = env
+        self.use_arrays = use_arrays
+        self.jobs: list[ScheduledJob] = []
+
+    def prepare(self) -> None:
+        """Claim each run dir and write its metadata and script; nothing is submitted."""
+        if not self.scheduler.can_submit():
+            self.scheduler.submit(self.script)  # raises the explanation
+        for run in self.runs:
+            logger = run.job.logger
+            if logger is None or not hasattr(logger, "prepare_submission"):
+                raise MlxpyError(
+                    "submitting jobs needs a logger that can claim run dirs in advance "
+                    "(DefaultLogger or a subclass); use_logger must be true"
+                )
+            run.info.status = SUBMITTED
+            run.info.submit_time = now_iso()
+            logger.prepare_submission(run.ctx)
+            parent = Path(run.info.log_dir).parent
+            command = [
+                sys.executable,
+                str(self.script),
+                *run.job.overrides,
+                "+mlxpy.use_scheduler=false",
+                "+mlxpy.use_version_manager=false",
+                f"+mlxpy.logger.forced_log_id={run.info.log_id}",
+                f"+mlxpy.logger.parent_log_dir={parent}",
+            ]
+            job = ScheduledJob(
+                log_id=run.info.log_id,
+                log_dir=Path(run.info.log_dir),
+                overrides=list(run.job.overrides),
+                name=f"mlxpy-{parent.name}-{run.info.log_id}",
+            )
+            job.script_path = job.log_dir / "script.sh"
+            env = {**self.env, SCHEDULED_ENV: self.scheduler.name}
+            text = job_script.run_script(self.scheduler, job, command, self.workdir, env)
+            atomic_write_text(job.script_path, text)
+            os.chmod(job.script_path, 0o755)
+            run.info.scheduler = {"name": self.scheduler.name, "script": str(job.script_path)}
+            logger.save_info(dict(run.info))
+            run.ctx.hook.mlxpy_before_job_submit(job=job)
+            self.jobs.append(job)
+
+    def submit(self) -> None:
+        """Submit every prepared job; on failure mark the unsubmitted runs SUBMIT_FAILED."""
+        try:
+            limit = self.scheduler.max_array_size() if self.use_arrays else 0
+            if limit > 0 and len(self.jobs) >= 2:
+                for chunk in _chunks(list(range(len(self.jobs))), limit):
+                    self._submit_array([self.jobs[i] for i in chunk])
+            else:
+                for job in self.jobs:
+                    assert job.script_path is not None
+                    self._record(job, self.scheduler.submit(job.script_path), None)
+        except Exception as exc:  # never leave claimed dirs looking alive
+            for run, job in zip(self.runs, self.jobs, strict=True):
+                if job.job_id is None:
+                    run.info.status = SUBMIT_FAILED
+                    run.info.error = {"type": "SubmissionError", "message": str(exc)}
+                    run.job.logger.save_info(dict(run.info))
+            raise
+
+    def _submit_array(self, jobs: list[ScheduledJob]) -> None:
+        first = jobs[0]
+        parent = first.log_dir.parent / ".mlxpy-arrays"
+        parent.mkdir(exist_ok=True)
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        array_job = ScheduledJob(
+            log_id=None,
+            log_dir=parent,
+            overrides=[],
+            name=f"mlxpy-{first.log_dir.parent.name}-{first.log_id}-{jobs[-1].log_id}",
+            extra={"array": True, "stdout": str(parent / f"{stamp}.%a.out")},
+        )
+        path = parent / f"{stamp}.sh"
+        atomic_write_text(path, job_script.array_script(self.scheduler, array_job, jobs))
+        os.chmod(path, 0o755)
+        ids = self.scheduler.submit_array(path, len(jobs), array_job)
+        for job, job_id in zip(jobs, ids, strict=True):
+            self._record(job, job_id, str(path))
+
+    def _record(self, job: ScheduledJob, job_id: str, array_script: str | None) -> None:
+        job.job_id = job_id
+        run = self.runs[self.jobs.index(job)]
+        run.info.scheduler["job_id"] = job_id
+        if array_script:
+            run.info.scheduler["array_script"] = array_script
+        run.job.logger.save_info(dict(run.info))
+        run.ctx.hook.mlxpy_after_job_submit(job=job, job_id=job_id)
+
+    def table(self) -> str:
+        rows = [("log_id", "job_id", "overrides")]
+        rows += [(str(j.log_id), j.job_id or "-", " ".join(j.overrides)) for j in self.jobs]
+        widths = [max(len(r[i]) for r in rows) for i in range(2)]
+        return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}" for r in rows)
