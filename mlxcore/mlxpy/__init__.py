@@ -21,7 +21,7 @@ from mlxpy.errors import (
 from mlxpy.hookspecs import hookimpl
 from mlxpy.launcher import launch
 from mlxpy.logger import DefaultLogger, Logger
-from mlxpy.scheduler import Scheduler
+from mlxpy.scheduler import JobState, ScheduledJob, Scheduler, SubmissionError
 from mlxpy.version_manager import GitVM, VersionManager
 
 _LAZY = {"Reader": "mlxpy.reader", "QueryError": "mlxpy.query"}
@@ -52,7 +52,10 @@ __all__ = [
     "Reader",
     "RunInfo",
     "RunInterrupted",
+    "JobState",
+    "ScheduledJob",
     "Scheduler",
+    "SubmissionError",
     "UnknownPluginError",
     "VersionManager",
     "hookimpl",

@@ -138,6 +138,42 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from mlxpy import job_status
+    from mlxpy.errors import MlxpyError
+    from mlxpy.query import QueryError
+
+    try:
+        rows = job_status.collect(args.parent_log_dir, args.query or "")
+    except QueryError as exc:
+        print(f"mlxpy: error: bad query: {exc}", file=sys.stderr)
+        return 2
+    except MlxpyError as exc:
+        print(f"mlxpy: error: {exc}", file=sys.stderr)
+        return 2
+    frame = pd.DataFrame(
+        rows, columns=["log_id", "job_id", "run_status", "scheduler_state", "exit_code", "status"]
+    ).set_index("log_id")
+    _emit(frame, args.format)
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from mlxpy import job_status
+    from mlxpy.errors import MlxpyError
+
+    try:
+        done = job_status.cancel(args.parent_log_dir, args.log_ids)
+    except MlxpyError as exc:
+        print(f"mlxpy: error: {exc}", file=sys.stderr)
+        return 2
+    for log_id, job_id in done:
+        print(f"cancelled run {log_id} (job {job_id})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlxpy", description="mlxpy experiment manager")
     parser.add_argument("--version", action="version", version=f"mlxpy {__version__}")
@@ -158,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("log_id")
     show.add_argument("parent_log_dir", nargs="?", default="./logs")
     show.set_defaults(func=_show)
+
+    status = sub.add_parser("status", help="scheduler state of submitted runs (one query)")
+    status.add_argument("parent_log_dir", nargs="?", default="./logs")
+    status.add_argument("-q", "--query")
+    status.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    status.set_defaults(func=_status)
+
+    cancel = sub.add_parser("cancel", help="cancel the jobs of runs, by log id")
+    cancel.add_argument("log_ids", nargs="+")
+    cancel.add_argument("-d", "--parent-log-dir", default="./logs")
+    cancel.set_defaults(func=_cancel)
     return parser
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from mlxpy.scheduler import ScheduledJob, Scheduler
 
+WARNING_ENV = "MLXPY_WARNING_NOTE"
+WARNING_NOTE = ".scheduler-warning"
+
 
 def _header(scheduler: Scheduler, directives: Sequence[str]) -> list[str]:
     lines = [f"#!{scheduler.shell_path}"]
@@ -31,7 +34,28 @@ def run_script(
     lines = _header(scheduler, scheduler.directives(job))
     lines.append(f"cd {shlex.quote(str(workdir))}")
     lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
-    lines.append("exec " + shlex.join(command))
+    signals = [name.removeprefix("SIG") for name in scheduler.warning_signals]
+    if not signals:
+        lines.append("exec " + shlex.join(command))
+        return "\n".join(lines) + "\n"
+    # The scheduler's warning goes to this shell. Python starts with the signal ignored
+    # (so an early warning cannot kill it before mlxpy's handler is installed); the shell
+    # forwards it and leaves a note that mlxpy reads once its handler is in place.
+    note = shlex.quote(str(job.log_dir / WARNING_NOTE))
+    names = " ".join(signals)
+    lines += [
+        f"export {WARNING_ENV}={note}",
+        f"rm -f {note}",
+        f"trap '' {names}",
+        shlex.join(command) + " &",
+        "child=$!",
+    ]
+    lines += [f"trap 'echo SIG{s} > {note}; kill -{s} $child 2>/dev/null' {s}" for s in signals]
+    lines += [
+        'wait "$child"; status=$?',
+        'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
+        'exit "$status"',
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import signal
 import sys
@@ -79,6 +80,21 @@ def signals_raise(extra: dict[str, str] | None = None) -> Iterator[None]:
             signal.signal(getattr(signal, name), old)
 
 
+def act_on_early_warning(warning_signals: dict[str, str] | None) -> None:
+    """A scheduler warning that reached the job script before mlxpy's handlers were
+    installed is left as a note (see ``job_script``): act on it now, as if just received."""
+    note = os.environ.get("MLXPY_WARNING_NOTE")
+    if not note or not warning_signals:
+        return
+    try:
+        with open(note) as handle:
+            name = handle.read().strip()
+    except OSError:
+        return
+    if name in warning_signals:
+        raise RunInterrupted(getattr(signal, name), name, warning_signals[name])
+
+
 def make_component(options: Options, role: str, force: bool = False) -> Any:
     """The selected, validated instance of ``role``, or None when its switch is off."""
     if not (force or options.enabled(role)):
@@ -153,6 +169,7 @@ class Run:
         try:
             with signals_raise(warnings):
                 try:
+                    act_on_early_warning(warnings)
                     hook.mlxpy_before_run(ctx=ctx)
                     if self.seeding_function is not None:
                         self.seeding_function(ctx.config.get("seed"))

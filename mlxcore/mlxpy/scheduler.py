@@ -17,6 +17,16 @@ class SubmissionError(MlxpyError):
     """The scheduler refused a job or could not be reached; carries its message."""
 
 
+@dataclass(frozen=True)
+class JobState:
+    """What the scheduler says of one job."""
+
+    state: str  # the scheduler's own word: PENDING, RUNNING, COMPLETED, FAILED, Terminated...
+    exit_code: int | None = None
+    reason: str | None = None
+    signal: int | None = None
+
+
 @dataclass
 class ScheduledJob:
     """One run to submit: its pre-claimed log dir and the command that runs it."""
@@ -85,7 +95,7 @@ class Scheduler(Component):
         """Submit ``count`` tasks of one array script; return one job id per task."""
         raise NotImplementedError
 
-    def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """The scheduler's state of each job, in **one** call to the scheduler."""
         raise NotImplementedError
 

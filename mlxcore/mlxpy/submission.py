@@ -74,7 +74,7 @@ class Submission:
                 log_id=run.info.log_id,
                 log_dir=Path(run.info.log_dir),
                 overrides=list(run.job.overrides),
-                name=f"mlxpy-{parent.name}-{run.info.log_id}",
+                name=f"{self.script.stem}-{run.info.log_id}",
             )
             job.script_path = job.log_dir / "script.sh"
             env = {**self.env, SCHEDULED_ENV: self.scheduler.name}
@@ -114,7 +114,7 @@ class Submission:
             log_id=None,
             log_dir=parent,
             overrides=[],
-            name=f"mlxpy-{first.log_dir.parent.name}-{first.log_id}-{jobs[-1].log_id}",
+            name=f"{self.script.stem}-{first.log_id}-{jobs[-1].log_id}",
             extra={"array": True, "stdout": str(parent / f"{stamp}.%a.out")},
         )
         path = parent / f"{stamp}.sh"

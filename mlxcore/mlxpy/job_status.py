@@ -1,0 +1,118 @@
+"""``mlxpy status`` and ``mlxpy cancel``: what the schedulers say of submitted runs, asked in
+one call per scheduler (never one per job)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from mlxpy.errors import MlxpyError
+
+#: scheduler states meaning the job is over, whatever the scheduler
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "Terminated",
+    "Error",
+}
+LIVE_RUN = {"SUBMITTED", "RUNNING"}
+
+
+def _scheduler(name: str) -> Any:
+    from mlxpy.plugins import get_plugins
+
+    return get_plugins().resolve("scheduler", name, where="info.scheduler.name of a run")()
+
+
+def _runs(parent: str, query: str) -> Any:
+    from mlxpy.reader import Reader
+
+    runs = Reader(parent).filter(query)
+    if "info.scheduler.job_id" not in runs.columns:
+        return runs.iloc[0:0]
+    return runs[runs["info.scheduler.job_id"].notna()]
+
+
+def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
+    """One row per submitted run: its own status, the scheduler's, and the reconciled one.
+
+    A run still SUBMITTED whose job is over never started (cancelled while pending, or the
+    job failed before Python ran): its info is updated to say so.
+    """
+    runs = _runs(parent, query)
+    by_scheduler: dict[str, list[Any]] = defaultdict(list)
+    for log_id, row in runs.iterrows():
+        by_scheduler[row["info.scheduler.name"]].append((log_id, row))
+    rows = []
+    for name, members in by_scheduler.items():
+        states = _scheduler(name).statuses([str(r["info.scheduler.job_id"]) for _, r in members])
+        for log_id, row in members:
+            job_id = str(row["info.scheduler.job_id"])
+            state = states.get(job_id)
+            run_status = row["info.status"]
+            status = run_status
+            if state is not None and state.state in TERMINAL and run_status in LIVE_RUN:
+                status = "CANCELLED" if state.state == "CANCELLED" else "FAILED"
+                if run_status == "SUBMITTED":
+                    _mark_never_started(Path(row["log_dir"]), status, state)
+            rows.append(
+                {
+                    "log_id": log_id,
+                    "job_id": job_id,
+                    "run_status": run_status,
+                    "scheduler_state": state.state if state else "(gone)",
+                    "exit_code": state.exit_code if state else None,
+                    "status": status,
+                }
+            )
+    return rows
+
+
+def _mark_never_started(log_dir: Path, status: str, state: Any) -> None:
+    from mlxpy._files import atomic_write_yaml
+    from mlxpy.run_dir import read_yaml
+
+    info = read_yaml(log_dir / "metadata" / "info.yaml") or {}
+    if info.get("status") != "SUBMITTED":  # it started meanwhile: its own process decides
+        return
+    info["status"] = status
+    info["error"] = {
+        "type": "JobEnded",
+        "message": f"the scheduler ended the job before the run started ({state.state})",
+    }
+    atomic_write_yaml(log_dir / "metadata" / "info.yaml", info)
+    run_json = log_dir / "metadata" / "run.json"
+    if run_json.exists():
+        import orjson
+
+        from mlxpy._files import atomic_write_text
+
+        record = orjson.loads(run_json.read_bytes())
+        record["info"] = info
+        atomic_write_text(run_json, orjson.dumps(record, default=str).decode(), fsync=False)
+
+
+def cancel(parent: str, log_ids: list[str]) -> list[tuple[str, str]]:
+    """Cancel the jobs of the given runs, one call per scheduler."""
+    runs = _runs(parent, "")
+    wanted = {str(i) for i in log_ids}
+    missing = wanted - {str(i) for i in runs.index}
+    if missing:
+        raise MlxpyError(f"no submitted run with id {', '.join(sorted(missing))} in {parent}")
+    by_scheduler: dict[str, list[str]] = defaultdict(list)
+    done = []
+    for log_id, row in runs.iterrows():
+        if str(log_id) in wanted:
+            by_scheduler[row["info.scheduler.name"]].append(str(row["info.scheduler.job_id"]))
+            done.append((str(log_id), str(row["info.scheduler.job_id"])))
+    for name, job_ids in by_scheduler.items():
+        _scheduler(name).cancel(job_ids)
+    return done

@@ -1,0 +1,149 @@
+"""SLURMScheduler: ``#SBATCH`` job scripts, ``sbatch --parsable``, job arrays, one batched
+``scontrol show job`` for statuses, ``scancel``, and requeue on the time-limit signal."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mlxpy import Scheduler
+from mlxpy.scheduler import JobState, ScheduledJob, SubmissionError
+
+_FIELD = re.compile(r"(\w+)=(\S*)")
+
+
+def _expand(task_ids: str) -> list[str]:
+    """``0-3,7%2`` -> ['0', '1', '2', '3', '7'] (a pending array's task range)."""
+    out: list[str] = []
+    for part in task_ids.split("%")[0].split(","):
+        if "-" in part:
+            low, high = part.split("-", 1)
+            out += [str(i) for i in range(int(low), int(high) + 1)]
+        elif part:
+            out.append(part)
+    return out
+
+
+class SLURMScheduler(Scheduler):
+    """Submits to SLURM. Sweeps go as one job array (``use_arrays``), split above the
+    cluster's MaxArraySize, optionally throttled (``array_throttle``). SLURM is asked for
+    SIGUSR1 ``signal_grace_s`` seconds before the time limit; the run then records TIMEOUT
+    and, with ``requeue: true``, puts itself back in the queue to resume in the same dir."""
+
+    name = "SLURMScheduler"
+    directive_prefix = "#SBATCH"
+    array_index_var = "SLURM_ARRAY_TASK_ID"
+    array_index_base = 0
+    warning_signals = {"SIGUSR1": "TIMEOUT"}
+
+    def __init__(
+        self,
+        shell_path: str = "",
+        shell_config_cmd: str = "",
+        env_cmd: str = "",
+        cleanup_cmd: str = "",
+        option_cmd: list[str] | None = None,
+        use_arrays: bool = True,
+        array_throttle: int = 0,
+        signal_grace_s: int = 60,
+        requeue: bool = False,
+    ) -> None:
+        super().__init__(shell_path, shell_config_cmd, env_cmd, cleanup_cmd, option_cmd)
+        self.use_arrays = use_arrays
+        self.array_throttle = array_throttle
+        self.signal_grace_s = signal_grace_s
+        self.requeue = requeue
+        self.calls = 0  # scheduler commands run by this instance (for benchmarks)
+
+    def _run(self, args: Sequence[str], what: str) -> str:
+        self.calls += 1
+        return self.run_command(args, what).stdout
+
+    def directives(self, job: ScheduledJob) -> list[str]:
+        out = job.extra.get("stdout") or str(job.log_dir / "job.stdout")
+        err = job.extra.get("stdout") or str(job.log_dir / "job.stderr")
+        lines = [
+            f"--job-name={job.name}",
+            f"--output={out}",
+            f"--error={err}",
+            "--open-mode=append",
+        ]  # a requeued job adds to its output, never erases it
+        if self.signal_grace_s > 0:
+            lines.append(f"--signal=B:USR1@{self.signal_grace_s}")
+        lines.append("--requeue" if self.requeue else "--no-requeue")
+        return lines + list(self.option_cmd)
+
+    def submit(self, script_path: Path) -> str:
+        out = self._run(["sbatch", "--parsable", str(script_path)], "sbatch")
+        return out.strip().split(";")[0]
+
+    def max_array_size(self) -> int:
+        out = self._run(["scontrol", "show", "config"], "scontrol show config")
+        match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, flags=re.M)
+        return int(match.group(1)) if match else 1001
+
+    def submit_array(self, script_path: Path, count: int, first_job: ScheduledJob) -> list[str]:
+        spec = f"0-{count - 1}" + (f"%{self.array_throttle}" if self.array_throttle else "")
+        out = self._run(
+            ["sbatch", "--parsable", f"--array={spec}", str(script_path)], "sbatch --array"
+        )
+        base = out.strip().split(";")[0]
+        return [f"{base}_{i}" for i in range(count)]
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """One ``scontrol show job -o`` for every job the controller still knows."""
+        wanted = set(job_ids)
+        try:
+            out = self._run(["scontrol", "show", "job", "-o"], "scontrol show job")
+        except SubmissionError as exc:
+            if "Invalid job id" in str(exc) or "No jobs in the system" in str(exc):
+                return {}
+            raise
+        found: dict[str, JobState] = {}
+        for line in out.splitlines():
+            fields = dict(_FIELD.findall(line))
+            if "JobId" not in fields:
+                continue
+            exit_code, _, sig = fields.get("ExitCode", "0:0").partition(":")
+            state = JobState(
+                state=fields.get("JobState", "UNKNOWN"),
+                exit_code=int(exit_code) if exit_code.isdigit() else None,
+                reason=fields.get("Reason"),
+                signal=int(sig) if sig.isdigit() and int(sig) else None,
+            )
+            names = [fields["JobId"]]
+            if "ArrayJobId" in fields:
+                names += [
+                    f"{fields['ArrayJobId']}_{t}" for t in _expand(fields.get("ArrayTaskId", ""))
+                ]
+            for name in names:
+                if name in wanted:
+                    found[name] = state
+        return found
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            self._run(["scancel", *job_ids], "scancel")
+
+    def current_job(self) -> dict[str, Any]:
+        env = os.environ
+        info: dict[str, Any] = {}
+        if env.get("SLURM_ARRAY_JOB_ID"):
+            info["job_id"] = f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}"
+        elif env.get("SLURM_JOB_ID"):
+            info["job_id"] = env["SLURM_JOB_ID"]
+        if env.get("SLURMD_NODENAME"):
+            info["node"] = env["SLURMD_NODENAME"]
+        if env.get("SLURM_RESTART_COUNT"):
+            info["restart_count"] = int(env["SLURM_RESTART_COUNT"])
+        return info
+
+    def requeue_current_job(self) -> bool:
+        job_id = os.environ.get("SLURM_JOB_ID")
+        if not job_id:
+            return False
+        self._run(["scontrol", "requeue", job_id], "scontrol requeue")
+        return True

@@ -1,0 +1,154 @@
+"""SLURMScheduler against the real single-node cluster started by tests/clusters/slurm.sh.
+
+These tests fail (they do not skip) when the cluster is missing: CI starts it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+from mlx_slurm import SLURMScheduler
+from mlxpy.testing import ProjectDir, SchedulerSuite
+
+
+def test_cluster_is_up():
+    assert shutil.which("sbatch"), "sbatch is not installed: run tests/clusters/slurm.sh start"
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    assert state.returncode == 0 and state.stdout.split(), (
+        f"no SLURM cluster answers ({state.stderr.strip()}): run tests/clusters/slurm.sh start"
+    )
+
+
+class TestSLURMConformance(SchedulerSuite):
+    scheduler_name = "SLURMScheduler"
+
+    def check_job_id(self, job_id: str, array: bool) -> None:
+        assert re.fullmatch(r"\d+_\d+" if array else r"\d+", job_id), job_id
+
+    def rejected_override(self) -> list[str]:
+        return ["+mlxpy.scheduler.option_cmd=['--partition=no_such_partition']"]
+
+
+def test_rejected_submission_carries_sbatch_message(tmp_path):
+    project = ProjectDir(tmp_path / "p")
+    project.write_config({"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0})
+    project.write_config(
+        {
+            "scheduler": {
+                "name": "SLURMScheduler",
+                "option_cmd": ["--partition=no_such_partition"],
+            },
+            "use_scheduler": True,
+        },
+        "mlxpy.yaml",
+    )
+    result = project.run("seed=1,2")
+    assert result.returncode == 2
+    assert "sbatch --array failed" in result.stderr and "invalid partition" in result.stderr
+    assert [project.info(d)["status"] for d in project.run_dirs()] == ["SUBMIT_FAILED"] * 2
+
+
+def test_sweeps_larger_than_max_array_size_are_split(tmp_path, monkeypatch):
+    """Three runs with MaxArraySize pretended to be 2: two arrays, ids from both."""
+    monkeypatch.setattr(SLURMScheduler, "max_array_size", lambda self: 2)
+    from mlxpy.testing import SUITE_TASK
+
+    project = ProjectDir(tmp_path / "p", SUITE_TASK)
+    project.write_config({"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0})
+    project.write_config(
+        {"scheduler": {"name": "SLURMScheduler", "array_throttle": 1}, "use_scheduler": True},
+        "mlxpy.yaml",
+    )
+    # the limit is patched in this process only: submit in-process through the launcher
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["main.py", "seed=1,2,3"])
+    monkeypatch.chdir(project.root)
+    namespace: dict = {"__file__": str(project.root / "main.py"), "__name__": "bench_main"}
+    exec(
+        compile((project.root / "main.py").read_text(), str(project.root / "main.py"), "exec"),
+        namespace,
+    )
+    namespace["task"]()
+    infos = project.wait(3, 180)
+    assert [i["status"] for i in infos] == ["COMPLETE"] * 3
+    arrays = {i["scheduler"]["job_id"].split("_")[0] for i in infos}
+    tasks = [i["scheduler"]["job_id"].split("_")[1] for i in infos]
+    assert len(arrays) == 2 and tasks == ["0", "1", "0"]
+
+
+REQUEUE_TASK = """
+import time
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    state = ctx.logger.load_checkpoint() or {"step": 0}
+    print("start at", state["step"], "restarts", ctx.info.get("restarts", 0), flush=True)
+    try:
+        for step in range(state["step"], ctx.config.steps):
+            time.sleep(1)
+            ctx.logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+            ctx.logger.log_checkpoint({"step": step + 1})
+    except mlxpy.RunInterrupted as exc:
+        print("interrupted:", exc.status, flush=True)
+        raise
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+def test_time_limit_requeues_and_resumes(tmp_path):
+    """A 1-minute job warned 50 s before its limit: the run records TIMEOUT, requeues
+    itself, and the requeued job continues the same run dir from the checkpoint."""
+    project = ProjectDir(tmp_path / "p", REQUEUE_TASK)
+    project.write_config({"seed": 0, "steps": 30})
+    project.write_config(
+        {
+            "scheduler": {
+                "name": "SLURMScheduler",
+                "requeue": True,
+                "signal_grace_s": 50,
+                "option_cmd": ["--time=1"],
+            },
+            "use_scheduler": True,
+        },
+        "mlxpy.yaml",
+    )
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = project.run_dirs()
+    infos = project.wait(1, 300, done={"COMPLETE", "FAILED"})
+    info = infos[0]
+    assert info["status"] == "COMPLETE", info
+    assert info["restarts"] >= 1
+    assert info["history"][0]["status"] == "TIMEOUT"
+    out = (run_dir / "job.stdout").read_text()
+    assert "interrupted: TIMEOUT" in out and "restarts 1" in out
+    from mlxpy.metrics import read_metrics
+
+    steps = [r["step"] for r in read_metrics(run_dir / "metrics" / "train.json")]
+    assert steps == list(range(30))  # continued from the checkpoint, nothing repeated
+    status = json.loads(project.mlxpy("status", "--format", "json").stdout)
+    assert status[0]["scheduler_state"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("count", [3])
+def test_status_is_one_scheduler_call(tmp_path, count):
+    scheduler = SLURMScheduler()
+    ids = []
+    script = tmp_path / "s.sh"
+    script.write_text("#!/bin/bash\nsleep 1\n")
+    for _ in range(count):
+        ids.append(scheduler.submit(script))
+    calls_before = scheduler.calls
+    states = scheduler.statuses(ids)
+    assert scheduler.calls == calls_before + 1
+    assert set(states) == set(ids)
+    time.sleep(0.1)
