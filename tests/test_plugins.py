@@ -37,7 +37,7 @@ class InProcessPlugin:
 
 def test_builtins_are_registered_like_plugins(registry):
     assert registry.available("logger") == ["DefaultLogger"]
-    assert registry.available("scheduler") == ["Scheduler"]
+    assert registry.available("scheduler") == ["LocalScheduler", "Scheduler"]
     assert registry.available("version_manager") == ["GitVM"]
     assert registry.resolve("logger", "DefaultLogger") is mlxpy.DefaultLogger
 
@@ -235,6 +235,7 @@ def test_plugins_command_lists_distributions(acme_site):
     assert rows["builtins"]["provides"] == [
         "logger:DefaultLogger",
         "scheduler:Scheduler",
+        "scheduler:LocalScheduler",
         "version_manager:GitVM",
     ]
     acme = rows["acme-logger"]

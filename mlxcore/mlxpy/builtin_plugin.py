@@ -15,9 +15,10 @@ def mlxpy_register_loggers() -> list[type]:
 
 @hookimpl
 def mlxpy_register_schedulers() -> list[type]:
+    from mlxpy.local_scheduler import LocalScheduler
     from mlxpy.scheduler import Scheduler
 
-    return [Scheduler]
+    return [Scheduler, LocalScheduler]
 
 
 @hookimpl

@@ -1,0 +1,178 @@
+"""LocalScheduler: runs the same job scripts a cluster would, on this machine, at most
+``max_workers`` at a time, in a detached supervisor process, so a workstation gets parallel
+sweeps and the scheduler contract is testable without a cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mlxpy.scheduler import JobState, ScheduledJob, Scheduler, SubmissionError
+
+INDEX_VAR = "MLXPY_LOCAL_TASK"
+
+
+def _state_root() -> Path:
+    root = Path(tempfile.gettempdir()) / f"mlxpy-local-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    return root
+
+
+def _write_state(path: Path, **state: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+
+
+class LocalScheduler(Scheduler):
+    """Runs job scripts locally; ``gpus`` gives each worker one ``CUDA_VISIBLE_DEVICES``."""
+
+    name = "LocalScheduler"
+    array_index_var = INDEX_VAR
+    array_index_base = 0
+
+    def __init__(
+        self,
+        shell_path: str = "",
+        shell_config_cmd: str = "",
+        env_cmd: str = "",
+        cleanup_cmd: str = "",
+        option_cmd: list[str] | None = None,
+        max_workers: int = 1,
+        gpus: list[str] | None = None,
+        use_arrays: bool = True,
+    ) -> None:
+        super().__init__(shell_path, shell_config_cmd, env_cmd, cleanup_cmd, option_cmd)
+        self.max_workers = max(1, max_workers)
+        self.gpus = [str(g) for g in gpus or []]
+        self.use_arrays = use_arrays
+
+    def directives(self, job: ScheduledJob) -> list[str]:
+        return []
+
+    def max_array_size(self) -> int:
+        return 1_000_000
+
+    def _start(self, script: Path, count: int, single: bool) -> str:
+        if not os.access(self.shell_path, os.X_OK):
+            raise SubmissionError(
+                f"local submit failed: the shell {self.shell_path} (scheduler.shell_path) "
+                "does not exist or cannot be executed"
+            )
+        queue = Path(tempfile.mkdtemp(prefix="q", dir=_state_root()))
+        for task in range(count):
+            _write_state(queue / f"{task}.json", state="PENDING")
+        args = [
+            sys.executable,
+            "-m",
+            "mlxpy.local_scheduler",
+            str(queue),
+            str(script),
+            str(count),
+            str(self.max_workers),
+            json.dumps(self.gpus),
+            self.shell_path,
+            "single" if single else "array",
+        ]
+        subprocess.Popen(
+            args,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return queue.name
+
+    def submit(self, script_path: Path) -> str:
+        return f"{self._start(script_path, 1, single=True)}_0"
+
+    def submit_array(self, script_path: Path, count: int, first_job: ScheduledJob) -> list[str]:
+        queue = self._start(script_path, count, single=False)
+        return [f"{queue}_{i}" for i in range(count)]
+
+    def _state_path(self, job_id: str) -> Path:
+        queue, _, task = job_id.rpartition("_")
+        return _state_root() / queue / f"{task}.json"
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        out = {}
+        for job_id in job_ids:
+            try:
+                state = json.loads(self._state_path(job_id).read_text())
+            except (OSError, ValueError):
+                continue
+            out[job_id] = JobState(state["state"], state.get("exit_code"))
+        return out
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        for job_id in job_ids:
+            path = self._state_path(job_id)
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if state["state"] == "PENDING":
+                _write_state(path, state="CANCELLED")
+            elif state["state"] == "RUNNING" and state.get("pid"):
+                _write_state(path, **{**state, "cancel": True})
+                try:
+                    os.killpg(state["pid"], signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+
+def _supervise(
+    queue: Path, script: str, count: int, workers: int, gpus: list[str], shell: str, mode: str
+) -> None:
+    running: dict[int, tuple[subprocess.Popen, int]] = {}
+    pending = list(range(count))
+    free_slots = list(range(workers))
+    while pending or running:
+        while pending and free_slots:
+            task = pending.pop(0)
+            path = queue / f"{task}.json"
+            if json.loads(path.read_text())["state"] == "CANCELLED":
+                continue
+            slot = free_slots.pop(0)
+            env = {**os.environ, INDEX_VAR: str(task)}
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+            if mode == "single":
+                out = open(Path(script).parent / "job.stdout", "ab")
+                err = open(Path(script).parent / "job.stderr", "ab")
+            else:
+                out = err = open(queue / f"{task}.out", "ab")
+            proc = subprocess.Popen(
+                [shell, script],
+                env=env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            running[task] = (proc, slot)
+            _write_state(path, state="RUNNING", pid=proc.pid)
+        for task, (proc, slot) in list(running.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            path = queue / f"{task}.json"
+            cancelled = json.loads(path.read_text()).get("cancel")
+            state = "CANCELLED" if cancelled else ("COMPLETED" if code == 0 else "FAILED")
+            _write_state(path, state=state, exit_code=code if code >= 0 else 128 - code)
+            del running[task]
+            free_slots.append(slot)
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":  # the detached supervisor
+    _q, _script, _count, _workers, _gpus, _shell, _mode = sys.argv[1:8]
+    _supervise(Path(_q), _script, int(_count), int(_workers), json.loads(_gpus), _shell, _mode)
