@@ -48,7 +48,9 @@ def dump_yaml(data: Any) -> str:
 
 
 def atomic_write_yaml(path: Path, data: Any) -> None:
-    atomic_write_text(path, dump_yaml(data))
+    """Metadata: atomic (rename) but not fsynced; a killed process never leaves half a file,
+    and run files are rewritten often enough that an fsync each time would dominate."""
+    atomic_write_text(path, dump_yaml(data), fsync=False)
 
 
 def create_exclusive(path: Path, text: str) -> bool:

@@ -107,7 +107,7 @@ class Launcher:
         with composer.session():
             for job_overrides in expand_sweeps(overrides):
                 split = split_job(job_overrides, self.config_dir)
-                config = composer.compose(split.hydra, split.deletions)
+                config = composer.compose(split.hydra, split.values, split.deletions)
                 jobs.append(make_job(config, self._options(split.options), job_overrides))
         return jobs
 

@@ -102,7 +102,8 @@ def _kind(override: Any) -> str:
 class JobOverrides:
     """One job's overrides, sorted by who applies them."""
 
-    hydra: list[str] = field(default_factory=list)
+    hydra: list[str] = field(default_factory=list)  # config groups: change the defaults list
+    values: list[str] = field(default_factory=list)  # plain keys: applied after composing
     deletions: list[tuple[str, str]] = field(default_factory=list)  # (key, override text)
     options: list[OptionOverride] = field(default_factory=list)
 
@@ -127,9 +128,9 @@ def split_job(job: list[str], config_dir: Path) -> JobOverrides:
         elif override.is_delete():
             split.deletions.append((key, text))
         elif override.is_add():
-            split.hydra.append("+" + text.lstrip())
+            split.values.append("+" + text.lstrip())
         else:
-            split.hydra.append(text)
+            split.values.append(text)
     return split
 
 
