@@ -171,7 +171,7 @@ class DefaultLogger(Logger):
             return
         assert self.log_dir is not None
         run_dir.remove_stale_temps(self.log_dir)
-        for key in ("scheduler", "submit_time"):  # set at submission, kept for the run
+        for key in ("scheduler", "submit_time", "launch_id"):  # set at submission, kept
             if key in previous:
                 ctx.info[key] = previous[key]
         if previous.get("status") == "SUBMITTED":  # its first start, not a restart

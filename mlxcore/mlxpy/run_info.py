@@ -31,6 +31,10 @@ def _user() -> str:
         return str(os.getuid())
 
 
+#: one id per launch (a sweep shares it), e.g. to group runs in trackers
+LAUNCH_ID = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+
 def new_run_info(
     script_path: str, project_dir: str, overrides: list[str], plugin_versions: dict[str, str]
 ) -> RunInfo:
@@ -55,6 +59,7 @@ def new_run_info(
         script_path=script_path,
         project_dir=project_dir,
         mlxpy_version=__version__,
+        launch_id=LAUNCH_ID,
         plugins=dict(plugin_versions),
     )
 

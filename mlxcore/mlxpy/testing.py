@@ -250,3 +250,78 @@ class SchedulerSuite:
         assert info["version_manager"]["dirty"] is True
         assert info["script_path"].startswith(info["version_manager"]["snapshot_path"])
         assert (run_dir / "metadata" / "uncommitted.patch").exists()
+
+
+LOGGER_TASK = """
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    lg = ctx.logger
+    state = lg.load_checkpoint() or {"step": 0}
+    for step in range(state["step"], ctx.config.steps):
+        lg.log_metrics({"loss": 1.0 / (step + 1), "acc": step / 10}, step=step)
+        lg.log_checkpoint({"step": step + 1})
+    lg.log_metrics({"score": 0.5}, log_name="test")
+    lg.log_artifacts({"answer": 42}, "result", "json")
+    print("LOADED", lg.load_artifacts("result", "json"), flush=True)
+    if ctx.config.fail:
+        raise RuntimeError("asked to fail")
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+class LoggerSuite:
+    """Conformance tests for a logger: what DefaultLogger guarantees must still hold.
+    Subclass it with ``logger_name`` and ``logger_settings``."""
+
+    logger_name: str = "DefaultLogger"
+    logger_settings: dict[str, Any] = {}
+    env: dict[str, str] = {}
+
+    @pytest.fixture
+    def logged(self, tmp_path: Path) -> ProjectDir:
+        project = ProjectDir(tmp_path / "proj", LOGGER_TASK)
+        project.env = dict(self.env)
+        project.write_config({"seed": 0, "steps": 5, "fail": False})
+        project.write_config(
+            {"logger": {"name": self.logger_name, **self.logger_settings}}, "mlxpy.yaml"
+        )
+        return project
+
+    def test_selected_by_name(self, logged: ProjectDir) -> None:
+        result = logged.run()
+        assert result.returncode == 0, result.stderr
+        (run_dir,) = logged.run_dirs()
+        assert logged.info(run_dir)["status"] == "COMPLETE"
+        saved = yaml.safe_load((run_dir / "metadata" / "mlxpy.yaml").read_text())
+        assert saved["logger"]["name"] == self.logger_name
+
+    def test_metrics_artifacts_and_reader(self, logged: ProjectDir) -> None:
+        from mlxpy.metrics import read_metrics
+        from mlxpy.reader import Reader
+
+        assert logged.run().returncode == 0
+        (run_dir,) = logged.run_dirs()
+        records = read_metrics(run_dir / "metrics" / "train.json")
+        assert [r["step"] for r in records] == list(range(5))
+        assert records[2]["loss"] == 1.0 / 3
+        (row,) = Reader(logged.logs).filter("info.status == 'COMPLETE'").to_dict("records")
+        assert row["train.loss.last"] == 0.2 and row["test.score.last"] == 0.5
+        assert "LOADED {'answer': 42}" in logged.run("+mlxpy.logger.forced_log_id=1").stdout
+
+    def test_failure_and_resume(self, logged: ProjectDir) -> None:
+        from mlxpy.metrics import read_metrics
+
+        first = logged.run("fail=true", "steps=3")
+        assert first.returncode == 1
+        (run_dir,) = logged.run_dirs()
+        assert logged.info(run_dir)["status"] == "FAILED"
+        again = logged.run("+mlxpy.logger.forced_log_id=1", "steps=6")
+        assert again.returncode == 0, again.stderr
+        info = logged.info(run_dir)
+        assert info["status"] == "COMPLETE" and info["restarts"] == 1
+        steps = [r["step"] for r in read_metrics(run_dir / "metrics" / "train.json")]
+        assert steps == list(range(6))
