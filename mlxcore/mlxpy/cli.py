@@ -174,6 +174,47 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from mlxpy.errors import MlxpyError
+    from mlxpy.query import QueryError
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no window
+        from mlxpy.plotting import figure_bytes, html_report
+
+        runs = _open_reader(args.parent_log_dir).filter(args.query or "")
+        by = [k.strip() for k in args.by.split(",")] if args.by else []
+        figures = {
+            m: runs.mlxpy.plot(m, by=by, over=args.over, logx=args.logx, logy=args.logy)
+            for m in args.metric
+        }
+    except QueryError as exc:
+        print(f"mlxpy: error: bad query: {exc}", file=sys.stderr)
+        return 2
+    except (MlxpyError, ValueError, KeyError) as exc:
+        print(f"mlxpy: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError:
+        print("mlxpy: error: plotting needs matplotlib: pip install 'mlxpy[plot]'", file=sys.stderr)
+        return 2
+    if args.output:
+        out = Path(args.output)
+        fmt = out.suffix.lstrip(".").lower()
+        if fmt not in ("png", "svg", "pdf"):
+            print("mlxpy: error: -o must end in .png, .svg or .pdf", file=sys.stderr)
+            return 2
+        for number, (metric, fig) in enumerate(figures.items()):
+            target = out if number == 0 else out.with_name(f"{out.stem}-{metric}{out.suffix}")
+            target.write_bytes(figure_bytes(fig, fmt))
+            print(f"wrote {target}")
+    if args.html:
+        Path(args.html).write_text(html_report(runs, figures, title=args.title))
+        print(f"wrote {args.html}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlxpy", description="mlxpy experiment manager")
     parser.add_argument("--version", action="version", version=f"mlxpy {__version__}")
@@ -205,6 +246,25 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("log_ids", nargs="+")
     cancel.add_argument("-d", "--parent-log-dir", default="./logs")
     cancel.set_defaults(func=_cancel)
+
+    plot = sub.add_parser("plot", help="learning curves (mean ± std) and an HTML report")
+    plot.add_argument("parent_log_dir", nargs="?", default="./logs")
+    plot.add_argument("-q", "--query")
+    plot.add_argument(
+        "-m",
+        "--metric",
+        action="append",
+        required=True,
+        help="<log>.<key>, e.g. train.loss (repeat for several)",
+    )
+    plot.add_argument("--by", help="comma-separated keys: one line per group")
+    plot.add_argument("--over", help="the key averaged over, e.g. config.seed")
+    plot.add_argument("--logx", action="store_true")
+    plot.add_argument("--logy", action="store_true")
+    plot.add_argument("-o", "--output", help="curves.png, .svg or .pdf")
+    plot.add_argument("--html", help="a self-contained HTML report: runs table and curves")
+    plot.add_argument("--title", default="mlxpy report")
+    plot.set_defaults(func=_plot)
     return parser
 
 

@@ -67,6 +67,21 @@ class RunsAccessor:
                     break
         return pd.Series(values, name=name, dtype=object)
 
+    def plot(
+        self,
+        metric: str,
+        by: Sequence[str] = (),
+        over: str | None = None,
+        logx: bool = False,
+        logy: bool = False,
+        ax: Any = None,
+    ) -> Any:
+        """Learning curves of ``metric`` (``train.loss``): mean ± std per group against the
+        step; returns the matplotlib figure (``pip install 'mlxpy[plot]'``)."""
+        from mlxpy.plotting import plot_curves
+
+        return plot_curves(self._runs, metric, by=by, over=over, logx=logx, logy=logy, ax=ax)
+
     def aggregate(
         self,
         log_name: str = "train",
