@@ -21,7 +21,7 @@ import pytest
         (["+mlxpy.logger.forced_log_id=abc"], ["logger.forced_log_id", "must be of type int"]),
         (
             ["+mlxpy.logger.name=Foo"],
-            ["Unknown logger 'Foo'", "Available loggers: DefaultLogger", "GitVM"],
+            ["Unknown logger 'Foo'", "Available loggers:", "DefaultLogger", "GitVM"],
         ),
         (["+mlxpy.logger.name=DefaultLoger"], ["Did you mean 'DefaultLogger'?"]),
         (["+mlxpy.logger.name=mlxpy.GitVM"], ["must be a subclass of mlxpy.logger.Logger"]),

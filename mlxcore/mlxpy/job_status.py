@@ -60,7 +60,8 @@ def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
             run_status = row["info.status"]
             status = run_status
             if state is not None and state.state in TERMINAL and run_status in LIVE_RUN:
-                status = "CANCELLED" if state.state == "CANCELLED" else "FAILED"
+                cancelled = state.cancelled or state.state == "CANCELLED"
+                status = "CANCELLED" if cancelled else "FAILED"
                 if run_status == "SUBMITTED":
                     _mark_never_started(Path(row["log_dir"]), status, state)
             rows.append(

@@ -25,6 +25,7 @@ class JobState:
     exit_code: int | None = None
     reason: str | None = None
     signal: int | None = None
+    cancelled: bool = False  # ended because a user cancelled it (scancel, oardel)
 
 
 @dataclass
@@ -56,6 +57,8 @@ class Scheduler(Component):
     array_index_base: ClassVar[int] = 0
     #: signals the scheduler sends before killing a job, and the status they mean
     warning_signals: ClassVar[dict[str, str]] = {}
+    #: exit code that asks the scheduler to run the job again (None: requeue by a command)
+    requeue_exit_code: ClassVar[int | None] = None
 
     def __init__(
         self,

@@ -1,0 +1,131 @@
+"""OARScheduler: ``#OAR`` job scripts, ``oarsub -S``, array jobs, one batched ``oarstat``,
+``oardel``, and the checkpoint signal with resubmission as an ``idempotent`` job."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mlxpy import Scheduler
+from mlxpy.scheduler import JobState, ScheduledJob, SubmissionError
+
+_JOB_ID = re.compile(r"^OAR_JOB_ID=(-?\d+)\s*$", re.M)
+#: an idempotent OAR job that exits with this code is resubmitted by OAR
+IDEMPOTENT_EXIT = 99
+
+
+class OARScheduler(Scheduler):
+    """Submits to OAR. Sweeps go as one array job (``use_arrays``). With
+    ``checkpoint_s > 0`` OAR sends ``checkpoint_signal`` that long before the walltime; the
+    run records TIMEOUT and, with ``requeue: true`` (an ``idempotent`` job), exits with code
+    99 so OAR resubmits it to resume in the same run dir."""
+
+    name = "OARScheduler"
+    directive_prefix = "#OAR"
+    array_index_var = "OAR_ARRAY_INDEX"
+    array_index_base = 1
+    warning_signals: ClassVar[dict[str, str]] = {"SIGUSR2": "TIMEOUT"}
+
+    def __init__(
+        self,
+        shell_path: str = "",
+        shell_config_cmd: str = "",
+        env_cmd: str = "",
+        cleanup_cmd: str = "",
+        option_cmd: list[str] | None = None,
+        use_arrays: bool = True,
+        checkpoint_s: int = 0,
+        requeue: bool = False,
+    ) -> None:
+        super().__init__(shell_path, shell_config_cmd, env_cmd, cleanup_cmd, option_cmd)
+        self.use_arrays = use_arrays
+        self.checkpoint_s = checkpoint_s
+        self.requeue = requeue
+        self.calls = 0
+
+    def _run(self, args: Sequence[str], what: str) -> str:
+        self.calls += 1
+        return self.run_command(args, what).stdout
+
+    def directives(self, job: ScheduledJob) -> list[str]:
+        out = job.extra.get("stdout") or str(job.log_dir / "job.stdout")
+        err = job.extra.get("stdout") or str(job.log_dir / "job.stderr")
+        lines = [f"-n {job.name}", f"-O {out}", f"-E {err}"]
+        if self.checkpoint_s > 0:
+            lines += [f"--checkpoint {self.checkpoint_s}", "--signal 12"]
+        if self.requeue:
+            lines.append("-t idempotent")
+        return lines + list(self.option_cmd)
+
+    def _submit(self, args: list[str], what: str) -> list[str]:
+        try:
+            out = self._run(args, what)
+        except SubmissionError:
+            raise
+        ids = _JOB_ID.findall(out)
+        if not ids or any(int(i) < 0 for i in ids):
+            raise SubmissionError(f"{what} failed: {out.strip()}")
+        return ids
+
+    def submit(self, script_path: Path) -> str:
+        return self._submit(["oarsub", "-S", str(script_path)], "oarsub")[0]
+
+    def max_array_size(self) -> int:
+        return 100_000
+
+    def submit_array(self, script_path: Path, count: int, first_job: ScheduledJob) -> list[str]:
+        ids = self._submit(
+            ["oarsub", "--array", str(count), "-S", str(script_path)], "oarsub --array"
+        )
+        if len(ids) != count:
+            raise SubmissionError(f"oarsub --array {count} returned {len(ids)} job ids")
+        return ids
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """One ``oarstat -f -J -j ID -j ID ...``; ``Terminated`` is not success: the exit
+        code (a raw wait status in OAR) tells."""
+        if not job_ids:
+            return {}
+        args = ["oarstat", "-f", "-J"]
+        for job_id in job_ids:
+            args += ["-j", str(job_id)]
+        data = json.loads(self._run(args, "oarstat") or "{}")
+        found = {}
+        for job_id, job in data.items():
+            raw = job.get("exit_code")
+            code = None if raw in (None, "") else int(raw) >> 8
+            events = [str(e.get("type")) for e in job.get("events") or [] if isinstance(e, dict)]
+            found[str(job_id)] = JobState(
+                job.get("state", "UNKNOWN"),
+                code,
+                "; ".join(events) or None,
+                cancelled="FRAG_JOB_REQUEST" in events,  # oardel
+            )
+        return found
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            self._run(["oardel", *job_ids], "oardel")
+
+    def current_job(self) -> dict[str, Any]:
+        env = os.environ
+        info: dict[str, Any] = {}
+        if env.get("OAR_JOB_ID"):
+            info["job_id"] = env["OAR_JOB_ID"]
+        if env.get("OAR_ARRAY_ID"):
+            info["array_id"] = env["OAR_ARRAY_ID"]
+        nodefile = env.get("OAR_NODEFILE")
+        if nodefile and os.path.exists(nodefile):
+            with open(nodefile) as handle:
+                info["node"] = handle.readline().strip()
+        return info
+
+    requeue_exit_code = IDEMPOTENT_EXIT
+
+    def requeue_current_job(self) -> bool:
+        """OAR resubmits an idempotent job that exits with code 99: nothing to call."""
+        return bool(os.environ.get("OAR_JOB_ID"))

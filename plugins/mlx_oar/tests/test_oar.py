@@ -1,0 +1,122 @@
+"""OARScheduler against the real single-node OAR 2.5 cluster started by
+tests/clusters/oar.sh. OAR refuses jobs from root, so the tests launch as the unprivileged
+user that script creates, from a directory that user owns. They fail, not skip, without the
+cluster: CI starts it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from mlxpy.testing import ProjectDir, SchedulerSuite
+
+OAR_USER = os.environ.get("OAR_TEST_USER", "mlxpyoar")
+BASE = Path("/var/tmp/mlxpy-oar-tests")
+
+
+def as_oar_user(project: ProjectDir) -> None:
+    shutil.chown(BASE, OAR_USER)
+    subprocess.run(["chown", "-R", OAR_USER, str(project.root)], check=True)
+    project.command_prefix = ["runuser", "-u", OAR_USER, "--"]
+    project.env["HOME"] = f"/home/{OAR_USER}"
+
+
+def test_cluster_is_up():
+    assert shutil.which("oarsub"), "oarsub is not installed: run tests/clusters/oar.sh start"
+    nodes = subprocess.run(["oarnodes", "-s"], capture_output=True, text=True)
+    assert nodes.returncode == 0 and "Alive" in nodes.stdout, (
+        f"no OAR cluster answers ({nodes.stderr.strip()}): run tests/clusters/oar.sh start"
+    )
+
+
+class TestOARConformance(SchedulerSuite):
+    scheduler_name = "OARScheduler"
+    timeout = 240
+
+    def project_root(self, tmp_path: Path) -> Path:
+        BASE.mkdir(mode=0o755, exist_ok=True)
+        return BASE / uuid.uuid4().hex[:12]
+
+    def prepare_project(self, project: ProjectDir) -> None:
+        as_oar_user(project)
+
+    def check_job_id(self, job_id: str, array: bool) -> None:
+        assert re.fullmatch(r"\d+", job_id), job_id
+
+    def rejected_override(self) -> list[str]:
+        return ["+mlxpy.scheduler.option_cmd=['-q no_such_queue']"]
+
+
+def test_rejected_submission_carries_oar_message():
+    BASE.mkdir(mode=0o755, exist_ok=True)
+    project = ProjectDir(BASE / uuid.uuid4().hex[:12])
+    project.write_config({"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0})
+    project.write_config(
+        {
+            "scheduler": {"name": "OARScheduler", "option_cmd": ["-q no_such_queue"]},
+            "use_scheduler": True,
+        },
+        "mlxpy.yaml",
+    )
+    as_oar_user(project)
+    result = project.run()
+    assert result.returncode == 2
+    assert "oarsub failed" in result.stderr and "no_such_queue does not exist" in result.stderr
+    assert [project.info(d)["status"] for d in project.run_dirs()] == ["SUBMIT_FAILED"]
+
+
+REQUEUE_TASK = """
+import time
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    state = ctx.logger.load_checkpoint() or {"step": 0}
+    print("start at", state["step"], "restarts", ctx.info.get("restarts", 0), flush=True)
+    try:
+        for step in range(state["step"], ctx.config.steps):
+            time.sleep(1)
+            ctx.logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+            ctx.logger.log_checkpoint({"step": step + 1})
+    except mlxpy.RunInterrupted as exc:
+        print("interrupted:", exc.status, flush=True)
+        raise
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+def test_walltime_checkpoint_resubmits_and_resumes():
+    """A 1-minute walltime with a checkpoint signal 40 s before it: the run records TIMEOUT,
+    exits 99, and OAR resubmits the idempotent job, which resumes the same run dir."""
+    BASE.mkdir(mode=0o755, exist_ok=True)
+    project = ProjectDir(BASE / uuid.uuid4().hex[:12], REQUEUE_TASK)
+    project.write_config({"seed": 0, "steps": 40})
+    project.write_config(
+        {
+            "scheduler": {
+                "name": "OARScheduler",
+                "requeue": True,
+                "checkpoint_s": 40,
+                "option_cmd": ["-l core=1,walltime=0:01:00"],
+            },
+            "use_scheduler": True,
+        },
+        "mlxpy.yaml",
+    )
+    as_oar_user(project)
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = project.run_dirs()
+    (info,) = project.wait(1, 400, done={"COMPLETE", "FAILED"})
+    assert info["status"] == "COMPLETE", info
+    assert info["restarts"] >= 1 and info["history"][0]["status"] == "TIMEOUT"
+    from mlxpy.metrics import read_metrics
+
+    steps = [r["step"] for r in read_metrics(run_dir / "metrics" / "train.json")]
+    assert steps == list(range(40))
