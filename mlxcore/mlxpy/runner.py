@@ -200,9 +200,6 @@ class Run:
                 self.job_scheduler.requeue_current_job()
         error = outcome.error
         if isinstance(error, RunInterrupted):
-            code = getattr(self.job_scheduler, "requeue_exit_code", None)
-            if self.info.get("requeued") and code is not None:
-                raise SystemExit(code) from error
             raise SystemExit(128 + error.signum) from error
         if error is not None and (reraise or not isinstance(error, Exception)):
             raise error

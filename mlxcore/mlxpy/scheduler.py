@@ -57,8 +57,6 @@ class Scheduler(Component):
     array_index_base: ClassVar[int] = 0
     #: signals the scheduler sends before killing a job, and the status they mean
     warning_signals: ClassVar[dict[str, str]] = {}
-    #: exit code that asks the scheduler to run the job again (None: requeue by a command)
-    requeue_exit_code: ClassVar[int | None] = None
 
     def __init__(
         self,

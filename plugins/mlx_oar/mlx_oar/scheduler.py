@@ -1,5 +1,5 @@
 """OARScheduler: ``#OAR`` job scripts, ``oarsub -S``, array jobs, one batched ``oarstat``,
-``oardel``, and the checkpoint signal with resubmission as an ``idempotent`` job."""
+``oardel``, and the checkpoint signal before the walltime."""
 
 from __future__ import annotations
 
@@ -14,15 +14,13 @@ from mlxpy import Scheduler
 from mlxpy.scheduler import JobState, ScheduledJob, SubmissionError
 
 _JOB_ID = re.compile(r"^OAR_JOB_ID=(-?\d+)\s*$", re.M)
-#: an idempotent OAR job that exits with this code is resubmitted by OAR
-IDEMPOTENT_EXIT = 99
 
 
 class OARScheduler(Scheduler):
     """Submits to OAR. Sweeps go as one array job (``use_arrays``). With
-    ``checkpoint_s > 0`` OAR sends ``checkpoint_signal`` that long before the walltime; the
-    run records TIMEOUT and, with ``requeue: true`` (an ``idempotent`` job), exits with code
-    99 so OAR resubmits it to resume in the same run dir."""
+    ``checkpoint_s > 0`` OAR sends SIGUSR2 that long before the walltime; the run records
+    TIMEOUT with its logs and checkpoint saved. OAR 2.5 resubmits only ended jobs
+    (``oarsub --resubmit ID``), and the resubmitted job resumes the same run dir."""
 
     name = "OARScheduler"
     directive_prefix = "#OAR"
@@ -39,12 +37,10 @@ class OARScheduler(Scheduler):
         option_cmd: list[str] | None = None,
         use_arrays: bool = True,
         checkpoint_s: int = 0,
-        requeue: bool = False,
     ) -> None:
         super().__init__(shell_path, shell_config_cmd, env_cmd, cleanup_cmd, option_cmd)
         self.use_arrays = use_arrays
         self.checkpoint_s = checkpoint_s
-        self.requeue = requeue
         self.calls = 0
 
     def _run(self, args: Sequence[str], what: str) -> str:
@@ -57,8 +53,6 @@ class OARScheduler(Scheduler):
         lines = [f"-n {job.name}", f"-O {out}", f"-E {err}"]
         if self.checkpoint_s > 0:
             lines += [f"--checkpoint {self.checkpoint_s}", "--signal 12"]
-        if self.requeue:
-            lines.append("-t idempotent")
         return lines + list(self.option_cmd)
 
     def _submit(self, args: list[str], what: str) -> list[str]:
@@ -123,9 +117,3 @@ class OARScheduler(Scheduler):
             with open(nodefile) as handle:
                 info["node"] = handle.readline().strip()
         return info
-
-    requeue_exit_code = IDEMPOTENT_EXIT
-
-    def requeue_current_job(self) -> bool:
-        """OAR resubmits an idempotent job that exits with code 99: nothing to call."""
-        return bool(os.environ.get("OAR_JOB_ID"))

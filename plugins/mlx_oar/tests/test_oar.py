@@ -91,17 +91,19 @@ if __name__ == "__main__":
 """
 
 
-def test_walltime_checkpoint_resubmits_and_resumes():
-    """A 1-minute walltime with a checkpoint signal 40 s before it: the run records TIMEOUT,
-    exits 99, and OAR resubmits the idempotent job, which resumes the same run dir."""
+def test_walltime_checkpoint_then_resubmit_resumes():
+    """A 1-minute walltime with a checkpoint signal 40 s before it: the run records TIMEOUT
+    with its checkpoint; resubmitting the ended job (oarsub --resubmit) resumes the same run
+    dir from that checkpoint, without repeating a step."""
+    import time
+
     BASE.mkdir(mode=0o755, exist_ok=True)
     project = ProjectDir(BASE / uuid.uuid4().hex[:12], REQUEUE_TASK)
-    project.write_config({"seed": 0, "steps": 40})
+    project.write_config({"seed": 0, "steps": 35})
     project.write_config(
         {
             "scheduler": {
                 "name": "OARScheduler",
-                "requeue": True,
                 "checkpoint_s": 40,
                 "option_cmd": ["-l core=1,walltime=0:01:00"],
             },
@@ -113,10 +115,27 @@ def test_walltime_checkpoint_resubmits_and_resumes():
     result = project.run()
     assert result.returncode == 0, result.stderr
     (run_dir,) = project.run_dirs()
-    (info,) = project.wait(1, 400, done={"COMPLETE", "FAILED"})
-    assert info["status"] == "COMPLETE", info
-    assert info["restarts"] >= 1 and info["history"][0]["status"] == "TIMEOUT"
+    (info,) = project.wait(1, 200)
+    assert info["status"] == "TIMEOUT", info
+    job_id = str(info["scheduler"]["job_id"])
+    deadline = time.monotonic() + 120
+    while True:
+        (row,) = __import__("json").loads(project.mlxpy("status", "--format", "json").stdout)
+        if row["scheduler_state"] in ("Terminated", "Error"):
+            break
+        assert time.monotonic() < deadline, row
+        time.sleep(1)
+    resubmit = subprocess.run(
+        [*project.command_prefix, "oarsub", "--resubmit", job_id],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
+    assert resubmit.returncode == 0, resubmit.stdout + resubmit.stderr
+    (info,) = project.wait(1, 200, done={"COMPLETE", "FAILED"})
+    assert info["status"] == "COMPLETE" and info["restarts"] == 1, info
+    assert info["history"][0]["status"] == "TIMEOUT"
     from mlxpy.metrics import read_metrics
 
     steps = [r["step"] for r in read_metrics(run_dir / "metrics" / "train.json")]
-    assert steps == list(range(40))
+    assert steps == list(range(35))
