@@ -71,6 +71,7 @@ class Scheduler(Component):
         self.env_cmd = env_cmd
         self.cleanup_cmd = cleanup_cmd
         self.option_cmd = list(option_cmd or [])
+        self.calls = 0  # scheduler commands run by this instance (benchmarks, tests)
 
     def can_submit(self) -> bool:
         return type(self).submit is not Scheduler.submit
@@ -112,6 +113,20 @@ class Scheduler(Component):
         return {}
 
     # -- helpers for plugins ------------------------------------------------------------
+    @staticmethod
+    def output_paths(job: ScheduledJob) -> tuple[str, str]:
+        """Where a job's stdout and stderr go: its run dir, or the array's shared pattern."""
+        shared = job.extra.get("stdout")
+        return (
+            shared or str(job.log_dir / "job.stdout"),
+            shared or str(job.log_dir / "job.stderr"),
+        )
+
+    def call(self, args: Sequence[str], what: str) -> str:
+        """Run one scheduler command (counted in ``calls``); return its stdout."""
+        self.calls += 1
+        return self.run_command(args, what).stdout
+
     @staticmethod
     def run_command(args: Sequence[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess:
         """Run a scheduler command; a missing command or non-zero exit is a SubmissionError

@@ -41,15 +41,9 @@ class OARScheduler(Scheduler):
         super().__init__(shell_path, shell_config_cmd, env_cmd, cleanup_cmd, option_cmd)
         self.use_arrays = use_arrays
         self.checkpoint_s = checkpoint_s
-        self.calls = 0
-
-    def _run(self, args: Sequence[str], what: str) -> str:
-        self.calls += 1
-        return self.run_command(args, what).stdout
 
     def directives(self, job: ScheduledJob) -> list[str]:
-        out = job.extra.get("stdout") or str(job.log_dir / "job.stdout")
-        err = job.extra.get("stdout") or str(job.log_dir / "job.stderr")
+        out, err = self.output_paths(job)
         lines = [f"-n {job.name}", f"-O {out}", f"-E {err}"]
         if self.checkpoint_s > 0:
             lines += [f"--checkpoint {self.checkpoint_s}", "--signal 12"]
@@ -57,7 +51,7 @@ class OARScheduler(Scheduler):
 
     def _submit(self, args: list[str], what: str) -> list[str]:
         try:
-            out = self._run(args, what)
+            out = self.call(args, what)
         except SubmissionError:
             raise
         ids = _JOB_ID.findall(out)
@@ -87,7 +81,7 @@ class OARScheduler(Scheduler):
         args = ["oarstat", "-f", "-J"]
         for job_id in job_ids:
             args += ["-j", str(job_id)]
-        data = json.loads(self._run(args, "oarstat") or "{}")
+        data = json.loads(self.call(args, "oarstat") or "{}")
         found = {}
         for job_id, job in data.items():
             raw = job.get("exit_code")
@@ -103,7 +97,7 @@ class OARScheduler(Scheduler):
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         if job_ids:
-            self._run(["oardel", *job_ids], "oardel")
+            self.call(["oardel", *job_ids], "oardel")
 
     def current_job(self) -> dict[str, Any]:
         env = os.environ

@@ -56,15 +56,9 @@ class SLURMScheduler(Scheduler):
         self.array_throttle = array_throttle
         self.signal_grace_s = signal_grace_s
         self.requeue = requeue
-        self.calls = 0  # scheduler commands run by this instance (for benchmarks)
-
-    def _run(self, args: Sequence[str], what: str) -> str:
-        self.calls += 1
-        return self.run_command(args, what).stdout
 
     def directives(self, job: ScheduledJob) -> list[str]:
-        out = job.extra.get("stdout") or str(job.log_dir / "job.stdout")
-        err = job.extra.get("stdout") or str(job.log_dir / "job.stderr")
+        out, err = self.output_paths(job)
         lines = [
             f"--job-name={job.name}",
             f"--output={out}",
@@ -77,17 +71,17 @@ class SLURMScheduler(Scheduler):
         return lines + list(self.option_cmd)
 
     def submit(self, script_path: Path) -> str:
-        out = self._run(["sbatch", "--parsable", str(script_path)], "sbatch")
+        out = self.call(["sbatch", "--parsable", str(script_path)], "sbatch")
         return out.strip().split(";")[0]
 
     def max_array_size(self) -> int:
-        out = self._run(["scontrol", "show", "config"], "scontrol show config")
+        out = self.call(["scontrol", "show", "config"], "scontrol show config")
         match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, flags=re.M)
         return int(match.group(1)) if match else 1001
 
     def submit_array(self, script_path: Path, count: int, first_job: ScheduledJob) -> list[str]:
         spec = f"0-{count - 1}" + (f"%{self.array_throttle}" if self.array_throttle else "")
-        out = self._run(
+        out = self.call(
             ["sbatch", "--parsable", f"--array={spec}", str(script_path)], "sbatch --array"
         )
         base = out.strip().split(";")[0]
@@ -97,7 +91,7 @@ class SLURMScheduler(Scheduler):
         """One ``scontrol show job -o`` for every job the controller still knows."""
         wanted = set(job_ids)
         try:
-            out = self._run(["scontrol", "show", "job", "-o"], "scontrol show job")
+            out = self.call(["scontrol", "show", "job", "-o"], "scontrol show job")
         except SubmissionError as exc:
             if "Invalid job id" in str(exc) or "No jobs in the system" in str(exc):
                 return {}
@@ -126,7 +120,7 @@ class SLURMScheduler(Scheduler):
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         if job_ids:
-            self._run(["scancel", *job_ids], "scancel")
+            self.call(["scancel", *job_ids], "scancel")
 
     def current_job(self) -> dict[str, Any]:
         env = os.environ
@@ -145,5 +139,5 @@ class SLURMScheduler(Scheduler):
         job_id = os.environ.get("SLURM_JOB_ID")
         if not job_id:
             return False
-        self._run(["scontrol", "requeue", job_id], "scontrol requeue")
+        self.call(["scontrol", "requeue", job_id], "scontrol requeue")
         return True
