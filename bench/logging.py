@@ -21,6 +21,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from _peers import mlxp_python
+
 LOOP = """
 import time
 t0 = time.perf_counter()
@@ -83,17 +85,6 @@ CONTENDERS = {
         print(json.dumps({{"seconds": elapsed, "bytes": os.path.getsize(path)}}))
     """,
 }
-
-
-def mlxp_python(given: str | None) -> str:
-    if given:
-        return given
-    venv = Path.home() / ".cache" / "mlxpy-bench" / "mlxp-1.0.5"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "mlxp==1.0.5"], check=True)
-    return str(python)
 
 
 def run(name: str, python: str, records: int, workdir: Path) -> dict:

@@ -25,6 +25,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from _peers import mlxp_python
+
 ROWS = 200
 
 GEN_MLXPY = """
@@ -165,17 +167,6 @@ def generate(python: str, body: str, parent: Path, n: int) -> None:
     parent.mkdir(parents=True)
     source = f"ROWS = {ROWS}\n" + textwrap.dedent(body)
     subprocess.run([python, "-c", source, str(parent), str(n)], check=True)
-
-
-def mlxp_python(given: str | None) -> str:
-    if given:
-        return given
-    venv = Path.home() / ".cache" / "mlxpy-bench" / "mlxp-1.0.5"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "mlxp==1.0.5"], check=True)
-    return str(python)
 
 
 def fmt(result: dict) -> str:

@@ -41,16 +41,12 @@ class LocalScheduler(Scheduler):
 
     def __init__(
         self,
-        shell_path: str = "",
-        shell_config_cmd: str = "",
-        env_cmd: str = "",
-        cleanup_cmd: str = "",
-        option_cmd: list[str] | None = None,
         max_workers: int = 1,
         gpus: list[str] | None = None,
         use_arrays: bool = True,
+        **kwargs: Any,  # the job-script settings every scheduler shares (Scheduler)
     ) -> None:
-        super().__init__(shell_path, shell_config_cmd, env_cmd, cleanup_cmd, option_cmd)
+        super().__init__(**kwargs)
         self.max_workers = max(1, max_workers)
         self.gpus = [str(g) for g in gpus or []]
         self.use_arrays = use_arrays

@@ -85,11 +85,6 @@ class Options:
     def settings_where(self, role: str):
         return lambda key: self.where(f"{role}.{key}" if key else role)
 
-    def copy(self) -> Options:
-        import copy
-
-        return Options(copy.deepcopy(self.data), self.source, dict(self.origins))
-
 
 def read_options(path: Path, display: str | None = None) -> Options:
     """Read ``mlxpy.yaml`` and fill missing top-level keys with their defaults."""

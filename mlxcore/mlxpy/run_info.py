@@ -9,7 +9,6 @@ import socket
 import sys
 import traceback
 from datetime import datetime, timezone
-from typing import Any
 
 from mlxpy.context import RunInfo
 
@@ -74,7 +73,3 @@ def describe_error(info: RunInfo, error: BaseException) -> str:
     """Record the error in ``info``; return the full traceback text for the run dir."""
     info.error = {"type": type(error).__name__, "message": str(error)}
     return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-
-
-def to_plain(info: RunInfo) -> dict[str, Any]:
-    return dict(info)

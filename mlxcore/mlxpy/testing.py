@@ -46,6 +46,28 @@ if __name__ == "__main__":
     task()
 """
 
+# A task that resumes from its checkpoint and reports interruptions: for time-limit tests.
+RESUMABLE_TASK = """
+import time
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    state = ctx.logger.load_checkpoint() or {"step": 0}
+    print("start at", state["step"], "restarts", ctx.info.get("restarts", 0), flush=True)
+    try:
+        for step in range(state["step"], ctx.config.steps):
+            time.sleep(1)
+            ctx.logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+            ctx.logger.log_checkpoint({"step": step + 1})
+    except mlxpy.RunInterrupted as exc:
+        print("interrupted:", exc.status, flush=True)
+        raise
+
+if __name__ == "__main__":
+    task()
+"""
+
 
 class ProjectDir:
     """A project (``main.py`` + ``configs/``) in a temp dir; runs ``python main.py``."""

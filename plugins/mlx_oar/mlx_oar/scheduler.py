@@ -30,15 +30,11 @@ class OARScheduler(Scheduler):
 
     def __init__(
         self,
-        shell_path: str = "",
-        shell_config_cmd: str = "",
-        env_cmd: str = "",
-        cleanup_cmd: str = "",
-        option_cmd: list[str] | None = None,
         use_arrays: bool = True,
         checkpoint_s: int = 0,
+        **kwargs: Any,  # the job-script settings every scheduler shares (mlxpy.Scheduler)
     ) -> None:
-        super().__init__(shell_path, shell_config_cmd, env_cmd, cleanup_cmd, option_cmd)
+        super().__init__(**kwargs)
         self.use_arrays = use_arrays
         self.checkpoint_s = checkpoint_s
 

@@ -12,7 +12,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from mlxpy.testing import ProjectDir, SchedulerSuite
+from mlxpy.testing import RESUMABLE_TASK, ProjectDir, SchedulerSuite
 
 OAR_USER = os.environ.get("OAR_TEST_USER", "mlxpyoar")
 BASE = Path("/var/tmp/mlxpy-oar-tests")
@@ -69,28 +69,6 @@ def test_rejected_submission_carries_oar_message():
     assert [project.info(d)["status"] for d in project.run_dirs()] == ["SUBMIT_FAILED"]
 
 
-REQUEUE_TASK = """
-import time
-import mlxpy
-
-@mlxpy.launch(config_path="./configs")
-def task(ctx):
-    state = ctx.logger.load_checkpoint() or {"step": 0}
-    print("start at", state["step"], "restarts", ctx.info.get("restarts", 0), flush=True)
-    try:
-        for step in range(state["step"], ctx.config.steps):
-            time.sleep(1)
-            ctx.logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
-            ctx.logger.log_checkpoint({"step": step + 1})
-    except mlxpy.RunInterrupted as exc:
-        print("interrupted:", exc.status, flush=True)
-        raise
-
-if __name__ == "__main__":
-    task()
-"""
-
-
 def test_walltime_checkpoint_then_resubmit_resumes():
     """A 1-minute walltime with a checkpoint signal 40 s before it: the run records TIMEOUT
     with its checkpoint; resubmitting the ended job (oarsub --resubmit) resumes the same run
@@ -98,7 +76,7 @@ def test_walltime_checkpoint_then_resubmit_resumes():
     import time
 
     BASE.mkdir(mode=0o755, exist_ok=True)
-    project = ProjectDir(BASE / uuid.uuid4().hex[:12], REQUEUE_TASK)
+    project = ProjectDir(BASE / uuid.uuid4().hex[:12], RESUMABLE_TASK)
     project.write_config({"seed": 0, "steps": 35})
     project.write_config(
         {

@@ -41,17 +41,13 @@ class SLURMScheduler(Scheduler):
 
     def __init__(
         self,
-        shell_path: str = "",
-        shell_config_cmd: str = "",
-        env_cmd: str = "",
-        cleanup_cmd: str = "",
-        option_cmd: list[str] | None = None,
         use_arrays: bool = True,
         array_throttle: int = 0,
         signal_grace_s: int = 60,
         requeue: bool = False,
+        **kwargs: Any,  # the job-script settings every scheduler shares (mlxpy.Scheduler)
     ) -> None:
-        super().__init__(shell_path, shell_config_cmd, env_cmd, cleanup_cmd, option_cmd)
+        super().__init__(**kwargs)
         self.use_arrays = use_arrays
         self.array_throttle = array_throttle
         self.signal_grace_s = signal_grace_s

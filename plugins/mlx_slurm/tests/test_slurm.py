@@ -13,7 +13,7 @@ import time
 
 import pytest
 from mlx_slurm import SLURMScheduler
-from mlxpy.testing import ProjectDir, SchedulerSuite
+from mlxpy.testing import RESUMABLE_TASK, ProjectDir, SchedulerSuite
 
 
 def test_cluster_is_up():
@@ -82,32 +82,10 @@ def test_sweeps_larger_than_max_array_size_are_split(tmp_path, monkeypatch):
     assert len(arrays) == 2 and tasks == ["0", "1", "0"]
 
 
-REQUEUE_TASK = """
-import time
-import mlxpy
-
-@mlxpy.launch(config_path="./configs")
-def task(ctx):
-    state = ctx.logger.load_checkpoint() or {"step": 0}
-    print("start at", state["step"], "restarts", ctx.info.get("restarts", 0), flush=True)
-    try:
-        for step in range(state["step"], ctx.config.steps):
-            time.sleep(1)
-            ctx.logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
-            ctx.logger.log_checkpoint({"step": step + 1})
-    except mlxpy.RunInterrupted as exc:
-        print("interrupted:", exc.status, flush=True)
-        raise
-
-if __name__ == "__main__":
-    task()
-"""
-
-
 def test_time_limit_requeues_and_resumes(tmp_path):
     """A 1-minute job warned 50 s before its limit: the run records TIMEOUT, requeues
     itself, and the requeued job continues the same run dir from the checkpoint."""
-    project = ProjectDir(tmp_path / "p", REQUEUE_TASK)
+    project = ProjectDir(tmp_path / "p", RESUMABLE_TASK)
     project.write_config({"seed": 0, "steps": 30})
     project.write_config(
         {
