@@ -13,6 +13,7 @@ import time
 
 import pytest
 from mlx_slurm import SLURMScheduler
+from mlxpy.metrics import read_metrics
 from mlxpy.testing import RESUMABLE_TASK, ProjectDir, SchedulerSuite
 
 
@@ -84,7 +85,11 @@ def test_sweeps_larger_than_max_array_size_are_split(tmp_path, monkeypatch):
 
 def test_time_limit_requeues_and_resumes(tmp_path):
     """A 1-minute job warned 50 s before its limit: the run records TIMEOUT, requeues
-    itself, and the requeued job continues the same run dir from the checkpoint."""
+    itself, and the requeued job continues the same run dir from the checkpoint.
+
+    SLURM checks signal times coarsely (the signal may come up to a minute early), so an
+    incarnation may be warned anywhere in its first ~30 s, even before Python starts: the
+    number of restarts varies; what must hold is asserted for any number."""
     project = ProjectDir(tmp_path / "p", RESUMABLE_TASK)
     project.write_config({"seed": 0, "steps": 30})
     project.write_config(
@@ -102,15 +107,15 @@ def test_time_limit_requeues_and_resumes(tmp_path):
     result = project.run()
     assert result.returncode == 0, result.stderr
     (run_dir,) = project.run_dirs()
-    infos = project.wait(1, 300, done={"COMPLETE", "FAILED"})
-    info = infos[0]
+    (info,) = project.wait(1, 420, done={"COMPLETE", "FAILED"})
     assert info["status"] == "COMPLETE", info
-    assert info["restarts"] >= 1
-    assert info["history"][0]["status"] == "TIMEOUT"
+    restarts = info["restarts"]
+    assert restarts >= 1
+    assert {entry["status"] for entry in info["history"]} == {"TIMEOUT"}
     out = (run_dir / "job.stdout").read_text()
-    assert "interrupted: TIMEOUT" in out and "restarts 1" in out
-    from mlxpy.metrics import read_metrics
-
+    starts = re.findall(r"^start at (\d+) restarts (\d+)$", out, re.M)
+    assert int(starts[-1][1]) == restarts  # the incarnation that completed
+    assert any(int(step) > 0 for step, _ in starts[1:])  # a restart resumed a checkpoint
     steps = [r["step"] for r in read_metrics(run_dir / "metrics" / "train.json")]
     assert steps == list(range(30))  # continued from the checkpoint, nothing repeated
     status = json.loads(project.mlxpy("status", "--format", "json").stdout)
