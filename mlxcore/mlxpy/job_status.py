@@ -57,6 +57,8 @@ def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
         for log_id, row in members:
             job_id = str(row["info.scheduler.job_id"])
             state = states.get(job_id)
+            if state is not None and state.current_job_id:  # resubmitted by the scheduler
+                job_id = state.current_job_id
             run_status = row["info.status"]
             status = run_status
             if state is not None and state.state in TERMINAL and run_status in LIVE_RUN:

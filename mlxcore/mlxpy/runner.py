@@ -200,7 +200,8 @@ class Run:
                 self.job_scheduler.requeue_current_job()
         error = outcome.error
         if isinstance(error, RunInterrupted):
-            raise SystemExit(128 + error.signum) from error
+            code = self.job_scheduler.requeue_exit_code if requeue else None
+            raise SystemExit(128 + error.signum if code is None else code) from error
         if error is not None and (reraise or not isinstance(error, Exception)):
             raise error
         return outcome
@@ -211,6 +212,7 @@ class Run:
             scheduler is not None
             and getattr(scheduler, "requeue", False)
             and status in set(scheduler.warning_signals.values())
+            and scheduler.can_requeue_current_job()
         )
 
 

@@ -26,6 +26,7 @@ class JobState:
     reason: str | None = None
     signal: int | None = None
     cancelled: bool = False  # ended because a user cancelled it (scancel, oardel)
+    current_job_id: str | None = None  # the job the scheduler resubmitted this one as
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Scheduler(Component):
     array_index_base: ClassVar[int] = 0
     #: signals the scheduler sends before killing a job, and the status they mean
     warning_signals: ClassVar[dict[str, str]] = {}
+    #: exit status by which a job asks to be resubmitted (OAR's idempotent jobs: 99); None
+    #: when :meth:`requeue_current_job` puts the job back itself (SLURM)
+    requeue_exit_code: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -104,8 +108,14 @@ class Scheduler(Component):
     def cancel(self, job_ids: Sequence[str]) -> None:
         raise NotImplementedError
 
+    def can_requeue_current_job(self) -> bool:
+        """From inside a job, before its run is recorded as requeued: whether the
+        scheduler will run it again. A plugin says False when its rules forbid it."""
+        return False
+
     def requeue_current_job(self) -> bool:
-        """From inside a job: put it back in the queue. False when not possible."""
+        """From inside a job, last thing before it exits: put it back in the queue. False
+        when not possible."""
         return False
 
     def current_job(self) -> dict[str, Any]:

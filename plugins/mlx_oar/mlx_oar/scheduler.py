@@ -1,11 +1,14 @@
 """OARScheduler: ``#OAR`` job scripts, ``oarsub -S``, array jobs, one batched ``oarstat``,
-``oardel``, and the checkpoint signal before the walltime."""
+``oardel``, and the checkpoint signal before the walltime, with OAR's idempotent
+resubmission."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,35 +17,46 @@ from mlxpy import Scheduler
 from mlxpy.scheduler import JobState, ScheduledJob, SubmissionError
 
 _JOB_ID = re.compile(r"^OAR_JOB_ID=(-?\d+)\s*$", re.M)
+_RESUBMITTED_AS = re.compile(r"=>\s*(\d+)")
+#: OAR resubmits an idempotent job that exits with 99 only when it ran longer than this
+#: (NodeChangeState in OAR 2.5); the margin covers the clocks of node and server
+OAR_MIN_RUN_S = 60
+_CLOCK_MARGIN_S = 2
 
 
 class OARScheduler(Scheduler):
     """Submits to OAR. Sweeps go as one array job (``use_arrays``). With
     ``checkpoint_s > 0`` OAR sends SIGUSR2 that long before the walltime; the run records
-    TIMEOUT with its logs and checkpoint saved. OAR 2.5 resubmits only ended jobs
-    (``oarsub --resubmit ID``), and the resubmitted job resumes the same run dir."""
+    TIMEOUT with its logs and checkpoint saved. With ``requeue: true`` the job is of type
+    ``idempotent`` and exits with 99, so OAR resubmits it and the new job resumes the
+    same run dir; statuses and cancel follow such resubmissions."""
 
     name = "OARScheduler"
     directive_prefix = "#OAR"
     array_index_var = "OAR_ARRAY_INDEX"
     array_index_base = 1
     warning_signals: ClassVar[dict[str, str]] = {"SIGUSR2": "TIMEOUT"}
+    requeue_exit_code = 99  # with type idempotent, OAR resubmits a job ending so
 
     def __init__(
         self,
         use_arrays: bool = True,
         checkpoint_s: int = 0,
+        requeue: bool = False,
         **kwargs: Any,  # the job-script settings every scheduler shares (mlxpy.Scheduler)
     ) -> None:
         super().__init__(**kwargs)
         self.use_arrays = use_arrays
         self.checkpoint_s = checkpoint_s
+        self.requeue = requeue
 
     def directives(self, job: ScheduledJob) -> list[str]:
         out, err = self.output_paths(job)
         lines = [f"-n {job.name}", f"-O {out}", f"-E {err}"]
         if self.checkpoint_s > 0:
             lines += [f"--checkpoint {self.checkpoint_s}", "--signal 12"]
+        if self.requeue:
+            lines.append("-t idempotent")
         return lines + list(self.option_cmd)
 
     def _submit(self, args: list[str], what: str) -> list[str]:
@@ -70,30 +84,89 @@ class OARScheduler(Scheduler):
         return ids
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
-        """One ``oarstat -f -J -j ID -j ID ...``; ``Terminated`` is not success: the exit
-        code (a raw wait status in OAR) tells."""
+        """One ``oarstat -f -J -j ID -j ID ...`` (one more per automatic resubmission to
+        follow). ``Terminated`` is not success: the exit code (a raw wait status) tells."""
+        found = {}
+        for job_id, (current, job) in self.latest_jobs(job_ids).items():
+            if job is None:
+                continue
+            raw = job.get("exit_code")
+            code = None if raw in (None, "") else int(raw) >> 8
+            events = [str(e.get("type")) for e in job.get("events") or [] if isinstance(e, dict)]
+            found[job_id] = JobState(
+                job.get("state", "UNKNOWN"),
+                code,
+                "; ".join(events) or None,
+                cancelled="FRAG_JOB_REQUEST" in events,  # oardel
+                current_job_id=current if current != job_id else None,
+            )
+        return found
+
+    def latest_jobs(self, job_ids: Sequence[str]) -> dict[str, tuple[str, dict | None]]:
+        """Each job id with the job now standing for it, following OAR's automatic
+        resubmissions of idempotent jobs, and that job's ``oarstat`` record."""
+        if not job_ids:
+            return {}
+        records = self._oarstat(job_ids)
+        current = {str(j): str(j) for j in job_ids}
+        for _ in range(100):  # each round follows one resubmission of every job
+            moved = {}
+            for job_id, now in current.items():
+                successor = _resubmitted_as(records.get(now))
+                if successor is not None:
+                    moved[job_id] = successor
+            if not moved:
+                break
+            records.update(self._oarstat(sorted(set(moved.values()) - records.keys())))
+            current.update(moved)
+        return {job_id: (now, records.get(now)) for job_id, now in current.items()}
+
+    def _oarstat(self, job_ids: Sequence[str]) -> dict[str, dict]:
         if not job_ids:
             return {}
         args = ["oarstat", "-f", "-J"]
         for job_id in job_ids:
             args += ["-j", str(job_id)]
         data = json.loads(self.call(args, "oarstat") or "{}")
-        found = {}
-        for job_id, job in data.items():
-            raw = job.get("exit_code")
-            code = None if raw in (None, "") else int(raw) >> 8
-            events = [str(e.get("type")) for e in job.get("events") or [] if isinstance(e, dict)]
-            found[str(job_id)] = JobState(
-                job.get("state", "UNKNOWN"),
-                code,
-                "; ".join(events) or None,
-                cancelled="FRAG_JOB_REQUEST" in events,  # oardel
-            )
-        return found
+        return {str(job_id): job for job_id, job in data.items()}
 
     def cancel(self, job_ids: Sequence[str]) -> None:
-        if job_ids:
-            self.call(["oardel", *job_ids], "oardel")
+        """``oardel`` the jobs, or the jobs OAR resubmitted them as."""
+        live = [
+            now
+            for now, job in self.latest_jobs(job_ids).values()
+            if job is None or job.get("state") not in ("Terminated", "Error")
+        ]
+        if live:
+            self.call(["oardel", *live], "oardel")
+
+    def can_requeue_current_job(self) -> bool:
+        """OAR resubmits the job only if it ran over a minute: wait for that when the
+        walltime leaves time, else say how to resume by hand."""
+        job_id = os.environ.get("OAR_JOB_ID")
+        if not (self.requeue and job_id):
+            return False
+        job = self._oarstat([job_id]).get(job_id) or {}
+        start = int(job.get("startTime") or 0)
+        now = time.time()
+        wait = start + OAR_MIN_RUN_S + _CLOCK_MARGIN_S - now
+        left = start + int(job.get("walltime") or 0) - now
+        if wait <= 0:
+            return True
+        if wait < left - _CLOCK_MARGIN_S:
+            time.sleep(wait)
+            return True
+        print(
+            f"mlxpy: OAR job {job_id} is not requeued: OAR resubmits an idempotent job only "
+            f"after it ran {OAR_MIN_RUN_S} s, and its walltime ends first. Give it a walltime "
+            f"over checkpoint_s + {OAR_MIN_RUN_S} s, or resume it with "
+            f"`oarsub --resubmit {job_id}` once it has ended.",
+            file=sys.stderr,
+        )
+        return False
+
+    def requeue_current_job(self) -> bool:
+        return bool(os.environ.get("OAR_JOB_ID"))  # OAR does it when the job exits with 99
 
     def current_job(self) -> dict[str, Any]:
         env = os.environ
@@ -107,3 +180,13 @@ class OARScheduler(Scheduler):
             with open(nodefile) as handle:
                 info["node"] = handle.readline().strip()
         return info
+
+
+def _resubmitted_as(job: dict | None) -> str | None:
+    """The id OAR gave this job when it resubmitted it automatically, if it did."""
+    for event in (job or {}).get("events") or []:
+        if isinstance(event, dict) and event.get("type") == "RESUBMIT_JOB_AUTOMATICALLY":
+            match = _RESUBMITTED_AS.search(str(event.get("description", "")))
+            if match:
+                return match.group(1)
+    return None

@@ -5,13 +5,17 @@ cluster: CI starts it."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
+from mlx_oar.scheduler import OARScheduler
+from mlxpy.metrics import read_metrics
 from mlxpy.testing import RESUMABLE_TASK, ProjectDir, SchedulerSuite
 
 OAR_USER = os.environ.get("OAR_TEST_USER", "mlxpyoar")
@@ -69,40 +73,91 @@ def test_rejected_submission_carries_oar_message():
     assert [project.info(d)["status"] for d in project.run_dirs()] == ["SUBMIT_FAILED"]
 
 
-def test_walltime_checkpoint_then_resubmit_resumes():
-    """A 1-minute walltime with a checkpoint signal 40 s before it: the run records TIMEOUT
-    with its checkpoint; resubmitting the ended job (oarsub --resubmit) resumes the same run
-    dir from that checkpoint, without repeating a step."""
-    import time
-
+def resumable_project(steps: int, walltime: str, checkpoint_s: int, *args: str) -> ProjectDir:
     BASE.mkdir(mode=0o755, exist_ok=True)
     project = ProjectDir(BASE / uuid.uuid4().hex[:12], RESUMABLE_TASK)
-    project.write_config({"seed": 0, "steps": 35})
+    project.write_config({"seed": 0, "steps": steps})
     project.write_config(
         {
             "scheduler": {
                 "name": "OARScheduler",
-                "checkpoint_s": 40,
-                "option_cmd": ["-l core=1,walltime=0:01:00"],
+                "checkpoint_s": checkpoint_s,
+                "requeue": True,
+                "option_cmd": [f"-l core=1,walltime={walltime}"],
             },
             "use_scheduler": True,
         },
         "mlxpy.yaml",
     )
     as_oar_user(project)
-    result = project.run()
+    result = project.run(*args)
     assert result.returncode == 0, result.stderr
-    (run_dir,) = project.run_dirs()
+    return project
+
+
+def oar_job(job_id: str) -> dict:
+    out = subprocess.run(
+        ["oarstat", "-f", "-J", "-j", job_id], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)[job_id]
+
+
+def assert_resumed_without_gaps(project: ProjectDir, steps: int, count: int = 1) -> list[dict]:
+    infos = project.wait(count, 200, done={"COMPLETE", "FAILED"})
+    for run_dir, info in zip(project.run_dirs(), infos, strict=True):
+        assert info["status"] == "COMPLETE" and info["restarts"] == 1, info
+        assert info["history"][0]["status"] == "TIMEOUT"
+        records = read_metrics(run_dir / "metrics" / "train.json")
+        assert [r["step"] for r in records] == list(range(steps))
+    return infos
+
+
+def test_checkpoint_signal_requeues_as_idempotent_job():
+    """A 2-task array, walltime 1:30 with the checkpoint signal 40 s before it (from ~50 s
+    on: OAR checks every 10-20 s), and more steps than that leaves time for: each run
+    records TIMEOUT with its checkpoint, waits until OAR's one-minute rule allows a
+    resubmission, exits with 99; OAR resubmits each idempotent task, which resumes its own
+    run dir from that checkpoint without repeating a step. Status and cancel follow."""
+    project = resumable_project(80, "0:01:30", 40, "seed=1,2")
+    infos = project.wait(2, 200)
+    assert [(i["status"], i["requeued"]) for i in infos] == [("TIMEOUT", True)] * 2, infos
+    first_jobs = [str(i["scheduler"]["job_id"]) for i in infos]
+    infos = assert_resumed_without_gaps(project, 80, count=2)
+    assert sorted(project.config(d)["seed"] for d in project.run_dirs()) == [1, 2]
+    second_jobs = [str(i["scheduler"]["job_id"]) for i in infos]
+    for first_id, second_id in zip(first_jobs, second_jobs, strict=True):
+        first, second = oar_job(first_id), oar_job(second_id)
+        assert first["state"] == "Terminated" and first["exit_code"] >> 8 == 99
+        assert "idempotent" in first["types"]
+        assert str(second["resubmit_job_id"]) == first_id and second["exit_code"] == 0
+        assert second["array_index"] == first["array_index"]  # the task runs its own dir
+    assert sorted(oar_job(j)["array_index"] for j in first_jobs) == [1, 2]
+
+    scheduler = OARScheduler()
+    states = scheduler.statuses(first_jobs)
+    assert [
+        (states[j].current_job_id, states[j].state, states[j].exit_code) for j in first_jobs
+    ] == [(j, "Terminated", 0) for j in second_jobs]
+    calls = scheduler.calls
+    scheduler.cancel(first_jobs)  # every job is over: nothing to oardel
+    assert scheduler.calls == calls + 2  # two oarstat to follow the resubmissions, no oardel
+
+
+def test_checkpoint_too_early_for_requeue_then_manual_resubmit_resumes():
+    """Walltime 1:00 with the checkpoint signal at ~20 s: OAR would not resubmit a job that
+    ran under a minute, so the run says so, records TIMEOUT (not requeued) and exits;
+    ``oarsub --resubmit`` of the ended job resumes the same run dir."""
+    project = resumable_project(steps=35, walltime="0:01:00", checkpoint_s=40)
     (info,) = project.wait(1, 200)
-    assert info["status"] == "TIMEOUT", info
+    assert info["status"] == "TIMEOUT" and not info.get("requeued"), info
     job_id = str(info["scheduler"]["job_id"])
     deadline = time.monotonic() + 120
-    while True:
-        (row,) = __import__("json").loads(project.mlxpy("status", "--format", "json").stdout)
-        if row["scheduler_state"] in ("Terminated", "Error"):
-            break
-        assert time.monotonic() < deadline, row
+    while oar_job(job_id)["state"] not in ("Terminated", "Error"):
+        assert time.monotonic() < deadline
         time.sleep(1)
+    assert oar_job(job_id)["exit_code"] >> 8 == 128 + 12  # SIGUSR2, not OAR's 99
+    (run_dir,) = project.run_dirs()
+    assert "is not requeued" in (run_dir / "job.stderr").read_text()
     resubmit = subprocess.run(
         [*project.command_prefix, "oarsub", "--resubmit", job_id],
         cwd=project.root,
@@ -110,10 +165,4 @@ def test_walltime_checkpoint_then_resubmit_resumes():
         text=True,
     )
     assert resubmit.returncode == 0, resubmit.stdout + resubmit.stderr
-    (info,) = project.wait(1, 200, done={"COMPLETE", "FAILED"})
-    assert info["status"] == "COMPLETE" and info["restarts"] == 1, info
-    assert info["history"][0]["status"] == "TIMEOUT"
-    from mlxpy.metrics import read_metrics
-
-    steps = [r["step"] for r in read_metrics(run_dir / "metrics" / "train.json")]
-    assert steps == list(range(35))
+    assert_resumed_without_gaps(project, 35)

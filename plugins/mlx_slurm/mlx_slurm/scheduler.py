@@ -131,6 +131,9 @@ class SLURMScheduler(Scheduler):
             info["restart_count"] = int(env["SLURM_RESTART_COUNT"])
         return info
 
+    def can_requeue_current_job(self) -> bool:
+        return bool(os.environ.get("SLURM_JOB_ID"))
+
     def requeue_current_job(self) -> bool:
         job_id = os.environ.get("SLURM_JOB_ID")
         if not job_id:
