@@ -154,7 +154,16 @@ def _status(args: argparse.Namespace) -> int:
         print(f"mlxpy: error: {exc}", file=sys.stderr)
         return 2
     frame = pd.DataFrame(
-        rows, columns=["log_id", "job_id", "run_status", "scheduler_state", "exit_code", "status"]
+        rows,
+        columns=[
+            "log_id",
+            "job_id",
+            "run_status",
+            "scheduler_state",
+            "exit_code",
+            "status",
+            "reason",
+        ],
     ).set_index("log_id")
     _emit(frame, args.format)
     return 0

@@ -74,6 +74,7 @@ def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
                     "scheduler_state": state.state if state else "(gone)",
                     "exit_code": state.exit_code if state else None,
                     "status": status,
+                    "reason": state.reason if state else None,
                 }
             )
     return rows
@@ -89,7 +90,8 @@ def _mark_never_started(log_dir: Path, status: str, state: Any) -> None:
     info["status"] = status
     info["error"] = {
         "type": "JobEnded",
-        "message": f"the scheduler ended the job before the run started ({state.state})",
+        "message": f"the scheduler ended the job before the run started ({state.state}"
+        + (f": {state.reason})" if state.reason else ")"),
     }
     atomic_write_yaml(log_dir / "metadata" / "info.yaml", info)
     run_json = log_dir / "metadata" / "run.json"

@@ -18,6 +18,9 @@ from mlxpy.scheduler import JobState, ScheduledJob, SubmissionError
 
 _JOB_ID = re.compile(r"^OAR_JOB_ID=(-?\d+)\s*$", re.M)
 _RESUBMITTED_AS = re.compile(r"=>\s*(\d+)")
+_EVENT_SOURCE = re.compile(r"^\[[^\]]*\]\s*")  # "[bipbip 15] " before a description
+#: events every ended job has, which say nothing of why it ended
+_ROUTINE_EVENTS = {"SWITCH_INTO_TERMINATE_STATE", "SWITCH_INTO_ERROR_STATE"}
 #: OAR resubmits an idempotent job that exits with 99 only when it ran longer than this
 #: (NodeChangeState in OAR 2.5); the margin covers the clocks of node and server
 OAR_MIN_RUN_S = 60
@@ -92,12 +95,12 @@ class OARScheduler(Scheduler):
                 continue
             raw = job.get("exit_code")
             code = None if raw in (None, "") else int(raw) >> 8
-            events = [str(e.get("type")) for e in job.get("events") or [] if isinstance(e, dict)]
+            events = [e for e in job.get("events") or [] if isinstance(e, dict)]
             found[job_id] = JobState(
                 job.get("state", "UNKNOWN"),
                 code,
-                "; ".join(events) or None,
-                cancelled="FRAG_JOB_REQUEST" in events,  # oardel
+                _reason(events),
+                cancelled=any(e.get("type") == "FRAG_JOB_REQUEST" for e in events),  # oardel
                 current_job_id=current if current != job_id else None,
             )
         return found
@@ -190,3 +193,14 @@ def _resubmitted_as(job: dict | None) -> str | None:
             if match:
                 return match.group(1)
     return None
+
+
+def _reason(events: list[dict]) -> str | None:
+    """Why a job ended, from its OAR events: e.g. ``OUTPUT_FILES: Cannot create .stdout and
+    .stderr files in /dir on the node n1`` for a job in ``Error``."""
+    parts = [
+        f"{event.get('type')}: {_EVENT_SOURCE.sub('', str(event.get('description', '')))}"
+        for event in events
+        if event.get("type") not in _ROUTINE_EVENTS
+    ]
+    return "; ".join(parts) or None

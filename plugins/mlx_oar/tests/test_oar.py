@@ -73,6 +73,37 @@ def test_rejected_submission_carries_oar_message():
     assert [project.info(d)["status"] for d in project.run_dirs()] == ["SUBMIT_FAILED"]
 
 
+def test_job_in_error_before_python_gives_oar_reason():
+    """A job OAR cannot start (its stdout cannot be created) ends in ``Error``: the run,
+    still SUBMITTED, becomes FAILED, and the reason is OAR's event, in the status and in the
+    run's recorded error."""
+    BASE.mkdir(mode=0o755, exist_ok=True)
+    project = ProjectDir(BASE / uuid.uuid4().hex[:12])
+    project.write_config({"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0})
+    project.write_config(
+        {
+            "scheduler": {"name": "OARScheduler", "option_cmd": ["-O /nonexistent/out"]},
+            "use_scheduler": True,
+        },
+        "mlxpy.yaml",
+    )
+    as_oar_user(project)
+    assert project.run().returncode == 0
+    deadline = time.monotonic() + 120
+    while True:
+        (row,) = json.loads(project.mlxpy("status", "--format", "json").stdout)
+        if row["scheduler_state"] == "Error":
+            break
+        assert time.monotonic() < deadline, row
+        time.sleep(1)
+    assert row["run_status"] == "SUBMITTED" and row["status"] == "FAILED", row
+    assert row["reason"].startswith("OUTPUT_FILES: Cannot create .stdout"), row
+    (run_dir,) = project.run_dirs()
+    info = project.info(run_dir)
+    assert info["status"] == "FAILED"
+    assert "(Error: OUTPUT_FILES: Cannot create .stdout" in info["error"]["message"]
+
+
 def resumable_project(steps: int, walltime: str, checkpoint_s: int, *args: str) -> ProjectDir:
     BASE.mkdir(mode=0o755, exist_ok=True)
     project = ProjectDir(BASE / uuid.uuid4().hex[:12], RESUMABLE_TASK)

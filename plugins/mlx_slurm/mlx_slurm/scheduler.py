@@ -101,7 +101,7 @@ class SLURMScheduler(Scheduler):
             state = JobState(
                 state=fields.get("JobState", "UNKNOWN"),
                 exit_code=int(exit_code) if exit_code.isdigit() else None,
-                reason=fields.get("Reason"),
+                reason=None if fields.get("Reason") in (None, "None") else fields["Reason"],
                 signal=int(sig) if sig.isdigit() and int(sig) else None,
             )
             names = [fields["JobId"]]
