@@ -13,11 +13,13 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from mlx_oar.scheduler import OARScheduler
 from mlxpy.metrics import read_metrics
-from mlxpy.testing import RESUMABLE_TASK, ProjectDir, SchedulerSuite
+from mlxpy.testing import RESUMABLE_TASK, SUITE_TASK, ProjectDir, SchedulerSuite
 
+SUITE_CONFIG = {"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0}
 OAR_USER = os.environ.get("OAR_TEST_USER", "mlxpyoar")
 BASE = Path("/var/tmp/mlxpy-oar-tests")
 
@@ -27,6 +29,18 @@ def as_oar_user(project: ProjectDir) -> None:
     subprocess.run(["chown", "-R", OAR_USER, str(project.root)], check=True)
     project.command_prefix = ["runuser", "-u", OAR_USER, "--"]
     project.env["HOME"] = f"/home/{OAR_USER}"
+
+
+def oar_project(config: dict, task: str = SUITE_TASK, **scheduler: Any) -> ProjectDir:
+    """A project owned by the OAR test user, submitting with these scheduler settings."""
+    BASE.mkdir(mode=0o755, exist_ok=True)
+    project = ProjectDir(BASE / uuid.uuid4().hex[:12], task)
+    project.write_config(config)
+    project.write_config(
+        {"scheduler": {"name": "OARScheduler", **scheduler}, "use_scheduler": True}, "mlxpy.yaml"
+    )
+    as_oar_user(project)
+    return project
 
 
 def test_cluster_is_up():
@@ -56,17 +70,7 @@ class TestOARConformance(SchedulerSuite):
 
 
 def test_rejected_submission_carries_oar_message():
-    BASE.mkdir(mode=0o755, exist_ok=True)
-    project = ProjectDir(BASE / uuid.uuid4().hex[:12])
-    project.write_config({"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0})
-    project.write_config(
-        {
-            "scheduler": {"name": "OARScheduler", "option_cmd": ["-q no_such_queue"]},
-            "use_scheduler": True,
-        },
-        "mlxpy.yaml",
-    )
-    as_oar_user(project)
+    project = oar_project(SUITE_CONFIG, option_cmd=["-q no_such_queue"])
     result = project.run()
     assert result.returncode == 2
     assert "oarsub failed" in result.stderr and "no_such_queue does not exist" in result.stderr
@@ -77,17 +81,7 @@ def test_job_in_error_before_python_gives_oar_reason():
     """A job OAR cannot start (its stdout cannot be created) ends in ``Error``: the run,
     still SUBMITTED, becomes FAILED, and the reason is OAR's event, in the status and in the
     run's recorded error."""
-    BASE.mkdir(mode=0o755, exist_ok=True)
-    project = ProjectDir(BASE / uuid.uuid4().hex[:12])
-    project.write_config({"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0})
-    project.write_config(
-        {
-            "scheduler": {"name": "OARScheduler", "option_cmd": ["-O /nonexistent/out"]},
-            "use_scheduler": True,
-        },
-        "mlxpy.yaml",
-    )
-    as_oar_user(project)
+    project = oar_project(SUITE_CONFIG, option_cmd=["-O /nonexistent/out"])
     assert project.run().returncode == 0
     deadline = time.monotonic() + 120
     while True:
@@ -105,22 +99,13 @@ def test_job_in_error_before_python_gives_oar_reason():
 
 
 def resumable_project(steps: int, walltime: str, checkpoint_s: int, *args: str) -> ProjectDir:
-    BASE.mkdir(mode=0o755, exist_ok=True)
-    project = ProjectDir(BASE / uuid.uuid4().hex[:12], RESUMABLE_TASK)
-    project.write_config({"seed": 0, "steps": steps})
-    project.write_config(
-        {
-            "scheduler": {
-                "name": "OARScheduler",
-                "checkpoint_s": checkpoint_s,
-                "requeue": True,
-                "option_cmd": [f"-l core=1,walltime={walltime}"],
-            },
-            "use_scheduler": True,
-        },
-        "mlxpy.yaml",
+    project = oar_project(
+        {"seed": 0, "steps": steps},
+        RESUMABLE_TASK,
+        checkpoint_s=checkpoint_s,
+        requeue=True,
+        option_cmd=[f"-l core=1,walltime={walltime}"],
     )
-    as_oar_user(project)
     result = project.run(*args)
     assert result.returncode == 0, result.stderr
     return project
