@@ -208,12 +208,21 @@ class Run:
 
     def _wants_requeue(self, status: str) -> bool:
         scheduler = self.job_scheduler
-        return bool(
+        if not (
             scheduler is not None
             and getattr(scheduler, "requeue", False)
             and status in set(scheduler.warning_signals.values())
-            and scheduler.can_requeue_current_job()
-        )
+        ):
+            return False
+        try:
+            return bool(scheduler.can_requeue_current_job())
+        except Exception as error:  # a scheduler failing here must not cost the run's record
+            print(
+                f"mlxpy: warning: the job is not requeued: {scheduler.name} could not tell "
+                f"whether it can be ({type(error).__name__}: {error})",
+                file=sys.stderr,
+            )
+            return False
 
 
 def _record_failure(ctx: Context, logger: Any, error: BaseException) -> None:

@@ -1,0 +1,86 @@
+"""The requeue contract between a run and its scheduler, without a cluster: a scheduled run
+(``MLXPY_SCHEDULED``, as job scripts start it) receives its scheduler's warning signal, and
+the scheduler plugin, given by dotted path, decides whether and how the job is requeued.
+The SLURM and OAR plugins test the same against their real clusters."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+SCHEDULER = """
+import os
+
+from mlxpy import Scheduler
+
+
+class WarnedScheduler(Scheduler):
+    name = "WarnedScheduler"
+    warning_signals = {"SIGUSR1": "TIMEOUT"}
+
+    def __init__(self, requeue=True, exit_code=-1, can="allow", **kwargs):
+        super().__init__(**kwargs)
+        self.requeue = requeue
+        self.can = can
+        if exit_code >= 0:
+            self.requeue_exit_code = exit_code
+
+    def can_requeue_current_job(self):
+        if self.can == "raise":
+            raise RuntimeError("scheduler unreachable")
+        return self.can == "allow"
+
+    def requeue_current_job(self):
+        with open(os.environ["REQUEUE_MARK"], "w") as handle:
+            handle.write("requeued")
+        return True
+"""
+
+TASK = """
+import os, signal
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    ctx.logger.log_checkpoint({"step": 3})
+    os.kill(os.getpid(), signal.SIGUSR1)  # the scheduler's warning
+    signal.pause()
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+@pytest.mark.parametrize(
+    "exit_code, can, returncode, requeued",
+    [
+        (99, "allow", 99, True),  # OAR: the exit code asks the scheduler to resubmit
+        (-1, "allow", 128 + signal.SIGUSR1, True),  # SLURM: requeue_current_job does it
+        (99, "deny", 128 + signal.SIGUSR1, False),  # the scheduler's rules forbid it
+        (99, "raise", 128 + signal.SIGUSR1, False),  # the check fails: still recorded
+    ],
+)
+def test_warning_signal_requeue_decision(project, tmp_path, exit_code, can, returncode, requeued):
+    project.write_main(TASK)
+    (project.root / "warned_scheduler.py").write_text(SCHEDULER)
+    project.write_config("seed: 0\n")
+    project.write_config(
+        "scheduler:\n"
+        "  name: warned_scheduler.WarnedScheduler\n"
+        f"  exit_code: {exit_code}\n"
+        f"  can: {can}\n"
+        "use_scheduler: false\n",
+        "mlxpy.yaml",
+    )
+    mark = tmp_path / "requeue-mark"
+    result = project.run(env={"MLXPY_SCHEDULED": "WarnedScheduler", "REQUEUE_MARK": str(mark)})
+    assert result.returncode == returncode, result.stderr
+    (run_dir,) = project.run_dirs()
+    info = project.info(run_dir)
+    assert info["status"] == "TIMEOUT" and info["interrupt_reason"] == "SIGUSR1"
+    assert bool(info.get("requeued")) is requeued
+    assert mark.exists() is requeued
+    assert (run_dir / "checkpoints").is_dir()
+    if can == "raise":
+        assert "not requeued" in result.stderr and "scheduler unreachable" in result.stderr
