@@ -1,6 +1,7 @@
 """The requeue contract between a run and its scheduler, without a cluster: a scheduled run
 (``MLXPY_SCHEDULED``, as job scripts start it) receives its scheduler's warning signal, and
-the scheduler plugin, given by dotted path, decides whether and how the job is requeued.
+the scheduler plugin, given by dotted path, decides whether and how the job is requeued. A
+repeated warning does not interrupt the checkpoint the first one started.
 The SLURM and OAR plugins test the same against their real clusters."""
 
 from __future__ import annotations
@@ -38,14 +39,21 @@ class WarnedScheduler(Scheduler):
 """
 
 TASK = """
-import os, signal
+import os, signal, time
 import mlxpy
 
 @mlxpy.launch(config_path="./configs")
 def task(ctx):
     ctx.logger.log_checkpoint({"step": 3})
-    os.kill(os.getpid(), signal.SIGUSR1)  # the scheduler's warning
-    signal.pause()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)  # the scheduler's warning
+        signal.pause()
+    except mlxpy.RunInterrupted:
+        os.kill(os.getpid(), signal.SIGUSR1)  # repeated (OAR does, every 10 s)
+        time.sleep(0.2)
+        ctx.logger.log_checkpoint({"step": 4})
+        print("checkpoint saved", flush=True)
+        raise
 
 if __name__ == "__main__":
     task()
@@ -81,6 +89,6 @@ def test_warning_signal_requeue_decision(project, tmp_path, exit_code, can, retu
     assert info["status"] == "TIMEOUT" and info["interrupt_reason"] == "SIGUSR1"
     assert bool(info.get("requeued")) is requeued
     assert mark.exists() is requeued
-    assert (run_dir / "checkpoints").is_dir()
+    assert "checkpoint saved" in result.stdout  # the repeated warning did not cut it short
     if can == "raise":
         assert "not requeued" in result.stderr and "scheduler unreachable" in result.stderr

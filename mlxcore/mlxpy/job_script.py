@@ -54,6 +54,9 @@ def run_script(
     lines += [
         'wait "$child"; status=$?',
         'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
+        # the child may have ended between a signal-interrupted wait and kill -0: bash
+        # still has its status (other shells say 127 and keep the one above)
+        'wait "$child" 2>/dev/null; last=$?; [ "$last" -eq 127 ] || status=$last',
         'exit "$status"',
     ]
     return "\n".join(lines) + "\n"

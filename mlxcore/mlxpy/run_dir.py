@@ -69,9 +69,15 @@ def read_yaml(path: Path) -> Any:
 def carry_history(previous: dict[str, Any], info: dict[str, Any]) -> None:
     """Put the earlier attempts of a resumed run into ``info``."""
     earlier = list(previous.get("history") or [])
-    earlier.append(
-        {key: previous.get(key) for key in ("start_time", "end_time", "status", "hostname", "pid")}
-    )
+    attempt = {
+        key: previous.get(key) for key in ("start_time", "end_time", "status", "hostname", "pid")
+    }
+    job_id = (previous.get("scheduler") or {}).get("job_id")
+    if job_id is not None:  # which scheduler job each attempt ran in
+        attempt["job_id"] = job_id
+    if previous.get("requeued"):
+        attempt["requeued"] = True
+    earlier.append(attempt)
     info["restarts"] = int(previous.get("restarts") or 0) + 1
     info["history"] = earlier
 

@@ -69,6 +69,9 @@ def signals_raise(extra: dict[str, str] | None = None) -> Iterator[None]:
     statuses = {"SIGTERM": INTERRUPTED, **(extra or {})}
 
     def handler(signum: int, frame: Any) -> None:
+        # Schedulers repeat their warning (OAR every 10 s); a repeat must not interrupt the
+        # checkpoint and the recording that the first one started.
+        signal.signal(signum, signal.SIG_IGN)
         name = signal.Signals(signum).name
         raise RunInterrupted(signum, name, statuses.get(name, INTERRUPTED))
 

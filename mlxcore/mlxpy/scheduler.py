@@ -111,7 +111,10 @@ class Scheduler(Component):
     def can_requeue_current_job(self) -> bool:
         """From inside a job, before its run is recorded as requeued: whether the
         scheduler will run it again. A plugin says False when its rules forbid it."""
-        return False
+        return (
+            type(self).requeue_current_job is not Scheduler.requeue_current_job
+            or self.requeue_exit_code is not None
+        )
 
     def requeue_current_job(self) -> bool:
         """From inside a job, last thing before it exits: put it back in the queue. False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -22,9 +23,11 @@ _EVENT_SOURCE = re.compile(r"^\[[^\]]*\]\s*")  # "[bipbip 15] " before a descrip
 #: events every ended job has, which say nothing of why it ended
 _ROUTINE_EVENTS = {"SWITCH_INTO_TERMINATE_STATE", "SWITCH_INTO_ERROR_STATE"}
 #: OAR resubmits an idempotent job that exits with 99 only when it ran longer than this
-#: (NodeChangeState in OAR 2.5); the margin covers the clocks of node and server
+#: (NodeChangeState in OAR 2.5)
 OAR_MIN_RUN_S = 60
-_CLOCK_MARGIN_S = 2
+_MARGIN_S = 2
+#: the most a job may take from OAR's start time to Python running it
+_STARTUP_MARGIN_S = 10
 
 
 class OARScheduler(Scheduler):
@@ -52,6 +55,7 @@ class OARScheduler(Scheduler):
         self.use_arrays = use_arrays
         self.checkpoint_s = checkpoint_s
         self.requeue = requeue
+        self._process_start = time.monotonic()  # in a job: soon after OAR started it
 
     def directives(self, job: ScheduledJob) -> list[str]:
         out, err = self.output_paths(job)
@@ -100,7 +104,7 @@ class OARScheduler(Scheduler):
                 job.get("state", "UNKNOWN"),
                 code,
                 _reason(events),
-                cancelled=any(e.get("type") == "FRAG_JOB_REQUEST" for e in events),  # oardel
+                cancelled=_was_cancelled(events),
                 current_job_id=current if current != job_id else None,
             )
         return found
@@ -118,9 +122,10 @@ class OARScheduler(Scheduler):
                 successor = _resubmitted_as(records.get(now))
                 if successor is not None:
                     moved[job_id] = successor
-            if not moved:
-                break
             records.update(self._oarstat(sorted(set(moved.values()) - records.keys())))
+            moved = {job_id: new for job_id, new in moved.items() if new in records}
+            if not moved:  # nothing resubmitted, or OAR has no record of the new job
+                break
             current.update(moved)
         return {job_id: (now, records.get(now)) for job_id, now in current.items()}
 
@@ -144,32 +149,46 @@ class OARScheduler(Scheduler):
             self.call(["oardel", *live], "oardel")
 
     def can_requeue_current_job(self) -> bool:
-        """OAR resubmits the job only if it ran over a minute: wait for that when the
-        walltime leaves time, else say how to resume by hand."""
+        """Whether OAR will resubmit this job when it exits with 99 (NodeChangeState in
+        OAR 2.5): not for a reservation, and only after a minute of running, which
+        :meth:`requeue_current_job` waits for when the walltime leaves time."""
         job_id = os.environ.get("OAR_JOB_ID")
         if not (self.requeue and job_id):
             return False
-        job = self._oarstat([job_id]).get(job_id) or {}
-        start = int(job.get("startTime") or 0)
-        now = time.time()
-        wait = start + OAR_MIN_RUN_S + _CLOCK_MARGIN_S - now
-        left = start + int(job.get("walltime") or 0) - now
-        if wait <= 0:
-            return True
-        if wait < left - _CLOCK_MARGIN_S:
-            time.sleep(wait)
+        if _has_reservation(self.option_cmd):
+            why = "OAR never resubmits a job in an advance reservation (-r)"
+        elif self._wait_before_requeue() is None:
+            why = (
+                f"OAR resubmits an idempotent job only after it ran {OAR_MIN_RUN_S} s, and "
+                f"its walltime ends first; give it a walltime over checkpoint_s + "
+                f"{OAR_MIN_RUN_S} s"
+            )
+        else:
             return True
         print(
-            f"mlxpy: OAR job {job_id} is not requeued: OAR resubmits an idempotent job only "
-            f"after it ran {OAR_MIN_RUN_S} s, and its walltime ends first. Give it a walltime "
-            f"over checkpoint_s + {OAR_MIN_RUN_S} s, or resume it with "
-            f"`oarsub --resubmit {job_id}` once it has ended.",
+            f"mlxpy: OAR job {job_id} is not requeued: {why}. Resume the run with "
+            f"`oarsub --resubmit {job_id}` once the job has ended.",
             file=sys.stderr,
         )
         return False
 
     def requeue_current_job(self) -> bool:
-        return bool(os.environ.get("OAR_JOB_ID"))  # OAR does it when the job exits with 99
+        """Run after the run is recorded: wait out OAR's one minute; OAR then resubmits
+        the job as it exits with :attr:`requeue_exit_code`."""
+        time.sleep(self._wait_before_requeue() or 0.0)
+        return True
+
+    def _wait_before_requeue(self) -> float | None:
+        """Seconds this job must still run for OAR to resubmit it; None when its walltime
+        ends first. Measured on the node from this process's start, which comes after OAR's
+        start time, so the wait errs long, and the time left errs by the start-up delay,
+        which the margin covers."""
+        ran = time.monotonic() - self._process_start
+        wait = max(0.0, OAR_MIN_RUN_S + _MARGIN_S - ran)
+        walltime = float(os.environ.get("OAR_JOB_WALLTIME_SECONDS") or "inf")
+        if wait > 0 and wait > walltime - ran - _STARTUP_MARGIN_S:
+            return None
+        return wait
 
     def current_job(self) -> dict[str, Any]:
         env = os.environ
@@ -204,3 +223,17 @@ def _reason(events: list[dict]) -> str | None:
         if event.get("type") not in _ROUTINE_EVENTS
     ]
     return "; ".join(parts) or None
+
+
+def _was_cancelled(events: list[dict]) -> bool:
+    """oardel asks to frag the job; so does the walltime kill, which is no cancellation."""
+    types = {event.get("type") for event in events}
+    return "FRAG_JOB_REQUEST" in types and "WALLTIME" not in types
+
+
+def _has_reservation(option_cmd: Sequence[str]) -> bool:
+    for line in option_cmd:
+        for word in shlex.split(line):
+            if word == "-r" or word.startswith(("-r", "--reservation")):
+                return True
+    return False

@@ -98,6 +98,25 @@ def test_job_in_error_before_python_gives_oar_reason():
     assert "(Error: OUTPUT_FILES: Cannot create .stdout" in info["error"]["message"]
 
 
+def test_walltime_kill_is_an_error_with_its_reason_not_a_cancellation():
+    """No checkpoint signal: OAR kills the job at its walltime. The job ends in ``Error``
+    with OAR's WALLTIME event as the reason, and is not taken for an ``oardel``."""
+    project = oar_project(SUITE_CONFIG, option_cmd=["-l core=1,walltime=0:00:15"])
+    assert project.run("mode=sleep", "sleep=300").returncode == 0
+    (run_dir,) = project.run_dirs()
+    deadline = time.monotonic() + 150
+    while True:
+        (row,) = json.loads(project.mlxpy("status", "--format", "json").stdout)
+        if row["scheduler_state"] == "Error":
+            break
+        assert time.monotonic() < deadline, row
+        time.sleep(1)
+    assert row["reason"] and "WALLTIME: " in row["reason"], row
+    job_id = str(row["job_id"])
+    assert OARScheduler().statuses([job_id])[job_id].cancelled is False
+    assert row["status"] != "CANCELLED", row
+
+
 def resumable_project(steps: int, walltime: str, checkpoint_s: int, *args: str) -> ProjectDir:
     project = oar_project(
         {"seed": 0, "steps": steps},
@@ -131,15 +150,15 @@ def assert_resumed_without_gaps(project: ProjectDir, steps: int, count: int = 1)
 def test_checkpoint_signal_requeues_as_idempotent_job():
     """A 2-task array, walltime 1:30 with the checkpoint signal 40 s before it (from ~50 s
     on: OAR checks every 10-20 s), and more steps than that leaves time for: each run
-    records TIMEOUT with its checkpoint, waits until OAR's one-minute rule allows a
-    resubmission, exits with 99; OAR resubmits each idempotent task, which resumes its own
-    run dir from that checkpoint without repeating a step. Status and cancel follow."""
+    records TIMEOUT with its checkpoint (and requeued), waits until OAR's one-minute rule
+    allows a resubmission, exits with 99; OAR resubmits each idempotent task, which resumes
+    its own run dir from that checkpoint without repeating a step. Status and cancel
+    follow the resubmissions."""
     project = resumable_project(80, "0:01:30", 40, "seed=1,2")
-    infos = project.wait(2, 200)
-    assert [(i["status"], i["requeued"]) for i in infos] == [("TIMEOUT", True)] * 2, infos
-    first_jobs = [str(i["scheduler"]["job_id"]) for i in infos]
     infos = assert_resumed_without_gaps(project, 80, count=2)
     assert sorted(project.config(d)["seed"] for d in project.run_dirs()) == [1, 2]
+    assert all(i["history"][0].get("requeued") is True for i in infos), infos
+    first_jobs = [str(i["history"][0]["job_id"]) for i in infos]
     second_jobs = [str(i["scheduler"]["job_id"]) for i in infos]
     for first_id, second_id in zip(first_jobs, second_jobs, strict=True):
         first, second = oar_job(first_id), oar_job(second_id)

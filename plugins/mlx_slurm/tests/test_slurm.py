@@ -127,7 +127,7 @@ def test_status_is_one_scheduler_call(tmp_path, count):
     scheduler = SLURMScheduler()
     ids = []
     script = tmp_path / "s.sh"
-    script.write_text("#!/bin/bash\nsleep 1\n")
+    script.write_text(f"#!/bin/bash\n#SBATCH --output={tmp_path}/slurm-%j.out\nsleep 1\n")
     for _ in range(count):
         ids.append(scheduler.submit(script))
     calls_before = scheduler.calls
