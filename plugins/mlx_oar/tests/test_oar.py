@@ -43,6 +43,17 @@ def oar_project(config: dict, task: str = SUITE_TASK, **scheduler: Any) -> Proje
     return project
 
 
+def wait_for_scheduler_state(project: ProjectDir, state: str, timeout: float) -> dict:
+    """The project's one ``mlxpy status`` row, once OAR says ``state``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        (row,) = json.loads(project.mlxpy("status", "--format", "json").stdout)
+        if row["scheduler_state"] == state:
+            return row
+        assert time.monotonic() < deadline, row
+        time.sleep(1)
+
+
 def test_cluster_is_up():
     assert shutil.which("oarsub"), "oarsub is not installed: run tests/clusters/oar.sh start"
     nodes = subprocess.run(["oarnodes", "-s"], capture_output=True, text=True)
@@ -83,13 +94,7 @@ def test_job_in_error_before_python_gives_oar_reason():
     run's recorded error."""
     project = oar_project(SUITE_CONFIG, option_cmd=["-O /nonexistent/out"])
     assert project.run().returncode == 0
-    deadline = time.monotonic() + 120
-    while True:
-        (row,) = json.loads(project.mlxpy("status", "--format", "json").stdout)
-        if row["scheduler_state"] == "Error":
-            break
-        assert time.monotonic() < deadline, row
-        time.sleep(1)
+    row = wait_for_scheduler_state(project, "Error", 120)
     assert row["run_status"] == "SUBMITTED" and row["status"] == "FAILED", row
     assert row["reason"].startswith("OUTPUT_FILES: Cannot create .stdout"), row
     (run_dir,) = project.run_dirs()
@@ -103,14 +108,7 @@ def test_walltime_kill_is_an_error_with_its_reason_not_a_cancellation():
     with OAR's WALLTIME event as the reason, and is not taken for an ``oardel``."""
     project = oar_project(SUITE_CONFIG, option_cmd=["-l core=1,walltime=0:00:15"])
     assert project.run("mode=sleep", "sleep=300").returncode == 0
-    (run_dir,) = project.run_dirs()
-    deadline = time.monotonic() + 150
-    while True:
-        (row,) = json.loads(project.mlxpy("status", "--format", "json").stdout)
-        if row["scheduler_state"] == "Error":
-            break
-        assert time.monotonic() < deadline, row
-        time.sleep(1)
+    row = wait_for_scheduler_state(project, "Error", 150)
     assert row["reason"] and "WALLTIME: " in row["reason"], row
     job_id = str(row["job_id"])
     assert OARScheduler().statuses([job_id])[job_id].cancelled is False
