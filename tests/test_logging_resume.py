@@ -6,6 +6,7 @@ import pytest
 from mlxpy.metrics import read_metrics
 
 RESUME_TASK = """
+import os, signal
 import mlxpy
 
 @mlxpy.launch(config_path="./configs")
@@ -18,6 +19,8 @@ def my_task(ctx):
         lg.log_checkpoint({"epoch": epoch + 1})
         if epoch + 1 == ctx.config.crash_after:
             raise RuntimeError("simulated crash")
+        if epoch + 1 == ctx.config.kill_after:  # as OAR's oardel or a preemption does
+            os.kill(os.getpid(), signal.SIGKILL)
 
 if __name__ == "__main__":
     my_task()
@@ -27,7 +30,7 @@ if __name__ == "__main__":
 @pytest.fixture
 def resumable(project):
     project.write_main(RESUME_TASK)
-    project.write_config("seed: 0\nepochs: 10\nlr: 0.1\ncrash_after: 5\n")
+    project.write_config("seed: 0\nepochs: 10\nlr: 0.1\ncrash_after: 5\nkill_after: -1\n")
     return project
 
 
@@ -59,6 +62,24 @@ def test_resume_continues_the_same_run(resumable):
     assert "resuming from epoch 10 restarts 2" in third.stdout
     assert "different config" not in third.stderr
     assert len(resumable.info(run_dir)["history"]) == 2
+
+
+def test_attempt_killed_without_a_word_is_lost_in_history(resumable):
+    """SIGKILL leaves the run RUNNING; resuming it records that attempt as LOST, ended
+    when its heartbeat stopped, and continues from its last checkpoint."""
+    first = resumable.run("crash_after=-1", "kill_after=4")
+    assert first.returncode == -9
+    (run_dir,) = resumable.run_dirs()
+    first_info = resumable.info(run_dir)
+    assert first_info["status"] == "RUNNING"
+    second = resumable.run("+mlxpy.logger.forced_log_id=1", "crash_after=-1")
+    assert second.returncode == 0, second.stderr
+    assert "resuming from epoch 4 restarts 1" in second.stdout
+    (earlier,) = resumable.info(run_dir)["history"]
+    assert earlier["status"] == "LOST"
+    assert first_info["start_time"] <= earlier["end_time"] < resumable.info(run_dir)["end_time"]
+    steps = [r["step"] for r in read_metrics(run_dir / "metrics" / "train.json")]
+    assert steps == list(range(10))
 
 
 STREAMS_TASK = """

@@ -6,6 +6,7 @@ import os
 import threading
 import warnings
 from abc import abstractmethod
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +177,8 @@ class DefaultLogger(Logger):
                 ctx.info[key] = previous[key]
         if previous.get("status") == "SUBMITTED":  # its first start, not a restart
             return
+        if previous.get("status") == "RUNNING":  # killed before it could record its end
+            previous = {**previous, **self._lost_attempt(metadata / HEARTBEAT_FILE)}
         run_dir.carry_history(previous, ctx.info)
         old_config = run_dir.read_yaml(metadata / "config.yaml") or {}
         changes = run_dir.config_changes(old_config, ctx.config_dict())
@@ -188,6 +191,16 @@ class DefaultLogger(Logger):
                 ConfigChangedWarning,
                 stacklevel=2,
             )
+
+    @staticmethod
+    def _lost_attempt(heartbeat: Path) -> dict[str, Any]:
+        """An attempt killed without a word (SIGKILL, preemption, a lost node) is LOST, as
+        the reader calls it; it ended about when its heartbeat stopped."""
+        try:
+            ended = datetime.fromtimestamp(heartbeat.stat().st_mtime, timezone.utc).astimezone()
+        except OSError:
+            return {"status": "LOST"}
+        return {"status": "LOST", "end_time": ended.isoformat(timespec="milliseconds")}
 
     def _write_yaml(self, name: str, data: Any) -> None:
         assert self.log_dir is not None

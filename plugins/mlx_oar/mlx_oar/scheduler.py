@@ -18,7 +18,8 @@ from mlxpy import Scheduler
 from mlxpy.scheduler import JobState, ScheduledJob, SubmissionError
 
 _JOB_ID = re.compile(r"^OAR_JOB_ID=(-?\d+)\s*$", re.M)
-_RESUBMITTED_AS = re.compile(r"=>\s*(\d+)")
+# "Resubmiting job 2 => 3 (...)" after exit code 99; "... (new id = 5)" after a preemption
+_RESUBMITTED_AS = re.compile(r"(?:=>|new id =)\s*(\d+)")
 _EVENT_SOURCE = re.compile(r"^\[[^\]]*\]\s*")  # "[bipbip 15] " before a description
 #: events every ended job has, which say nothing of why it ended
 _ROUTINE_EVENTS = {"SWITCH_INTO_TERMINATE_STATE", "SWITCH_INTO_ERROR_STATE"}

@@ -176,6 +176,45 @@ def test_checkpoint_signal_requeues_as_idempotent_job():
     assert scheduler.calls == calls + 2  # two oarstat to follow the resubmissions, no oardel
 
 
+def test_preempted_besteffort_job_is_resubmitted_and_resumes():
+    """A besteffort job with ``requeue: true`` is idempotent: when a normal job needs its
+    cores, OAR kills it (SIGKILL, no warning) and resubmits it. The new job resumes the run
+    dir from the last checkpoint; history records the killed attempt as LOST."""
+    project = oar_project(
+        {"seed": 0, "steps": 20},
+        RESUMABLE_TASK,
+        requeue=True,
+        option_cmd=["-t besteffort", "-l core=2,walltime=0:05:00"],
+    )
+    assert project.run().returncode == 0
+    deadline = time.monotonic() + 120
+    while True:  # let it make some progress before preempting it
+        (run_dir,) = project.run_dirs()
+        metrics = run_dir / "metrics" / "train.json"
+        if metrics.exists() and len(read_metrics(metrics)) >= 3:
+            break
+        assert time.monotonic() < deadline, project.info(run_dir)
+        time.sleep(0.5)
+    normal = subprocess.run(
+        [*project.command_prefix, "oarsub", "-l", "core=1,walltime=0:01:00", "sleep 3"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
+    assert normal.returncode == 0, normal.stdout + normal.stderr
+    (info,) = project.wait(1, 240, done={"COMPLETE", "FAILED"})
+    assert info["status"] == "COMPLETE" and info["restarts"] == 1, info
+    (earlier,) = info["history"]
+    assert earlier["status"] == "LOST"
+    first_job, second_job = str(earlier["job_id"]), str(info["scheduler"]["job_id"])
+    events = {e["type"] for e in oar_job(first_job)["events"]}
+    assert {"BESTEFFORT_KILL", "RESUBMIT_JOB_AUTOMATICALLY"} <= events
+    state = OARScheduler().statuses([first_job])[first_job]
+    assert (state.current_job_id, state.exit_code) == (second_job, 0)
+    steps = [r["step"] for r in read_metrics(run_dir / "metrics" / "train.json")]
+    assert steps == list(range(20))  # resumed from the checkpoint, nothing repeated
+
+
 def test_checkpoint_too_early_for_requeue_then_manual_resubmit_resumes():
     """Walltime 1:00 with the checkpoint signal at ~20 s: OAR would not resubmit a job that
     ran under a minute, so the run says so, records TIMEOUT (not requeued) and exits;

@@ -74,6 +74,17 @@ def test_readable_reason_without_routine_events():
     )
     assert _reason(OUTPUT_ERROR[:1]) is None
     assert _resubmitted_as(RESUBMITTED) == "3" and _resubmitted_as(SUCCESSOR) is None
+    preempted = {
+        "events": [
+            {"type": "BESTEFFORT_KILL", "description": "[MetaSched] kill the besteffort job 3"},
+            {
+                "type": "RESUBMIT_JOB_AUTOMATICALLY",
+                "description": "[bipbip 3] the job 3 is a besteffort and idempotent job so we "
+                "resubmit it (new id = 5)",
+            },
+        ]
+    }
+    assert _resubmitted_as(preempted) == "5"
 
 
 @pytest.mark.parametrize(
