@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from datetime import datetime, timezone
+
 import pytest
 from mlxpy.metrics import read_metrics
 
@@ -72,12 +75,15 @@ def test_attempt_killed_without_a_word_is_lost_in_history(resumable):
     (run_dir,) = resumable.run_dirs()
     first_info = resumable.info(run_dir)
     assert first_info["status"] == "RUNNING"
+    last_beat = datetime.fromisoformat(first_info["start_time"]).timestamp() + 3.25
+    os.utime(run_dir / "metadata" / "heartbeat", (last_beat, last_beat))
     second = resumable.run("+mlxpy.logger.forced_log_id=1", "crash_after=-1")
     assert second.returncode == 0, second.stderr
     assert "resuming from epoch 4 restarts 1" in second.stdout
     (earlier,) = resumable.info(run_dir)["history"]
     assert earlier["status"] == "LOST"
-    assert first_info["start_time"] <= earlier["end_time"] < resumable.info(run_dir)["end_time"]
+    ended = datetime.fromtimestamp(last_beat, timezone.utc).astimezone()
+    assert earlier["end_time"] == ended.isoformat(timespec="milliseconds")
     steps = [r["step"] for r in read_metrics(run_dir / "metrics" / "train.json")]
     assert steps == list(range(10))
 

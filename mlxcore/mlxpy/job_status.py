@@ -24,6 +24,8 @@ TERMINAL = {
     "Error",
 }
 LIVE_RUN = {"SUBMITTED", "RUNNING"}
+#: scheduler states of a job waiting to (re)start
+QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "Waiting", "Hold", "toLaunch", "Launching"}
 
 
 def _scheduler(name: str) -> Any:
@@ -66,6 +68,12 @@ def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
                 status = "CANCELLED" if cancelled else "FAILED"
                 if run_status == "SUBMITTED":
                     _mark_never_started(Path(row["log_dir"]), status, state)
+            elif (
+                state is not None
+                and state.state in QUEUED
+                and (run_status not in LIVE_RUN or state.current_job_id)
+            ):
+                status = "REQUEUED"  # an attempt ended (TIMEOUT, killed...); its job waits again
             rows.append(
                 {
                     "log_id": log_id,

@@ -227,9 +227,10 @@ def _reason(events: list[dict]) -> str | None:
 
 
 def _was_cancelled(events: list[dict]) -> bool:
-    """oardel asks to frag the job; so does the walltime kill, which is no cancellation."""
+    """oardel asks to frag the job; so do the walltime kill and a besteffort preemption,
+    which are no cancellations."""
     types = {event.get("type") for event in events}
-    return "FRAG_JOB_REQUEST" in types and "WALLTIME" not in types
+    return "FRAG_JOB_REQUEST" in types and not types & {"WALLTIME", "BESTEFFORT_KILL"}
 
 
 def _has_reservation(option_cmd: Sequence[str]) -> bool:

@@ -92,6 +92,7 @@ def test_readable_reason_without_routine_events():
     [
         (["FRAG_JOB_REQUEST", "SEND_KILL_JOB"], True),  # oardel
         (["FRAG_JOB_REQUEST", "WALLTIME", "SEND_KILL_JOB"], False),  # sarko at the walltime
+        (["BESTEFFORT_KILL", "FRAG_JOB_REQUEST", "SEND_KILL_JOB"], False),  # preempted
         (["SWITCH_INTO_TERMINATE_STATE"], False),
     ],
 )
