@@ -77,6 +77,9 @@ def test_bad_metric_and_missing_log(sweep):
         runs.mlxpy.plot("valid.loss")
 
 
+CURVES = ["-m", "train.loss", "--by", "config.lr", "--over", "config.seed"]
+
+
 def cli(*args, cwd):
     return subprocess.run(
         [sys.executable, "-m", "mlxpy.cli", *args], capture_output=True, text=True, cwd=cwd
@@ -93,12 +96,7 @@ def test_cli_writes_figures(sweep, tmp_path, suffix, magic):
         str(sweep.logs),
         "-q",
         "config.lr == 1.0",
-        "-m",
-        "train.loss",
-        "--by",
-        "config.lr",
-        "--over",
-        "config.seed",
+        *CURVES,
         "-o",
         str(out),
         cwd=tmp_path,
@@ -121,12 +119,7 @@ def test_html_report_rendered_by_chromium(sweep, tmp_path):
     result = cli(
         "plot",
         str(sweep.logs),
-        "-m",
-        "train.loss",
-        "--by",
-        "config.lr",
-        "--over",
-        "config.seed",
+        *CURVES,
         "--html",
         str(report),
         "--title",

@@ -89,10 +89,11 @@ def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
 
 
 def _mark_never_started(log_dir: Path, status: str, state: Any) -> None:
-    from mlxpy._files import atomic_write_yaml
+    from mlxpy.logger import METADATA_DIR, write_info
     from mlxpy.run_dir import read_yaml
 
-    info = read_yaml(log_dir / "metadata" / "info.yaml") or {}
+    metadata = log_dir / METADATA_DIR
+    info = read_yaml(metadata / "info.yaml") or {}
     if info.get("status") != "SUBMITTED":  # it started meanwhile: its own process decides
         return
     info["status"] = status
@@ -101,16 +102,7 @@ def _mark_never_started(log_dir: Path, status: str, state: Any) -> None:
         "message": f"the scheduler ended the job before the run started ({state.state}"
         + (f": {state.reason})" if state.reason else ")"),
     }
-    atomic_write_yaml(log_dir / "metadata" / "info.yaml", info)
-    run_json = log_dir / "metadata" / "run.json"
-    if run_json.exists():
-        import orjson
-
-        from mlxpy._files import atomic_write_text
-
-        record = orjson.loads(run_json.read_bytes())
-        record["info"] = info
-        atomic_write_text(run_json, orjson.dumps(record, default=str).decode(), fsync=False)
+    write_info(log_dir, info, read_yaml(metadata / "config.yaml") or {})
 
 
 def cancel(parent: str, log_ids: list[str]) -> list[tuple[str, str]]:

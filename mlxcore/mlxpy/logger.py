@@ -6,7 +6,6 @@ import os
 import threading
 import warnings
 from abc import abstractmethod
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from mlxpy.artifacts import (
 from mlxpy.component import Component
 from mlxpy.errors import LogDirError, MlxpyWarning
 from mlxpy.metrics import METRICS_DIR, MetricsWriter, check_log_name
+from mlxpy.run_info import iso_time
 
 if TYPE_CHECKING:
     from mlxpy.context import Context
@@ -197,25 +197,17 @@ class DefaultLogger(Logger):
         """An attempt killed without a word (SIGKILL, preemption, a lost node) is LOST, as
         the reader calls it; it ended about when its heartbeat stopped."""
         try:
-            ended = datetime.fromtimestamp(heartbeat.stat().st_mtime, timezone.utc).astimezone()
+            return {"status": "LOST", "end_time": iso_time(heartbeat.stat().st_mtime)}
         except OSError:
             return {"status": "LOST"}
-        return {"status": "LOST", "end_time": ended.isoformat(timespec="milliseconds")}
 
     def _write_yaml(self, name: str, data: Any) -> None:
         assert self.log_dir is not None
         atomic_write_yaml(self.log_dir / METADATA_DIR / name, data)
 
     def save_info(self, info: dict[str, Any]) -> None:
-        """``info.yaml`` for people; ``run.json`` (config + info) for fast readers."""
-        self._write_yaml("info.yaml", info)
         assert self.log_dir is not None and self.ctx is not None
-        record = {"config": self._config, "info": info}
-        atomic_write_text(
-            self.log_dir / METADATA_DIR / RUN_JSON,
-            orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
-            fsync=False,
-        )
+        write_info(self.log_dir, info, self._config)
 
     def save_error(self, text: str) -> None:
         self.save_metadata_text("error.log", text)
@@ -351,3 +343,15 @@ class DefaultLogger(Logger):
         if not path.is_file():
             return None
         return kind.load(str(path))
+
+
+def write_info(log_dir: Path, info: dict[str, Any], config: dict[str, Any]) -> None:
+    """``info.yaml`` for people; ``run.json`` (config + info) for fast readers. Also used
+    outside the run, by ``mlxpy status`` for runs that never started."""
+    atomic_write_yaml(log_dir / METADATA_DIR / "info.yaml", info)
+    record = {"config": config, "info": info}
+    atomic_write_text(
+        log_dir / METADATA_DIR / RUN_JSON,
+        orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
+        fsync=False,
+    )

@@ -20,7 +20,16 @@ INTERRUPTED = "INTERRUPTED"
 
 def now_iso() -> str:
     """Current time, ISO 8601 with the local UTC offset."""
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
+    return iso_time(datetime.now(timezone.utc).timestamp())
+
+
+def iso_time(timestamp: float) -> str:
+    """A POSIX time as the run info writes times: ISO 8601, local offset, milliseconds."""
+    return (
+        datetime.fromtimestamp(timestamp, timezone.utc)
+        .astimezone()
+        .isoformat(timespec="milliseconds")
+    )
 
 
 def _user() -> str:

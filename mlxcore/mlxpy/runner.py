@@ -86,8 +86,12 @@ def signals_raise(extra: dict[str, str] | None = None) -> Iterator[None]:
 def act_on_early_warning(warning_signals: dict[str, str] | None) -> None:
     """A scheduler warning that reached the job script before mlxpy's handlers were
     installed is left as a note (see ``job_script``): act on it now, as if just received."""
-    note = os.environ.get("MLXPY_WARNING_NOTE")
-    if not note or not warning_signals:
+    if not warning_signals:
+        return
+    from mlxpy.job_script import WARNING_ENV  # only scheduled runs get here
+
+    note = os.environ.get(WARNING_ENV)
+    if not note:
         return
     try:
         with open(note) as handle:
