@@ -107,7 +107,7 @@ def test_time_limit_requeues_and_resumes(tmp_path):
     result = project.run()
     assert result.returncode == 0, result.stderr
     (run_dir,) = project.run_dirs()
-    (info,) = project.wait(1, 420, done={"COMPLETE", "FAILED"})
+    (info,) = project.wait(1, 900, done={"COMPLETE", "FAILED"})
     assert info["status"] == "COMPLETE", info
     restarts = info["restarts"]
     assert restarts >= 1
