@@ -11,7 +11,7 @@ import time
 import warnings
 
 import pytest
-from mlxpy.metrics import read_metrics
+from mlxpy.rundir.metrics import read_metrics
 
 FAULT_TASK = """
 import os, time

@@ -7,7 +7,7 @@ import math
 import time
 
 import pytest
-from mlxpy.metrics import read_metrics
+from mlxpy.rundir.metrics import read_metrics
 
 METRICS_TASK = """
 import json, math, sys, time

@@ -6,7 +6,7 @@ import os
 from datetime import datetime, timezone
 
 import pytest
-from mlxpy.metrics import read_metrics
+from mlxpy.rundir.metrics import read_metrics
 
 RESUME_TASK = """
 import os, signal

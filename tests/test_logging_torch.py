@@ -3,7 +3,7 @@ torch (the CPU build); the test fails rather than skips without it."""
 
 from __future__ import annotations
 
-from mlxpy.metrics import read_metrics
+from mlxpy.rundir.metrics import read_metrics
 
 
 def test_torch_tensors_and_artifacts(project):

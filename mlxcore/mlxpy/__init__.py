@@ -21,6 +21,8 @@ from mlxpy.errors import (
 from mlxpy.hookspecs import hookimpl
 from mlxpy.launcher import launch
 from mlxpy.logger import DefaultLogger, Logger
+from mlxpy.rundir import FORMAT_VERSION, RunDir, RunStatus
+from mlxpy.rundir.metrics import read_metrics
 from mlxpy.scheduler import JobState, ScheduledJob, Scheduler, SubmissionError
 from mlxpy.version_manager import GitVM, VersionManager
 
@@ -42,6 +44,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "DefaultLogger",
+    "FORMAT_VERSION",
     "GitVM",
     "LogDirError",
     "Logger",
@@ -51,7 +54,9 @@ __all__ = [
     "QueryError",
     "Reader",
     "RunInfo",
+    "RunDir",
     "RunInterrupted",
+    "RunStatus",
     "JobState",
     "ScheduledJob",
     "Scheduler",
@@ -60,4 +65,5 @@ __all__ = [
     "VersionManager",
     "hookimpl",
     "launch",
+    "read_metrics",
 ]

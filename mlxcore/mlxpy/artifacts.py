@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +11,10 @@ from typing import Any
 
 import yaml
 
-ARTIFACTS_DIR = "artifacts"
+from mlxpy.rundir.atomic import atomic_write
+
+#: one path component of an artifact name (file systems take 255 bytes; temp names add 20)
+MAX_NAME_BYTES = 200
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,12 @@ def safe_relative_path(base: Path, name: str, extension: str) -> Path:
     """``base/name[extension]``; names may hold sub-dirs but never leave ``base``."""
     if not isinstance(name, str) or not name or name.startswith(("/", "\\")) or "\x00" in name:
         raise ValueError(f"invalid artifact name {name!r}: give a relative path such as 'a/b'")
+    if any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise ValueError(f"invalid artifact name {name!r}: no newlines or control characters")
+    if len(name) > 1000 or any(len(part.encode()) > MAX_NAME_BYTES for part in name.split("/")):
+        raise ValueError(
+            f"invalid artifact name {name[:40]!r}...: each part at most {MAX_NAME_BYTES} bytes"
+        )
     parts = Path(name).parts
     if any(part in ("..", ".") for part in parts):
         raise ValueError(f"invalid artifact name {name!r}: '..' and '.' are not allowed")
@@ -143,24 +150,8 @@ def safe_relative_path(base: Path, name: str, extension: str) -> Path:
 
 
 def atomic_save(kind: ArtifactType, obj: Any, path: Path) -> None:
-    """Save through a temp file with the final extension in the same dir, fsync, rename: a
-    reader (or a killed writer) never leaves a half-written file under the final name."""
+    """Save through a temp file with the final extension in the same dir, fsync, rename (and
+    fsync the dir, so the rename survives a crash): a reader, or a killed writer, never leaves
+    a half-written file under the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.stem}.{secrets.token_hex(6)}.tmp{kind.extension or path.suffix}"
-    try:
-        kind.save(obj, str(tmp))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a crash
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, lambda tmp: kind.save(obj, tmp), fsync=True, sync_dir=True)

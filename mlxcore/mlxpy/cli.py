@@ -102,9 +102,11 @@ def _show(args: argparse.Namespace) -> int:
     import yaml
 
     from mlxpy.index import read_run
+    from mlxpy.rundir.layout import RunDir, is_run_id
 
     run_dir = Path(args.parent_log_dir) / str(args.log_id)
-    if not run_dir.is_dir():
+    run = RunDir(run_dir)
+    if not is_run_id(str(args.log_id)) or not run_dir.is_dir():
         print(f"mlxpy: error: no run {args.log_id} in {args.parent_log_dir}", file=sys.stderr)
         return 2
     row = read_run(str(run_dir))
@@ -118,18 +120,12 @@ def _show(args: argparse.Namespace) -> int:
         print(f"# {title}")
         print(yaml.safe_dump(values, sort_keys=False, default_flow_style=False).rstrip())
     artifacts = (
-        sorted(
-            str(p.relative_to(run_dir / "artifacts"))
-            for p in (run_dir / "artifacts").rglob("*")
-            if p.is_file()
-        )
-        if (run_dir / "artifacts").is_dir()
+        sorted(str(p.relative_to(run.artifacts)) for p in run.artifacts.rglob("*") if p.is_file())
+        if run.artifacts.is_dir()
         else []
     )
     checkpoints = (
-        sorted(p.name for p in (run_dir / "checkpoints").glob("*"))
-        if (run_dir / "checkpoints").is_dir()
-        else []
+        sorted(p.name for p in run.checkpoints.glob("*")) if run.checkpoints.is_dir() else []
     )
     print("# artifacts")
     print("\n".join(artifacts) or "(none)")

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlxpy._files import create_exclusive
 from mlxpy.context import Config, as_config
 from mlxpy.errors import ConfigError
 from mlxpy.options import DEFAULT_OPTIONS_YAML, OPTIONS_FILE, load_yaml_file
+from mlxpy.rundir.atomic import create_exclusive
 
 CONFIG_NAME = "config"
 CONFIG_FILE = "config.yaml"

@@ -8,7 +8,6 @@ refresh is one transaction, and runs being written are never locked or touched.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import sqlite3
 import warnings
@@ -16,14 +15,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
+from mlxpy.errors import MlxpyError, MlxpyWarning
+from mlxpy.rundir import codec
+from mlxpy.rundir.flat import flatten
+from mlxpy.rundir.info import read_record
+from mlxpy.rundir.layout import (
+    FORMAT_VERSION,
+    INDEX_FILE,
+    LEGACY_FORMAT,
+    METADATA_DIR,
+    METRICS_DIR,
+    METRICS_SUFFIX,
+    is_run_id,
+)
+from mlxpy.rundir.metrics import read_records
 
-from mlxpy.errors import MlxpyWarning
-
-INDEX_FILE = ".mlxpy-index.sqlite"
-SCHEMA_VERSION = 1
-METADATA = "metadata"
-METRICS = "metrics"
+SCHEMA_VERSION = 2
 
 
 class SkippedRunsWarning(MlxpyWarning):
@@ -40,25 +47,17 @@ def index_path(parent: Path) -> Path:
     return cache / f"{digest}.sqlite"
 
 
-def flatten(prefix: str, data: Any, out: dict[str, Any]) -> None:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            flatten(f"{prefix}.{key}" if prefix else str(key), value, out)
-    else:
-        out[prefix] = data
-
-
 def signature(run_dir: str) -> str | None:
     """Cheap change detection: the metadata dir's mtime (its files are replaced by rename on
     every update) and the size and mtime of each metrics file (appended to)."""
     try:
-        parts = [str(os.stat(os.path.join(run_dir, METADATA)).st_mtime_ns)]
+        parts = [str(os.stat(os.path.join(run_dir, METADATA_DIR)).st_mtime_ns)]
     except OSError:
         return None
     try:
-        with os.scandir(os.path.join(run_dir, METRICS)) as entries:
+        with os.scandir(os.path.join(run_dir, METRICS_DIR)) as entries:
             for entry in entries:
-                if entry.name.endswith(".json") and entry.is_file():
+                if entry.name.endswith(METRICS_SUFFIX) and entry.is_file(follow_symlinks=False):
                     st = entry.stat()
                     parts.append(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}")
     except OSError:
@@ -66,41 +65,16 @@ def signature(run_dir: str) -> str | None:
     return "|".join(sorted(parts))
 
 
-def read_metric_lines(path: str) -> list[dict[str, Any]]:
-    """All records of a metric log; a torn last line is dropped (readers never crash)."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    if not data:
-        return []
-    body = data.rstrip(b"\n")
-    try:
-        return orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
-    except orjson.JSONDecodeError:
-        pass
-    records = []
-    for line in body.split(b"\n"):
-        try:
-            records.append(orjson.loads(line))
-        except orjson.JSONDecodeError:
-            import json
-
-            try:  # NaN and Infinity are written by Python's json, which orjson refuses
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-    return records
-
-
 def metric_summaries(run_dir: str, out: dict[str, Any]) -> None:
     """``<log>.<key>.last/min/max`` and ``<log>.rows`` for every metric log of a run."""
-    metrics_dir = os.path.join(run_dir, METRICS)
+    metrics_dir = os.path.join(run_dir, METRICS_DIR)
     try:
-        names = [n for n in os.listdir(metrics_dir) if n.endswith(".json")]
+        names = [n for n in os.listdir(metrics_dir) if n.endswith(METRICS_SUFFIX)]
     except OSError:
         return
     for name in names:
-        log = name[:-5]
-        records = read_metric_lines(os.path.join(metrics_dir, name))
+        log = name[: -len(METRICS_SUFFIX)]
+        records = read_records(Path(metrics_dir) / name, root=Path(run_dir))
         out[f"{log}.rows"] = len(records)
         last: dict[str, Any] = {}
         for record in records:
@@ -135,44 +109,34 @@ def _min_max(values: list[Any]) -> tuple[Any, Any]:
 
 def read_run(run_dir: str) -> dict[str, Any]:
     """The flattened row of one run; raises on an unreadable run."""
-    meta = os.path.join(run_dir, METADATA)
-    row: dict[str, Any] = {}
-    try:
-        with open(os.path.join(meta, "run.json"), "rb") as fh:
-            record = orjson.loads(fh.read())
-        config, info = record["config"], record["info"]
-    except FileNotFoundError:  # written by another logger: the YAML files
-        import yaml
-
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        with open(os.path.join(meta, "info.yaml")) as fh:
-            info = yaml.load(fh, Loader=loader)
-        with open(os.path.join(meta, "config.yaml")) as fh:
-            config = yaml.load(fh, Loader=loader)
-    if not isinstance(info, dict) or not isinstance(config, dict):
-        raise ValueError("info or config is not a mapping")
-    flatten("config", config, row)
-    flatten("info", info, row)
+    config, info = read_record(Path(run_dir))
+    check_format(info)
+    row = flatten(config, "config")
+    row.update(flatten(info, "info"))
     metric_summaries(run_dir, row)
     return row
 
 
+class NewerFormatError(MlxpyError, ValueError):
+    """A run was written by a newer mlxpy whose run-directory format this one cannot read."""
+
+
+def check_format(info: dict[str, Any]) -> int:
+    """The run's format version (0 for runs written before it had one); a newer one than
+    this mlxpy knows is refused, so nothing is misread."""
+    version = info.get("format", LEGACY_FORMAT)
+    if type(version) is not int or version < 0:
+        raise ValueError(f"info.format is {version!r}, not a format version")
+    if version > FORMAT_VERSION:
+        raise NewerFormatError(
+            f"written by a newer mlxpy (run-directory format {version}; this mlxpy reads up to "
+            f"{FORMAT_VERSION}): upgrade mlxpy to read it"
+        )
+    return version
+
+
 def encode_row(row: dict[str, Any]) -> bytes:
-    """orjson, except for rows holding NaN or infinities, which orjson would turn into null."""
-    if any(isinstance(v, float) and not math.isfinite(v) for v in row.values()):
-        import json
-
-        return json.dumps(row, default=str).encode()
-    return orjson.dumps(row, option=_DUMP, default=str)
-
-
-def decode_row(blob: bytes) -> dict[str, Any]:
-    try:
-        return orjson.loads(blob)
-    except orjson.JSONDecodeError:
-        import json
-
-        return json.loads(blob)
+    return codec.encode(row)
 
 
 class RunIndex:
@@ -181,8 +145,6 @@ class RunIndex:
     def __init__(self, parent: Path, reload: bool = False) -> None:
         self.parent = Path(parent).resolve()
         if not self.parent.is_dir():
-            from mlxpy.errors import MlxpyError
-
             raise MlxpyError(f"no log directory at {self.parent}")
         self.path = index_path(self.parent)
         self.skipped: dict[str, str] = {}
@@ -203,7 +165,7 @@ class RunIndex:
         current: dict[str, str] = {}
         with os.scandir(self.parent) as entries:
             for entry in entries:
-                if entry.is_dir() and not entry.name.startswith("."):
+                if is_run_id(entry.name) and entry.is_dir(follow_symlinks=False):
                     sig = signature(entry.path)
                     if sig is not None:
                         current[entry.name] = sig
@@ -217,7 +179,7 @@ class RunIndex:
             except Exception as exc:  # a corrupt or half-written run: count it, go on
                 self.skipped[name] = f"{type(exc).__name__}: {exc}"
                 continue
-            row["log_id"] = int(name) if name.isdigit() else name
+            row["log_id"] = int(name)
             row["log_dir"] = os.path.join(self.parent, name)
             updates.append((name, current[name], encode_row(row)))
             if progress is not None and (done % 500 == 0 or done == len(stale)):
@@ -238,13 +200,10 @@ class RunIndex:
                 SkippedRunsWarning,
                 stacklevel=3,
             )
-        return [decode_row(blob) for (blob,) in self.db.execute("SELECT row FROM runs")]
+        return [codec.decode(blob) for (blob,) in self.db.execute("SELECT row FROM runs")]
 
     def close(self) -> None:
         self.db.close()
-
-
-_DUMP = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def _natural(name: str) -> tuple[int, str]:

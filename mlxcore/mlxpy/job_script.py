@@ -7,6 +7,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlxpy.rundir.layout import RunDir
 from mlxpy.scheduler import ScheduledJob, Scheduler
 
 WARNING_ENV = "MLXPY_WARNING_NOTE"
@@ -70,8 +71,8 @@ def array_script(scheduler: Scheduler, first: ScheduledJob, jobs: Sequence[Sched
     base = scheduler.array_index_base
     lines.append(f'case "${{{index}}}" in')
     for number, job in enumerate(jobs, start=base):
-        out = shlex.quote(str(job.log_dir / "job.stdout"))
-        err = shlex.quote(str(job.log_dir / "job.stderr"))
+        run = RunDir(job.log_dir)
+        out, err = shlex.quote(str(run.job_stdout)), shlex.quote(str(run.job_stderr))
         script = shlex.quote(str(job.script_path))
         lines.append(
             f"  {number}) exec {shlex.quote(scheduler.shell_path)} {script} >>{out} 2>>{err} ;;"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mlxpy.errors import MlxpyError
+from mlxpy.rundir.status import LIVE, RunStatus
 
 #: scheduler states meaning the job is over, whatever the scheduler
 TERMINAL = {
@@ -23,7 +24,7 @@ TERMINAL = {
     "Terminated",
     "Error",
 }
-LIVE_RUN = {"SUBMITTED", "RUNNING"}
+LIVE_RUN = {str(s) for s in LIVE}
 #: scheduler states of a job waiting to (re)start
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "Waiting", "Hold", "toLaunch", "Launching"}
 
@@ -64,16 +65,18 @@ def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
             run_status = row["info.status"]
             status = run_status
             if state is not None and state.state in TERMINAL and run_status in LIVE_RUN:
-                cancelled = state.cancelled or state.state == "CANCELLED"
-                status = "CANCELLED" if cancelled else "FAILED"
-                if run_status == "SUBMITTED":
+                cancelled = state.cancelled or state.state == "CANCELLED"  # SLURM's word
+                status = (RunStatus.CANCELLED if cancelled else RunStatus.FAILED).value
+                if run_status == RunStatus.SUBMITTED:
                     _mark_never_started(Path(row["log_dir"]), status, state)
             elif (
                 state is not None
                 and state.state in QUEUED
                 and (run_status not in LIVE_RUN or state.current_job_id)
             ):
-                status = "REQUEUED"  # an attempt ended (TIMEOUT, killed...); its job waits again
+                status = (
+                    RunStatus.REQUEUED.value
+                )  # an attempt ended (TIMEOUT, killed...); its job waits again
             rows.append(
                 {
                     "log_id": log_id,
@@ -89,12 +92,12 @@ def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
 
 
 def _mark_never_started(log_dir: Path, status: str, state: Any) -> None:
-    from mlxpy.logger import METADATA_DIR, write_info
-    from mlxpy.run_dir import read_yaml
+    from mlxpy.rundir.info import read_yaml, write_info
+    from mlxpy.rundir.layout import RunDir
 
-    metadata = log_dir / METADATA_DIR
-    info = read_yaml(metadata / "info.yaml") or {}
-    if info.get("status") != "SUBMITTED":  # it started meanwhile: its own process decides
+    run = RunDir(log_dir)
+    info = read_yaml(run.info, run.root) or {}
+    if info.get("status") != RunStatus.SUBMITTED:  # it started meanwhile: its process decides
         return
     info["status"] = status
     info["error"] = {
@@ -102,7 +105,7 @@ def _mark_never_started(log_dir: Path, status: str, state: Any) -> None:
         "message": f"the scheduler ended the job before the run started ({state.state}"
         + (f": {state.reason})" if state.reason else ")"),
     }
-    write_info(log_dir, info, read_yaml(metadata / "config.yaml") or {})
+    write_info(log_dir, info, read_yaml(run.config, run.root) or {})
 
 
 def cancel(parent: str, log_ids: list[str]) -> list[tuple[str, str]]:

@@ -9,29 +9,20 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from mlxpy import run_dir
-from mlxpy._files import atomic_write_text, atomic_write_yaml
-from mlxpy.artifacts import (
-    ARTIFACTS_DIR,
-    BUILTIN_ARTIFACT_TYPES,
-    ArtifactType,
-    atomic_save,
-    safe_relative_path,
-)
+from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType, atomic_save, safe_relative_path
 from mlxpy.component import Component
 from mlxpy.errors import LogDirError, MlxpyWarning
-from mlxpy.metrics import METRICS_DIR, MetricsWriter, check_log_name
 from mlxpy.run_info import iso_time
+from mlxpy.rundir import claim, layout
+from mlxpy.rundir.atomic import atomic_write_text, atomic_write_yaml
+from mlxpy.rundir.info import KEPT_ON_RESUME, carry_history, config_changes, read_yaml, write_info
+from mlxpy.rundir.layout import FORMAT_VERSION, RunDir
+from mlxpy.rundir.metrics import MetricsWriter, check_log_name
+from mlxpy.rundir.safe import check_inside
+from mlxpy.rundir.status import RunStatus
 
 if TYPE_CHECKING:
     from mlxpy.context import Context
-
-METADATA_DIR = "metadata"
-CHECKPOINTS_DIR = "checkpoints"
-HEARTBEAT_FILE = "heartbeat"
-RUN_JSON = "run.json"
 
 
 class ConfigChangedWarning(MlxpyWarning):
@@ -94,7 +85,8 @@ class DefaultLogger(Logger):
         self.ctx: Context | None = None
         self._writers: dict[str, MetricsWriter] = {}
         self._artifact_types = {kind.name: kind for kind in BUILTIN_ARTIFACT_TYPES}
-        self._lock: run_dir.RunLock | None = None
+        self._lock: claim.RunLock | None = None
+        self.run: RunDir | None = None
         self._streams: Any = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -114,23 +106,26 @@ class DefaultLogger(Logger):
                 self.log_id, self.log_dir = self.forced_log_id, parent / str(self.forced_log_id)
                 self.log_dir.mkdir(exist_ok=True)
             else:
-                self.log_id, self.log_dir = run_dir.claim_new(parent)
-            metadata = self.log_dir / METADATA_DIR
-            metadata.mkdir(exist_ok=True)
-            (self.log_dir / METRICS_DIR).mkdir(exist_ok=True)
+                self.log_id, self.log_dir = claim.claim_new(parent)
+            self.run = run = RunDir(self.log_dir)
+            for sub in (run.metadata, run.metrics):
+                check_inside(run.root, sub)
+                sub.mkdir(exist_ok=True)
         except OSError as exc:
             raise LogDirError(
                 f"cannot create a run directory in {parent} (logger.parent_log_dir): {exc}"
             ) from exc
-        self._lock = run_dir.RunLock(metadata)
+        self._lock = claim.RunLock(run.lock)
         self._lock.acquire(self.log_id)
         ctx.info.log_id = self.log_id
         ctx.info.log_dir = str(self.log_dir)
+        ctx.info.format = FORMAT_VERSION
+        ctx.info.uid = claim.new_uid()
         ctx.info.heartbeat_interval_s = self.heartbeat_interval_s
-        self._resume_if_any(ctx, metadata)
+        self._resume_if_any(ctx)
         self._config = ctx.config_dict()
-        self._write_yaml("config.yaml", self._config)
-        self._write_yaml("mlxpy.yaml", ctx.mlxpy_dict())
+        atomic_write_yaml(run.config, self._config)
+        atomic_write_yaml(run.options, ctx.mlxpy_dict())
         for kinds in ctx.hook.mlxpy_register_artifact_types():
             for kind in kinds or []:
                 self._artifact_types.setdefault(kind.name, kind)
@@ -155,35 +150,39 @@ class DefaultLogger(Logger):
             parent = Path(ctx.info.project_dir) / parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            self.log_id, self.log_dir = run_dir.claim_new(parent.resolve())
-            (self.log_dir / METADATA_DIR).mkdir()
+            self.log_id, self.log_dir = claim.claim_new(parent.resolve())
+            self.run = run = RunDir(self.log_dir)
+            run.metadata.mkdir()
         except OSError as exc:
             raise LogDirError(f"cannot create a run directory in {parent}: {exc}") from exc
         ctx.info.log_id = self.log_id
         ctx.info.log_dir = str(self.log_dir)
+        ctx.info.format = FORMAT_VERSION
+        ctx.info.uid = claim.new_uid()
         self._config = ctx.config_dict()
-        self._write_yaml("config.yaml", self._config)
-        self._write_yaml("mlxpy.yaml", ctx.mlxpy_dict())
+        atomic_write_yaml(run.config, self._config)
+        atomic_write_yaml(run.options, ctx.mlxpy_dict())
         self.save_info(dict(ctx.info))
 
-    def _resume_if_any(self, ctx: Context, metadata: Path) -> None:
-        previous = run_dir.read_yaml(metadata / "info.yaml")
+    def _resume_if_any(self, ctx: Context) -> None:
+        assert self.run is not None
+        run = self.run
+        previous = read_yaml(run.info, run.root)
         if not isinstance(previous, dict):
             return
-        assert self.log_dir is not None
-        run_dir.remove_stale_temps(self.log_dir)
-        for key in ("scheduler", "submit_time", "launch_id"):  # set at submission, kept
+        claim.remove_stale_temps(run.root)
+        for key in KEPT_ON_RESUME:  # set when claimed or submitted, kept
             if key in previous:
                 ctx.info[key] = previous[key]
-        if previous.get("status") == "SUBMITTED":  # its first start, not a restart
+        if previous.get("status") == RunStatus.SUBMITTED:  # its first start, not a restart
             return
-        if previous.get("status") == "RUNNING":  # killed before it could record its end
-            previous = {**previous, **self._lost_attempt(metadata / HEARTBEAT_FILE)}
-        run_dir.carry_history(previous, ctx.info)
-        old_config = run_dir.read_yaml(metadata / "config.yaml") or {}
-        changes = run_dir.config_changes(old_config, ctx.config_dict())
+        if previous.get("status") == RunStatus.RUNNING:  # killed before recording its end
+            previous = {**previous, **self._lost_attempt(run.heartbeat)}
+        carry_history(previous, ctx.info)
+        old_config = read_yaml(run.config, run.root) or {}
+        changes = config_changes(old_config, ctx.config_dict())
         if changes:
-            kept = metadata / f"config.before_restart_{ctx.info.restarts}.yaml"
+            kept = run.metadata / layout.before_restart_config(ctx.info.restarts)
             atomic_write_yaml(kept, old_config)
             warnings.warn(
                 f"run {self.log_id} resumes with a different config (the earlier one is kept in "
@@ -197,28 +196,27 @@ class DefaultLogger(Logger):
         """An attempt killed without a word (SIGKILL, preemption, a lost node) is LOST, as
         the reader calls it; it ended about when its heartbeat stopped."""
         try:
-            return {"status": "LOST", "end_time": iso_time(heartbeat.stat().st_mtime)}
+            end = iso_time(heartbeat.stat().st_mtime)
+            return {"status": RunStatus.LOST.value, "end_time": end}
         except OSError:
-            return {"status": "LOST"}
-
-    def _write_yaml(self, name: str, data: Any) -> None:
-        assert self.log_dir is not None
-        atomic_write_yaml(self.log_dir / METADATA_DIR / name, data)
+            return {"status": RunStatus.LOST.value}
 
     def save_info(self, info: dict[str, Any]) -> None:
         assert self.log_dir is not None and self.ctx is not None
         write_info(self.log_dir, info, self._config)
 
     def save_error(self, text: str) -> None:
-        self.save_metadata_text("error.log", text)
+        self.save_metadata_text(layout.ERROR_LOG, text)
 
     def save_metadata_text(self, name: str, text: str) -> None:
         check_log_name(name, "metadata file name")
-        atomic_write_text(self._require_dir() / METADATA_DIR / name, text)
+        self._require_dir()
+        assert self.run is not None
+        atomic_write_text(self.run.metadata / name, text)
 
     def _beat(self) -> None:
-        assert self.log_dir is not None
-        path = self.log_dir / METADATA_DIR / HEARTBEAT_FILE
+        assert self.run is not None
+        path = self.run.heartbeat
         try:
             os.utime(path)
         except FileNotFoundError:
@@ -276,7 +274,11 @@ class DefaultLogger(Logger):
 
     def _open_writer(self, log_name: str) -> MetricsWriter:
         check_log_name(log_name)
-        writer = MetricsWriter(self._require_dir() / METRICS_DIR, log_name, self.flush_every)
+        self._require_dir()
+        assert self.run is not None
+        path, keys = self.run.metrics_file(log_name), self.run.keys_file(log_name)
+        check_inside(self.run.root, keys)
+        writer = MetricsWriter(path, keys, log_name, self.flush_every)
         self._writers[log_name] = writer
         return writer
 
@@ -299,8 +301,11 @@ class DefaultLogger(Logger):
     def log_artifacts(self, artifact: Any, artifact_name: str, artifact_type: str) -> Path:
         """Save ``artifact`` atomically to ``artifacts/<type>/<name><extension>``."""
         kind = self._artifact_type(artifact_type)
-        base = self._require_dir() / ARTIFACTS_DIR / artifact_type
+        self._require_dir()
+        assert self.run is not None
+        base = self.run.artifacts / artifact_type
         path = safe_relative_path(base, artifact_name, kind.extension)
+        check_inside(self.run.root, path)
         atomic_save(kind, artifact, path)
         if self.ctx is not None:
             self.ctx.hook.mlxpy_after_artifact_logged(
@@ -310,7 +315,9 @@ class DefaultLogger(Logger):
 
     def load_artifacts(self, artifact_name: str, artifact_type: str | None = None) -> Any:
         """Load an artifact; without ``artifact_type`` every type is tried."""
-        root = self._require_dir() / ARTIFACTS_DIR
+        self._require_dir()
+        assert self.run is not None
+        root = self.run.artifacts
         kinds = (
             [self._artifact_type(artifact_type)]
             if artifact_type
@@ -329,7 +336,10 @@ class DefaultLogger(Logger):
         check_log_name(log_name, "checkpoint name")
         self.flush()
         kind = self._artifact_types["pickle"]
-        path = self._require_dir() / CHECKPOINTS_DIR / f"{log_name}{kind.extension}"
+        self._require_dir()
+        assert self.run is not None
+        path = self.run.checkpoint(log_name)
+        check_inside(self.run.root, path)
         atomic_save(kind, checkpoint, path)
         if self.ctx is not None:
             self.ctx.hook.mlxpy_after_checkpoint_logged(ctx=self.ctx, name=log_name, path=str(path))
@@ -339,19 +349,13 @@ class DefaultLogger(Logger):
         """The last checkpoint saved under ``log_name``, or None when there is none."""
         check_log_name(log_name, "checkpoint name")
         kind = self._artifact_types["pickle"]
-        path = self._require_dir() / CHECKPOINTS_DIR / f"{log_name}{kind.extension}"
+        self._require_dir()
+        assert self.run is not None
+        path = self.run.checkpoint(log_name)
+        check_inside(self.run.root, path)
         if not path.is_file():
             return None
         return kind.load(str(path))
 
 
-def write_info(log_dir: Path, info: dict[str, Any], config: dict[str, Any]) -> None:
-    """``info.yaml`` for people; ``run.json`` (config + info) for fast readers. Also used
-    outside the run, by ``mlxpy status`` for runs that never started."""
-    atomic_write_yaml(log_dir / METADATA_DIR / "info.yaml", info)
-    record = {"config": config, "info": info}
-    atomic_write_text(
-        log_dir / METADATA_DIR / RUN_JSON,
-        orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
-        fsync=False,
-    )
+__all__ = ["ConfigChangedWarning", "DefaultLogger", "Logger", "write_info"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import time
@@ -14,28 +13,20 @@ import pandas as pd
 
 from mlxpy import query as query_lang
 from mlxpy.index import RunIndex
+from mlxpy.rundir.claim import is_locked
+from mlxpy.rundir.layout import RunDir
+from mlxpy.rundir.status import RunStatus
 
-LOST = "LOST"
 STALE_AFTER_BEATS = 3
 
 
 def _process_gone(row: dict[str, Any]) -> bool:
     """Whether the run's process is known to be dead: its lock is free (the kernel drops it
     when the process dies), or on this host its pid no longer exists."""
-    lock = os.path.join(row.get("log_dir", ""), "metadata", ".lock")
-    try:
-        fd = os.open(lock, os.O_RDWR)
-    except OSError:
+    locked = is_locked(RunDir(Path(row.get("log_dir", ""))).lock)
+    if locked is None:
         return row.get("info.hostname") == socket.gethostname() and not _pid_alive(row)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return True
-    finally:
-        os.close(fd)
+    return not locked
 
 
 def _pid_alive(row: dict[str, Any]) -> bool:
@@ -50,16 +41,16 @@ def _pid_alive(row: dict[str, Any]) -> bool:
 
 def honest_status(row: dict[str, Any], now: float) -> str | None:
     """``LOST`` for a RUNNING run whose heartbeat is stale and whose process is gone."""
-    if row.get("info.status") != "RUNNING":
+    if row.get("info.status") != RunStatus.RUNNING:
         return row.get("info.status")
     interval = row.get("info.heartbeat_interval_s") or 10.0
     try:
-        beat = os.stat(os.path.join(row["log_dir"], "metadata", "heartbeat")).st_mtime
+        beat = os.stat(RunDir(Path(row["log_dir"])).heartbeat).st_mtime
     except (OSError, KeyError):
         beat = 0.0
     if now - beat > STALE_AFTER_BEATS * interval and _process_gone(row):
-        return LOST
-    return "RUNNING"
+        return RunStatus.LOST.value
+    return RunStatus.RUNNING.value
 
 
 class Reader:
@@ -85,7 +76,7 @@ class Reader:
         rows = self._index.refresh(self._progress)
         now = time.time()
         for row in rows:
-            if row.get("info.status") == "RUNNING":
+            if row.get("info.status") == RunStatus.RUNNING:
                 row["info.status"] = honest_status(row, now)
         frame = pd.DataFrame.from_records(rows)
         if frame.empty:

@@ -11,11 +11,7 @@ import traceback
 from datetime import datetime, timezone
 
 from mlxpy.context import RunInfo
-
-RUNNING = "RUNNING"
-COMPLETE = "COMPLETE"
-FAILED = "FAILED"
-INTERRUPTED = "INTERRUPTED"
+from mlxpy.rundir.status import RunStatus
 
 
 def now_iso() -> str:
@@ -49,7 +45,7 @@ def new_run_info(
     from mlxpy import __version__
 
     return RunInfo(
-        status=RUNNING,
+        status=RunStatus.RUNNING.value,
         log_id=None,
         log_dir=None,
         start_time=now_iso(),
@@ -73,7 +69,7 @@ def new_run_info(
 
 
 def finish(info: RunInfo, status: str, started: float, ended: float) -> None:
-    info.status = status
+    info.status = str(status)
     info.end_time = now_iso()
     info.duration_s = round(ended - started, 6)
 

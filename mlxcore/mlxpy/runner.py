@@ -19,7 +19,10 @@ from mlxpy.context import Config, Context, as_config
 from mlxpy.errors import RunInterrupted
 from mlxpy.options import Options
 from mlxpy.plugins import get_plugins
-from mlxpy.run_info import COMPLETE, FAILED, INTERRUPTED, describe_error, finish, new_run_info
+from mlxpy.run_info import describe_error, finish, new_run_info
+from mlxpy.rundir.status import RunStatus
+
+COMPLETE, FAILED, INTERRUPTED = RunStatus.COMPLETE, RunStatus.FAILED, RunStatus.INTERRUPTED
 
 
 @dataclass

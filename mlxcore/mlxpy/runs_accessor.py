@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlxpy.index import METRICS, read_metric_lines
+from mlxpy.rundir.layout import RunDir
+from mlxpy.rundir.metrics import read_records
 
 
 @pd.api.extensions.register_dataframe_accessor("mlxpy")
@@ -33,9 +34,9 @@ class RunsAccessor:
         records: list[dict[str, Any]] = []
         owners: list[Any] = []
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
-            path = os.path.join(log_dir, METRICS, f"{log_name}.json")
+            run = RunDir(Path(log_dir))
             try:
-                rows = read_metric_lines(path)
+                rows = read_records(run.metrics_file(log_name), root=run.root)
             except FileNotFoundError:
                 continue
             records.extend(rows)
@@ -48,7 +49,7 @@ class RunsAccessor:
 
     def artifact(self, name: str, artifact_type: str | None = None) -> pd.Series:
         """The artifact ``name`` of each run (None where a run has none), loaded on demand."""
-        from mlxpy.artifacts import ARTIFACTS_DIR, BUILTIN_ARTIFACT_TYPES, safe_relative_path
+        from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, safe_relative_path
 
         kinds = [k for k in BUILTIN_ARTIFACT_TYPES if artifact_type in (None, k.name)]
         if not kinds:
@@ -57,11 +58,9 @@ class RunsAccessor:
         values = {}
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
             values[log_id] = None
-            root = os.path.join(log_dir, ARTIFACTS_DIR)
+            root = RunDir(Path(log_dir)).artifacts
             for kind in kinds:
-                path = safe_relative_path(
-                    __import__("pathlib").Path(root) / kind.name, name, kind.extension
-                )
+                path = safe_relative_path(root / kind.name, name, kind.extension)
                 if path.is_file():
                     values[log_id] = kind.load(str(path))
                     break

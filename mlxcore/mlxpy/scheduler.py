@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from mlxpy.component import Component
 from mlxpy.errors import MlxpyError
+from mlxpy.rundir.layout import RunDir
 
 
 class SubmissionError(MlxpyError):
@@ -131,8 +132,8 @@ class Scheduler(Component):
         """Where a job's stdout and stderr go: its run dir, or the array's shared pattern."""
         shared = job.extra.get("stdout")
         return (
-            shared or str(job.log_dir / "job.stdout"),
-            shared or str(job.log_dir / "job.stderr"),
+            shared or str(RunDir(job.log_dir).job_stdout),
+            shared or str(RunDir(job.log_dir).job_stderr),
         )
 
     def call(self, args: Sequence[str], what: str) -> str:

@@ -16,10 +16,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mlxpy._files import atomic_write_text
 from mlxpy.configs import CONFIG_FILE
 from mlxpy.errors import MlxpyWarning
 from mlxpy.options import OPTIONS_FILE
+from mlxpy.rundir.atomic import atomic_write_text
 
 ENV_VAR = "MLXPY_LAUNCH"
 

@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+from mlxpy.rundir.layout import STREAM_STDERR, STREAM_STDOUT
+
 
 class _FdTee:
     """Redirects ``fd`` into a pipe; a thread copies the pipe to the original fd and a file."""
@@ -55,7 +57,7 @@ class StreamCapture:
         self._tees: list[_FdTee] = []
 
     def start(self) -> None:
-        for stream, fd, name in ((sys.stdout, 1, "log.stdout"), (sys.stderr, 2, "log.stderr")):
+        for stream, fd, name in ((sys.stdout, 1, STREAM_STDOUT), (sys.stderr, 2, STREAM_STDERR)):
             stream.flush()
             self._tees.append(_FdTee(fd, self.run_dir / name))
 

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from mlxpy import job_script
-from mlxpy._files import atomic_write_text
 from mlxpy.errors import MlxpyError
 from mlxpy.run_info import now_iso
+from mlxpy.rundir.atomic import atomic_write_text
+from mlxpy.rundir.layout import RunDir
+from mlxpy.rundir.status import RunStatus
 from mlxpy.scheduler import ScheduledJob, Scheduler
 
-SUBMITTED = "SUBMITTED"
-SUBMIT_FAILED = "SUBMIT_FAILED"
+SUBMITTED = RunStatus.SUBMITTED.value
+SUBMIT_FAILED = RunStatus.SUBMIT_FAILED.value
 SCHEDULED_ENV = "MLXPY_SCHEDULED"
 
 
@@ -76,7 +78,7 @@ class Submission:
                 overrides=list(run.job.overrides),
                 name=f"{self.script.stem}-{run.info.log_id}",
             )
-            job.script_path = job.log_dir / "script.sh"
+            job.script_path = RunDir(job.log_dir).job_script
             env = {**self.env, SCHEDULED_ENV: self.scheduler.name}
             text = job_script.run_script(self.scheduler, job, command, self.workdir, env)
             atomic_write_text(job.script_path, text)

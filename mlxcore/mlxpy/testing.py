@@ -15,16 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-TERMINAL_RUN = {
-    "COMPLETE",
-    "FAILED",
-    "INTERRUPTED",
-    "TIMEOUT",
-    "PREEMPTED",
-    "CANCELLED",
-    "SUBMIT_FAILED",
-    "LOST",
-}
+from mlxpy.rundir.layout import OPTIONS_FILE, PATCH_FILE, RunDir, is_run_id
+from mlxpy.rundir.status import FINAL, RunStatus
+
+TERMINAL_RUN = {str(status) for status in FINAL}
+COMPLETE, FAILED = RunStatus.COMPLETE.value, RunStatus.FAILED.value
 
 SUITE_TASK = """
 import sys, time
@@ -86,7 +81,7 @@ class ProjectDir:
         (self.configs / name).write_text(yaml.safe_dump(data, sort_keys=False))
 
     def options(self) -> dict[str, Any]:
-        return yaml.safe_load((self.configs / "mlxpy.yaml").read_text())
+        return yaml.safe_load((self.configs / OPTIONS_FILE).read_text())
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -111,14 +106,14 @@ class ProjectDir:
         if not self.logs.exists():
             return []
         return sorted(
-            (p for p in self.logs.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+            (p for p in self.logs.iterdir() if is_run_id(p.name)), key=lambda p: int(p.name)
         )
 
     def info(self, run_dir: Path) -> dict[str, Any]:
-        return yaml.safe_load((run_dir / "metadata" / "info.yaml").read_text())
+        return yaml.safe_load(RunDir(run_dir).info.read_text())
 
     def config(self, run_dir: Path) -> dict[str, Any]:
-        return yaml.safe_load((run_dir / "metadata" / "config.yaml").read_text())
+        return yaml.safe_load(RunDir(run_dir).config.read_text())
 
     def wait(self, count: int, timeout: float = 180, done: set[str] = TERMINAL_RUN) -> list:
         """Wait until ``count`` runs exist and all have a final status; return their infos."""
@@ -170,7 +165,7 @@ class SchedulerSuite:
                 "scheduler": {"name": self.scheduler_name, **self.scheduler_settings},
                 "use_scheduler": True,
             },
-            "mlxpy.yaml",
+            OPTIONS_FILE,
         )
         self.prepare_project(project)
         return project
@@ -181,7 +176,7 @@ class SchedulerSuite:
         assert result.returncode == 0, result.stderr
         assert time.monotonic() - start < 60  # submitting returns without waiting
         infos = project.wait(4, self.timeout)
-        assert [i["status"] for i in infos] == ["COMPLETE"] * 4, infos
+        assert [i["status"] for i in infos] == [COMPLETE] * 4, infos
         combos = {(project.config(d)["lr"], project.config(d)["seed"]) for d in project.run_dirs()}
         assert combos == {(0.1, 1), (0.1, 2), (0.01, 1), (0.01, 2)}
         job_ids = [i["scheduler"]["job_id"] for i in infos]
@@ -190,7 +185,7 @@ class SchedulerSuite:
             assert job_id in line  # the submission table
             self.check_job_id(str(job_id), array)
         for run_dir in project.run_dirs():
-            out = (run_dir / "job.stdout").read_text()
+            out = RunDir(run_dir).job_stdout.read_text()
             config = project.config(run_dir)
             assert f"RUN committed {config['lr']} {config['seed']}" in out
 
@@ -203,20 +198,20 @@ class SchedulerSuite:
     def test_failing_job(self, project: ProjectDir) -> None:
         assert project.run("mode=fail").returncode == 0
         (info,) = project.wait(1, self.timeout)
-        assert info["status"] == "FAILED"
+        assert info["status"] == FAILED
         assert info["error"]["message"] == "failing on purpose"
         status = project.mlxpy("status", "--format", "json")
         assert status.returncode == 0, status.stderr
         import json
 
         (row,) = json.loads(status.stdout)
-        assert row["exit_code"] == 1 and row["status"] == "FAILED"
+        assert row["exit_code"] == 1 and row["status"] == FAILED
 
     def test_cancel(self, project: ProjectDir) -> None:
         assert project.run("mode=sleep", "sleep=120").returncode == 0
         (run_dir,) = project.run_dirs()
         deadline = time.monotonic() + self.timeout
-        while project.info(run_dir)["status"] != "RUNNING":
+        while project.info(run_dir)["status"] != RunStatus.RUNNING:
             assert time.monotonic() < deadline
             time.sleep(0.3)
         cancelled = project.mlxpy("cancel", "1")
@@ -228,7 +223,7 @@ class SchedulerSuite:
             status = project.mlxpy("status", "--format", "json")
             assert status.returncode == 0, status.stderr
             (row,) = json.loads(status.stdout)
-            if row["status"] in ("INTERRUPTED", "CANCELLED"):
+            if row["status"] in (RunStatus.INTERRUPTED, RunStatus.CANCELLED):
                 break
             assert time.monotonic() < deadline, row
             time.sleep(0.5)
@@ -238,7 +233,7 @@ class SchedulerSuite:
         assert result.returncode != 0
         assert "failed" in result.stderr
         (run_dir,) = project.run_dirs()
-        assert project.info(run_dir)["status"] == "SUBMIT_FAILED"
+        assert project.info(run_dir)["status"] == RunStatus.SUBMIT_FAILED
 
     def rejected_override(self) -> list[str]:
         """An override that makes the scheduler refuse the job."""
@@ -249,10 +244,10 @@ class SchedulerSuite:
         result = project.run(f"msg='{value}'")
         assert result.returncode == 0, result.stderr
         (info,) = project.wait(1, self.timeout)
-        assert info["status"] == "COMPLETE", info
+        assert info["status"] == COMPLETE, info
         (run_dir,) = project.run_dirs()
         assert project.config(run_dir)["msg"] == value
-        assert repr(value) in (run_dir / "job.stdout").read_text()
+        assert repr(value) in RunDir(run_dir).job_stdout.read_text()
 
     def test_version_manager_runs_the_snapshot(self, project: ProjectDir) -> None:
         env = {
@@ -264,7 +259,7 @@ class SchedulerSuite:
         options = project.options()
         options["use_version_manager"] = True
         options["version_manager"] = {"name": "GitVM", "interactive_mode": False}
-        project.write_config(options, "mlxpy.yaml")
+        project.write_config(options, OPTIONS_FILE)
         (project.root / ".gitignore").write_text("logs/\n")
         for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "first"]):
             subprocess.run(
@@ -277,12 +272,12 @@ class SchedulerSuite:
         result = project.run()
         assert result.returncode == 0, result.stderr
         (info,) = project.wait(1, self.timeout)
-        assert info["status"] == "COMPLETE", info
+        assert info["status"] == COMPLETE, info
         (run_dir,) = project.run_dirs()
-        assert "RUN committed" in (run_dir / "job.stdout").read_text()
+        assert "RUN committed" in RunDir(run_dir).job_stdout.read_text()
         assert info["version_manager"]["dirty"] is True
         assert info["script_path"].startswith(info["version_manager"]["snapshot_path"])
-        assert (run_dir / "metadata" / "uncommitted.patch").exists()
+        assert (RunDir(run_dir).metadata / PATCH_FILE).exists()
 
 
 LOGGER_TASK = """
@@ -320,7 +315,7 @@ class LoggerSuite:
         project.env = dict(self.env)
         project.write_config({"seed": 0, "steps": 5, "fail": False})
         project.write_config(
-            {"logger": {"name": self.logger_name, **self.logger_settings}}, "mlxpy.yaml"
+            {"logger": {"name": self.logger_name, **self.logger_settings}}, OPTIONS_FILE
         )
         return project
 
@@ -328,17 +323,17 @@ class LoggerSuite:
         result = logged.run()
         assert result.returncode == 0, result.stderr
         (run_dir,) = logged.run_dirs()
-        assert logged.info(run_dir)["status"] == "COMPLETE"
-        saved = yaml.safe_load((run_dir / "metadata" / "mlxpy.yaml").read_text())
+        assert logged.info(run_dir)["status"] == COMPLETE
+        saved = yaml.safe_load(RunDir(run_dir).options.read_text())
         assert saved["logger"]["name"] == self.logger_name
 
     def test_metrics_artifacts_and_reader(self, logged: ProjectDir) -> None:
-        from mlxpy.metrics import read_metrics
         from mlxpy.reader import Reader
+        from mlxpy.rundir.metrics import read_metrics
 
         assert logged.run().returncode == 0
         (run_dir,) = logged.run_dirs()
-        records = read_metrics(run_dir / "metrics" / "train.json")
+        records = read_metrics(RunDir(run_dir).metrics_file("train"))
         assert [r["step"] for r in records] == list(range(5))
         assert records[2]["loss"] == 1.0 / 3
         (row,) = Reader(logged.logs).filter("info.status == 'COMPLETE'").to_dict("records")
@@ -346,15 +341,15 @@ class LoggerSuite:
         assert "LOADED {'answer': 42}" in logged.run("+mlxpy.logger.forced_log_id=1").stdout
 
     def test_failure_and_resume(self, logged: ProjectDir) -> None:
-        from mlxpy.metrics import read_metrics
+        from mlxpy.rundir.metrics import read_metrics
 
         first = logged.run("fail=true", "steps=3")
         assert first.returncode == 1
         (run_dir,) = logged.run_dirs()
-        assert logged.info(run_dir)["status"] == "FAILED"
+        assert logged.info(run_dir)["status"] == FAILED
         again = logged.run("+mlxpy.logger.forced_log_id=1", "steps=6")
         assert again.returncode == 0, again.stderr
         info = logged.info(run_dir)
-        assert info["status"] == "COMPLETE" and info["restarts"] == 1
-        steps = [r["step"] for r in read_metrics(run_dir / "metrics" / "train.json")]
+        assert info["status"] == COMPLETE and info["restarts"] == 1
+        steps = [r["step"] for r in read_metrics(RunDir(run_dir).metrics_file("train"))]
         assert steps == list(range(6))

@@ -13,6 +13,7 @@ from typing import Any
 
 from mlxpy.component import Component
 from mlxpy.errors import MlxpyError, MlxpyWarning
+from mlxpy.rundir.layout import PATCH_FILE, REQUIREMENTS_FILE
 
 
 class UncommittedWorkWarning(MlxpyWarning):
@@ -119,9 +120,9 @@ class GitVM(VersionManager):
         }
         self.run_files = {}
         if patch:
-            self.run_files["uncommitted.patch"] = patch
+            self.run_files[PATCH_FILE] = patch
         if not self.skip_requirements:
-            self.run_files["requirements.txt"] = requirements_text()
+            self.run_files[REQUIREMENTS_FILE] = requirements_text()
         return str(snapshot / relative)
 
     @staticmethod

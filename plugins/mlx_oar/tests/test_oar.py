@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_oar.scheduler import OARScheduler
-from mlxpy.metrics import read_metrics
+from mlxpy.rundir.metrics import read_metrics
 from mlxpy.testing import RESUMABLE_TASK, SUITE_TASK, ProjectDir, SchedulerSuite
 
 SUITE_CONFIG = {"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0}

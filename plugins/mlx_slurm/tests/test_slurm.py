@@ -13,7 +13,7 @@ import time
 
 import pytest
 from mlx_slurm import SLURMScheduler
-from mlxpy.metrics import read_metrics
+from mlxpy.rundir.metrics import read_metrics
 from mlxpy.testing import RESUMABLE_TASK, ProjectDir, SchedulerSuite
 
 

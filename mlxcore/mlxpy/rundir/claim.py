@@ -1,0 +1,105 @@
+"""Claiming a run directory (new or resumed) and keeping it to one live process."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from mlxpy.errors import LogDirError
+from mlxpy.rundir.layout import is_run_id, is_temp_name
+
+
+def new_uid() -> str:
+    """A globally unique, time-ordered run id (UUIDv7, RFC 9562): integer log ids are only
+    unique inside one parent dir; runs copied or merged across machines key on this."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis & ((1 << 48) - 1)) << 80 | secrets.randbits(80)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
+def run_ids(parent: Path) -> list[int]:
+    """The run ids in ``parent`` (ASCII-decimal directory names; anything else is ignored)."""
+    ids = []
+    with os.scandir(parent) as entries:
+        for entry in entries:
+            if is_run_id(entry.name) and entry.is_dir(follow_symlinks=False):
+                ids.append(int(entry.name))
+    return ids
+
+
+def claim_new(parent: Path) -> tuple[int, Path]:
+    """The next free integer id, claimed by an exclusive ``mkdir``: two launches can never
+    get the same dir, and a collision costs one more ``mkdir``, never a sleep."""
+    candidate = 1 + max(run_ids(parent), default=0)
+    while True:
+        try:
+            (parent / str(candidate)).mkdir()
+            return candidate, parent / str(candidate)
+        except FileExistsError:
+            candidate += 1
+
+
+class RunLock:
+    """An exclusive ``flock`` held while the run lives; the kernel drops it when the process
+    dies, even by ``kill -9``, so it tells live runs from dead ones."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def acquire(self, log_id: Any) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            self.fd = -1
+            raise LogDirError(
+                f"run {log_id} is in use by a live process ({owner}); wait for it to end or "
+                "resume another run"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def is_locked(path: Path) -> bool | None:
+    """Whether a live process holds the run lock at ``path``; None when there is no lock."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(root: Path) -> None:
+    """Delete temp files left by a killed writer (only our own names, see
+    ``layout.is_temp_name``). Called while holding the run's lock, so no live writer owns
+    them; symlinked directories are not entered."""
+    for dirpath, _, filenames in os.walk(root):
+        for filename in filenames:
+            if is_temp_name(filename):
+                try:
+                    os.unlink(os.path.join(dirpath, filename))
+                except OSError:
+                    pass

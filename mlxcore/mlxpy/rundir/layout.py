@@ -1,0 +1,158 @@
+"""Every name inside a run directory, and the format version written into each run.
+
+This module is the only place that spells them; ``docs/run-directory.md`` specifies what each
+file holds. Other tools read runs through these names (or that document), never by guessing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+#: bumped when a change would mislead an older reader; written as ``info.format``
+FORMAT_VERSION = 1
+#: runs without ``info.format`` were written before the format had a number; same layout
+LEGACY_FORMAT = 0
+
+METADATA_DIR = "metadata"
+METRICS_DIR = "metrics"
+ARTIFACTS_DIR = "artifacts"
+CHECKPOINTS_DIR = "checkpoints"
+#: ``metrics/.keys/<log>.json``: the sorted key set of each metric log, for readers
+KEYS_DIR = ".keys"
+
+INFO_FILE = "info.yaml"
+CONFIG_FILE = "config.yaml"
+OPTIONS_FILE = "mlxpy.yaml"
+RUN_JSON = "run.json"
+ERROR_LOG = "error.log"
+HEARTBEAT_FILE = "heartbeat"
+LOCK_FILE = ".lock"
+PATCH_FILE = "uncommitted.patch"
+REQUIREMENTS_FILE = "requirements.txt"
+
+METRICS_SUFFIX = ".json"
+CHECKPOINT_SUFFIX = ".pkl"
+
+#: the job script a scheduler runs, and the job's own output (written by the scheduler)
+JOB_SCRIPT = "script.sh"
+JOB_STDOUT = "job.stdout"
+JOB_STDERR = "job.stderr"
+#: the task's own output, with ``log_streams_to_file``
+STREAM_STDOUT = "log.stdout"
+STREAM_STDERR = "log.stderr"
+
+#: beside the runs, in the parent log dir: the Reader's index
+INDEX_FILE = ".mlxpy-index.sqlite"
+
+#: run ids are ASCII decimal directory names (``str.isdigit`` would accept ``²``)
+_RUN_ID = re.compile(r"[0-9]{1,18}")
+#: temp files are ``.<stem>.<12 hex>.tmp<suffix>``; nothing else is ever taken for one
+_TEMP = re.compile(r"\.(?P<stem>.*)\.[0-9a-f]{12}\.tmp(?P<suffix>\.[^.]*)?")
+
+
+def is_run_id(name: str) -> bool:
+    """Whether a directory name is a run id (``1``, ``42``; not ``²``, ``1-backup``)."""
+    return _RUN_ID.fullmatch(name) is not None
+
+
+def temp_name(final: str, token: str) -> str:
+    """The hidden temp name a writer uses before renaming onto ``final``; it keeps the final
+    suffix, for libraries that look at it. ``token`` is 12 hex digits."""
+    stem, dot, suffix = final.rpartition(".")
+    if not dot or not stem:
+        stem, suffix = final, ""
+    else:
+        suffix = "." + suffix
+    return f".{stem}.{token}.tmp{suffix}"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of our temp files (an artifact named ``.best.tmp`` is not)."""
+    return _TEMP.fullmatch(name) is not None
+
+
+def before_restart_config(restart: int) -> str:
+    """The config a run had before it resumed with a different one."""
+    return f"config.before_restart_{restart}.yaml"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run directory."""
+
+    root: Path
+
+    @property
+    def metadata(self) -> Path:
+        return self.root / METADATA_DIR
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS_DIR
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / ARTIFACTS_DIR
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS_DIR
+
+    @property
+    def info(self) -> Path:
+        return self.metadata / INFO_FILE
+
+    @property
+    def run_json(self) -> Path:
+        return self.metadata / RUN_JSON
+
+    @property
+    def config(self) -> Path:
+        return self.metadata / CONFIG_FILE
+
+    @property
+    def options(self) -> Path:
+        return self.metadata / OPTIONS_FILE
+
+    @property
+    def error_log(self) -> Path:
+        return self.metadata / ERROR_LOG
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.metadata / HEARTBEAT_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.metadata / LOCK_FILE
+
+    @property
+    def job_script(self) -> Path:
+        return self.root / JOB_SCRIPT
+
+    @property
+    def job_stdout(self) -> Path:
+        return self.root / JOB_STDOUT
+
+    @property
+    def job_stderr(self) -> Path:
+        return self.root / JOB_STDERR
+
+    def metrics_file(self, log_name: str) -> Path:
+        return self.metrics / f"{log_name}{METRICS_SUFFIX}"
+
+    def keys_file(self, log_name: str) -> Path:
+        return self.metrics / KEYS_DIR / f"{log_name}{METRICS_SUFFIX}"
+
+    def checkpoint(self, name: str) -> Path:
+        return self.checkpoints / f"{name}{CHECKPOINT_SUFFIX}"
+
+    def metric_logs(self) -> list[str]:
+        """The names of the run's metric logs."""
+        try:
+            names = [p.name for p in self.metrics.iterdir()]
+        except OSError:
+            return []
+        return sorted(n[: -len(METRICS_SUFFIX)] for n in names if n.endswith(METRICS_SUFFIX))

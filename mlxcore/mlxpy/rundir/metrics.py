@@ -1,0 +1,268 @@
+"""Metric logs: one JSON object a line in ``metrics/<log_name>.json``, append-only.
+
+The one writer buffers records in memory and writes them with one ``write`` call when
+``flush_every`` records are pending, when the run's background ticker asks, at each
+checkpoint and when the run ends, so a ``kill -9`` loses at most the unflushed interval. The
+one reader tolerates what a killed writer or a hostile directory leaves: torn or unreadable
+lines are skipped and counted, huge lines are skipped without being held in memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mlxpy.errors import MlxpyWarning
+from mlxpy.rundir import codec, safe
+from mlxpy.rundir.atomic import atomic_write_text
+from mlxpy.rundir.layout import KEYS_DIR, METRICS_SUFFIX
+
+_PLAIN = frozenset({int, float, bool, str, type(None)})
+#: a whole-string match: ``\Z``, since ``$`` would accept a name ending in a newline
+_LOG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
+#: names become file names; most file systems take 255 bytes
+MAX_NAME_LENGTH = 200
+_READ_CHUNK = 8 * 1024 * 1024
+
+
+class TornLineWarning(MlxpyWarning):
+    """A metric log has a partial or unreadable line (its writer was killed); it is skipped."""
+
+
+def check_log_name(log_name: Any, what: str = "log name") -> str:
+    """Log names become file names: no separators, no ``..``, no hidden files, no newline."""
+    if not isinstance(log_name, str) or not _LOG_NAME.match(log_name) or ".." in log_name:
+        raise ValueError(
+            f"invalid {what} {log_name!r}: use letters, digits, '_', '-' and '.', starting with "
+            "a letter, digit or '_', without '..' or path separators"
+        )
+    if len(log_name) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"invalid {what}: {len(log_name)} characters, more than {MAX_NAME_LENGTH}; "
+            "use a shorter name"
+        )
+    return log_name
+
+
+def to_scalar(key: str, value: Any) -> Any:
+    """Convert numpy scalars, 0-d arrays and 0-d tensors to Python scalars, without importing
+    numpy or torch; anything else that is not a scalar is a TypeError naming the key."""
+    if type(value) in _PLAIN:
+        return value
+    if isinstance(value, (bool, int, float, str)):  # subclasses, e.g. numpy.float64
+        for plain in (bool, int, float, str):
+            if isinstance(value, plain):
+                return plain(value)
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        converted = value.item()
+        if type(converted) in _PLAIN:
+            return converted
+    raise TypeError(
+        f"metric {key!r} has a value of type {type(value).__name__}: log_metrics takes int, "
+        "float, bool, str, None, numpy scalars and 0-d arrays or tensors"
+    )
+
+
+class MetricsWriter:
+    """The buffered writer of one metric log."""
+
+    def __init__(self, path: Path, keys_path: Path, log_name: str, flush_every: int) -> None:
+        self.path = path
+        self.keys_path = keys_path
+        self.log_name = log_name
+        self.flush_every = max(1, int(flush_every))
+        self._fd = os.open(
+            self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666
+        )
+        # A bytearray, not a list of lines: keeping many small bytes objects alive is
+        # 10x slower here (allocator churn) than copying each line into one buffer.
+        self._buffer = bytearray()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._keys: set[str] = set(_read_keys(self.keys_path))
+        self._fence_torn_line()
+
+    def _fence_torn_line(self) -> None:
+        """A resumed log whose writer was killed mid-line ends without a newline: end that
+        fragment first, so the next record is a line of its own and reads back."""
+        size = os.fstat(self._fd).st_size
+        if size:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                if os.pread(fd, 1, size - 1) != b"\n":
+                    self._buffer += b"\n"
+            finally:
+                os.close(fd)
+
+    def write(self, metrics: dict[str, Any], step: Any = None) -> dict[str, Any]:
+        """Queue one record; return it as stored (for hooks)."""
+        if not isinstance(metrics, dict):
+            raise TypeError(f"log_metrics takes a dict of metrics, got {type(metrics).__name__}")
+        if step is not None and "step" in metrics:
+            raise ValueError(
+                f"log_metrics got step={step!r} and a metric named 'step' ({metrics['step']!r}); "
+                "pass the step once, as the argument or as the key"
+            )
+        record = metrics if step is None else {"step": step, **metrics}
+        for value in record.values():
+            if type(value) not in _PLAIN:
+                record = {k: to_scalar(k, v) for k, v in record.items()}
+                break
+        try:
+            line = codec.encode_record(record)
+        except TypeError as exc:  # a non-str key
+            raise TypeError(f"metric names must be strings: {exc}") from None
+        if not self._keys.issuperset(record):
+            self._add_keys(record)
+        with self._lock:
+            self._buffer += line
+            self._pending += 1
+            if self._pending >= self.flush_every:
+                self._flush_locked()
+        return record
+
+    def _add_keys(self, record: dict[str, Any]) -> None:
+        """Record the log's key set for readers; rewritten only when a new key appears."""
+        self._keys.update(record)
+        self.keys_path.parent.mkdir(exist_ok=True)
+        atomic_write_text(self.keys_path, codec.encode(sorted(self._keys)).decode(), fsync=False)
+
+    @property
+    def pending(self) -> int:
+        """Records buffered and not yet on disk."""
+        return self._pending
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        """Write the buffer. On an error (a full disk) what was not written stays buffered,
+        starting exactly where the write stopped, and the error propagates: a retry later
+        writes it once, never dropped, never glued to a torn fragment."""
+        while self._buffer:
+            written = os.write(self._fd, self._buffer)
+            del self._buffer[:written]
+        self._pending = 0
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._flush_locked()
+            finally:
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1
+
+
+def _read_keys(path: Path) -> list[str]:
+    try:
+        keys = codec.decode(safe.read_bytes(path))
+    except (OSError, ValueError):
+        return []
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+Lines = list[bytes | None]
+
+
+def iter_lines(fd: int) -> Iterator[tuple[Lines, bool]]:
+    """Blocks of complete lines of an open file, with whether the block is a last line
+    without its newline (a killed writer's fragment). A line longer than ``MAX_LINE_BYTES``
+    comes as ``None`` and is never kept whole in memory."""
+    carry = b""
+    skipping = False
+    while True:
+        chunk = os.read(fd, _READ_CHUNK)
+        if not chunk:
+            break
+        if skipping:
+            cut = chunk.find(b"\n")
+            if cut < 0:
+                continue
+            chunk, skipping = chunk[cut + 1 :], False
+            yield [None], False
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+        else:
+            yield data[:cut].split(b"\n"), False
+            carry = data[cut + 1 :]
+        if len(carry) > safe.MAX_LINE_BYTES:
+            carry, skipping = b"", True
+    if skipping:
+        yield [None], True
+    elif carry:
+        yield [carry], True
+
+
+def read_records(
+    path: Path, root: Path | None = None, on_bad: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """Every record of a metric log. Torn, unreadable, non-object or overlong lines are
+    skipped; ``on_bad`` hears of each. Raises OSError / UnsafePathError for a missing, linked,
+    non-regular or oversized file."""
+    fd = safe.open_regular(path, safe.MAX_METRICS_BYTES, root)
+    records: list[dict[str, Any]] = []
+    number = 0
+    try:
+        for lines, torn in iter_lines(fd):
+            if not torn and len(lines) > 1 and None not in lines:
+                try:  # fast path: the whole block as one JSON array
+                    parsed = codec.decode(b"[" + b",".join(lines) + b"]")  # type: ignore[arg-type]
+                except ValueError:
+                    parsed = None
+                if parsed is not None and all(type(r) is dict for r in parsed):
+                    records.extend(parsed)
+                    number += len(lines)
+                    continue
+            for line in lines:
+                number += 1
+                if line is None:
+                    if on_bad:
+                        on_bad(f"{path}: skipped line {number}, longer than {safe.MAX_LINE_BYTES}")
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    record = codec.decode(line)
+                except ValueError:
+                    record = None
+                if type(record) is dict:
+                    records.append(record)
+                elif on_bad:
+                    what = "a torn last line" if torn else "an unreadable line"
+                    on_bad(f"{path}: skipped {what} (line {number})")
+    finally:
+        os.close(fd)
+    return records
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Read a metric log; each skipped line is a :class:`TornLineWarning`."""
+    return read_records(
+        Path(path), on_bad=lambda message: warnings.warn(message, TornLineWarning, 2)
+    )
+
+
+__all__ = [
+    "METRICS_SUFFIX",
+    "KEYS_DIR",
+    "MetricsWriter",
+    "TornLineWarning",
+    "check_log_name",
+    "read_metrics",
+    "read_records",
+    "to_scalar",
+]
