@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mlxpy.rundir.status import RunStatus
+
 
 class MlxpyError(Exception):
     """Root of every error mlxpy raises on purpose, so callers can catch them all at once."""
@@ -38,7 +40,9 @@ class RunInterrupted(BaseException):
     not swallow the request to stop.
     """
 
-    def __init__(self, signum: int, signame: str, status: str = "INTERRUPTED") -> None:
+    def __init__(
+        self, signum: int, signame: str, status: str = RunStatus.INTERRUPTED.value
+    ) -> None:
         super().__init__(f"received {signame}")
         self.signum = signum
         self.signame = signame

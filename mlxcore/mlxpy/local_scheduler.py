@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlxpy.rundir.layout import RunDir
 from mlxpy.scheduler import JobState, ScheduledJob, Scheduler, SubmissionError
 
 INDEX_VAR = "MLXPY_LOCAL_TASK"
@@ -142,8 +143,8 @@ def _supervise(
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
             if mode == "single":
-                out = open(Path(script).parent / "job.stdout", "ab")
-                err = open(Path(script).parent / "job.stderr", "ab")
+                run = RunDir(Path(script).parent)
+                out, err = open(run.job_stdout, "ab"), open(run.job_stderr, "ab")
             else:
                 out = err = open(queue / f"{task}.out", "ab")
             proc = subprocess.Popen(

@@ -197,7 +197,10 @@ def iter_lines(fd: int) -> Iterator[tuple[Lines, bool]]:
         if cut < 0:
             carry = data
         else:
-            yield data[:cut].split(b"\n"), False
+            lines: Lines = data[:cut].split(b"\n")  # type: ignore[assignment]
+            if max(map(len, lines)) > safe.MAX_LINE_BYTES:  # type: ignore[arg-type]
+                lines = [None if len(x) > safe.MAX_LINE_BYTES else x for x in lines]  # type: ignore[arg-type]
+            yield lines, False
             carry = data[cut + 1 :]
         if len(carry) > safe.MAX_LINE_BYTES:
             carry, skipping = b"", True

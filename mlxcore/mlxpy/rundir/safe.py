@@ -21,7 +21,7 @@ MAX_METRICS_BYTES = int(os.environ.get("MLXPY_MAX_METRICS_BYTES", 4 * 1024**3))
 MAX_LINE_BYTES = 1024 * 1024
 
 
-class UnsafePathError(LogDirError):
+class UnsafePathError(LogDirError, OSError):
     """A path inside a run dir is a symlink, or not a regular file, or too large."""
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mlxpy import Scheduler
+from mlxpy import RunStatus, Scheduler
 from mlxpy.scheduler import JobState, ScheduledJob, SubmissionError
 
 _JOB_ID = re.compile(r"^OAR_JOB_ID=(-?\d+)\s*$", re.M)
@@ -42,7 +42,7 @@ class OARScheduler(Scheduler):
     directive_prefix = "#OAR"
     array_index_var = "OAR_ARRAY_INDEX"
     array_index_base = 1
-    warning_signals: ClassVar[dict[str, str]] = {"SIGUSR2": "TIMEOUT"}
+    warning_signals: ClassVar[dict[str, str]] = {"SIGUSR2": RunStatus.TIMEOUT.value}
     requeue_exit_code = 99  # with type idempotent, OAR resubmits a job ending so
 
     def __init__(

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlxpy import Scheduler
+from mlxpy import RunStatus, Scheduler
 from mlxpy.scheduler import JobState, ScheduledJob, SubmissionError
 
 _FIELD = re.compile(r"(\w+)=(\S*)")
@@ -37,7 +37,7 @@ class SLURMScheduler(Scheduler):
     directive_prefix = "#SBATCH"
     array_index_var = "SLURM_ARRAY_TASK_ID"
     array_index_base = 0
-    warning_signals = {"SIGUSR1": "TIMEOUT"}
+    warning_signals = {"SIGUSR1": RunStatus.TIMEOUT.value}
 
     def __init__(
         self,

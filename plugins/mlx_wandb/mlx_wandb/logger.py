@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from mlxpy import DefaultLogger
+from mlxpy import DefaultLogger, RunStatus
 
 
 def wandb_run_id(log_dir: str) -> str:
@@ -115,7 +115,7 @@ class WandbLogger(DefaultLogger):
     def end_run(self, ctx: Any, status: str) -> None:
         if self._wandb is not None:
             self._wandb.summary["mlxpy_status"] = status
-            self._wandb.finish(exit_code=0 if status == "COMPLETE" else 1)
+            self._wandb.finish(exit_code=0 if status == RunStatus.COMPLETE else 1)
             self._wandb = None
         super().end_run(ctx, status)
 
