@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+import sys
+
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mlxpy.query import QueryError, evaluate, parse
+from mlxpy.query import MAX_DEPTH, QueryError, evaluate, parse
 
 FRAME = pd.DataFrame(
     {
@@ -83,6 +88,22 @@ def test_token_soup_is_a_result_or_a_query_error(tokens):
     run_query(" ".join(tokens))
 
 
+def repeated(*pieces: str) -> st.SearchStrategy[str]:
+    """One of ``pieces`` repeated up to 500 times: deeper than any limit allows."""
+    return st.tuples(st.sampled_from(pieces), st.integers(0, 500)).map(lambda t: t[0] * t[1])
+
+
+HOSTILE = st.one_of(
+    repeated("(", ")", "not ", "~", "not (", "~(", "["),  # deep nesting
+)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(st.sampled_from(TOKENS), HOSTILE), max_size=10))
+def test_hostile_soup_is_a_result_or_a_query_error(parts):
+    run_query(" ".join(parts))
+
+
 # -- generated valid queries against a reference --------------------------------------
 KEYS = {
     "config.lr": [0.1, 0.01, 0.5],
@@ -157,3 +178,58 @@ def test_generated_queries_match_the_reference(query):
     assert mask is not None, text
     expected = [reference(tree, FRAME.loc[i].to_dict()) for i in FRAME.index]
     assert mask.tolist() == expected, text
+
+
+# -- hostile inputs: each fails at the offending token, or gives the right rows -----------
+def query_error(text: str) -> QueryError:
+    """The QueryError ``text`` raises, from parsing or evaluating it."""
+    try:
+        evaluate(parse(text), FRAME, text)
+    except QueryError as exc:
+        return exc
+    raise AssertionError(f"no QueryError for {text!r}")
+
+
+SEED_IS_1 = [True, False, False, False]
+
+
+@pytest.mark.parametrize(
+    "prefix, suffix, negated",
+    [
+        ("(" * MAX_DEPTH, ")" * MAX_DEPTH, False),
+        ("not " * MAX_DEPTH, "", False),
+        ("~" * (MAX_DEPTH - 1), "", True),
+        ("not (" * (MAX_DEPTH // 2), ")" * (MAX_DEPTH // 2), False),
+    ],
+)
+def test_nesting_up_to_the_limit_works(prefix, suffix, negated):
+    mask = run_query(prefix + "config.seed == 1" + suffix)
+    assert mask.tolist() == ([not v for v in SEED_IS_1] if negated else SEED_IS_1)
+
+
+@pytest.mark.parametrize("opener", ["(", "not ", "~", "not ("])
+@pytest.mark.parametrize("extra", [1, 300, 5000])
+def test_nesting_past_the_limit_is_a_query_error_at_the_token(opener, extra):
+    text = opener * (MAX_DEPTH + extra) + "config.seed == 1"
+    err = query_error(text)
+    # the first token past the limit: the 101st '(' / 'not' / '~' ('not (' counts two)
+    starts = [m.start() for m in re.finditer(r"\(|not|~", text)]
+    assert err.position == starts[MAX_DEPTH]
+    assert f"nests deeper than {MAX_DEPTH} levels" in str(err)
+
+
+def test_nesting_at_the_limit_stays_far_from_the_recursion_limit():
+    """The parser and evaluator recurse per level: at the limit they need < 400 frames."""
+    text = "(not " * (MAX_DEPTH // 2) + "config.seed == 1" + ")" * (MAX_DEPTH // 2)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 400)
+    try:
+        mask = evaluate(parse(text), FRAME, text)
+    finally:
+        sys.setrecursionlimit(old)
+    assert mask.tolist() == SEED_IS_1  # an even number of 'not'
+
+
+def test_long_flat_chains_are_not_nesting():
+    text = " & ".join(["config.seed == 1"] * 3000) + " | " + " or ".join(["config.lr > 1"] * 3000)
+    assert run_query(text).tolist() == SEED_IS_1

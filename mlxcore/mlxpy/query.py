@@ -10,6 +10,9 @@ evaluated on a pandas DataFrame. Nothing is ever passed to ``eval``.
     operand    := key | number | string | true | false | none | list
     list       := "[" [literal ("," literal)*] "]"
     key        := name ("." name)*           # config.optimizer.lr, train.loss.last
+
+Limits, so that no input can crash the parser or the evaluator with anything but a
+:class:`QueryError`: at most :data:`MAX_DEPTH` levels of ``(``, ``not`` and ``~`` nest.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
+MAX_DEPTH = 100
+"""Most levels of ``(``, ``not`` and ``~`` a query may nest. Parsing and evaluating recurse once
+per level; 100 is far more than a real query needs and keeps both well inside Python's
+recursion limit (a few hundred frames at most), so no RecursionError can escape."""
+
 _LITERAL_WORDS = {"true": True, "false": False, "none": None, "null": None}
 _KEYWORDS = {"and", "or", "not", "in"}
 _COMPARISONS = {"==", "!=", "<", "<=", ">", ">=", "in", "not in"}
@@ -126,6 +134,7 @@ class _Parser:
         self.query = query
         self.tokens = tokenize(query)
         self.i = 0
+        self.depth = 0  # '(', 'not' and '~' currently open
 
     @property
     def tok(self) -> Token:
@@ -163,14 +172,29 @@ class _Parser:
         return parts[0] if len(parts) == 1 else BoolOp("and", tuple(parts))
 
     def parse_not(self) -> Any:
+        token = self.tok
         if self.accept("~", "not"):
-            return Not(self.parse_not())
-        if self.accept("("):
-            inner = self.parse_or()
+            self.enter(token)
+            tree = Not(self.parse_not())
+        elif self.accept("("):
+            self.enter(token)
+            tree = self.parse_or()
             if not self.accept(")"):
                 raise self.fail("expected ')'")
-            return inner
-        return self.parse_comparison()
+        else:
+            return self.parse_comparison()
+        self.depth -= 1
+        return tree
+
+    def enter(self, token: Token) -> None:
+        """One more level of nesting, refused past MAX_DEPTH before it can recurse too deep."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QueryError(
+                self.query,
+                token.pos,
+                f"the query nests deeper than {MAX_DEPTH} levels of '(', 'not' and '~'",
+            )
 
     def parse_comparison(self) -> Any:
         start = self.tok
