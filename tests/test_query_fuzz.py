@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import sys
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mlxpy.query import MAX_DEPTH, QueryError, evaluate, parse
+from mlxpy.query import MAX_DEPTH, MAX_NUMBER_LENGTH, QueryError, evaluate, parse
 
 FRAME = pd.DataFrame(
     {
@@ -95,6 +96,10 @@ def repeated(*pieces: str) -> st.SearchStrategy[str]:
 
 HOSTILE = st.one_of(
     repeated("(", ")", "not ", "~", "not (", "~(", "["),  # deep nesting
+    st.tuples(st.sampled_from(["", "-", "0.", "1e", "1e-", "1."]), st.integers(1, 6000)).map(
+        lambda t: t[0] + "7" * t[1]  # long digit strings, past Python's 4300-digit int limit
+    ),
+    st.sampled_from(["²", "١", "１", "1e999999", "-1e999999", "1e-999999"]),
 )
 
 
@@ -233,3 +238,42 @@ def test_nesting_at_the_limit_stays_far_from_the_recursion_limit():
 def test_long_flat_chains_are_not_nesting():
     text = " & ".join(["config.seed == 1"] * 3000) + " | " + " or ".join(["config.lr > 1"] * 3000)
     assert run_query(text).tolist() == SEED_IS_1
+
+
+@pytest.mark.parametrize("digits", [MAX_NUMBER_LENGTH + 1, 4301, 5000, 100_000])
+@pytest.mark.parametrize("template", ["config.seed == {}", "config.lr < {}.5", "config.lr < 1e{}"])
+def test_a_number_longer_than_the_limit_is_a_query_error_at_the_number(template, digits):
+    text = template.format("1" * digits)
+    err = query_error(text)
+    assert err.position == text.index("1")
+    assert f"a number has at most {MAX_NUMBER_LENGTH} characters" in str(err)
+
+
+def test_a_number_at_the_limit_works():
+    assert run_query("config.seed == " + "0" * (MAX_NUMBER_LENGTH - 1) + "1").tolist() == SEED_IS_1
+    tiny = "0." + "0" * (MAX_NUMBER_LENGTH - 3) + "1"  # 1e-98, exactly MAX_NUMBER_LENGTH long
+    assert run_query(f"config.lr > {tiny}").tolist() == [True, True, True, False]
+
+
+@pytest.mark.parametrize(
+    "number, value", [("1e999999", math.inf), ("-1e999999", -math.inf), ("1e-999999", 0.0)]
+)
+def test_floats_beyond_the_float_range_are_infinite_or_zero(number, value):
+    assert parse(f"config.lr < {number}").right.value == value
+    expected = [lr < value for lr in (0.1, 0.01, 0.001)] + [False]  # a missing lr: unordered
+    assert run_query(f"config.lr < {number}").tolist() == expected
+
+
+@pytest.mark.parametrize("digit", ["²", "١", "１", "٣"])
+def test_non_ascii_digits_are_a_query_error(digit):
+    for text in (f"config.seed == {digit}", f"config.seed == 1{digit}"):
+        err = query_error(text)
+        assert err.position == text.index(digit)
+        assert f"unexpected character {digit!r}; numbers are written with the digits 0-9" in str(
+            err
+        )
+
+
+def test_an_ascii_digit_running_into_a_name_gets_no_digit_hint():
+    err = query_error("config.seed == 1_000")
+    assert err.position == 15 and str(err).startswith("unexpected character '1'\n")

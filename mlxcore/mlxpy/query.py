@@ -12,7 +12,10 @@ evaluated on a pandas DataFrame. Nothing is ever passed to ``eval``.
     key        := name ("." name)*           # config.optimizer.lr, train.loss.last
 
 Limits, so that no input can crash the parser or the evaluator with anything but a
-:class:`QueryError`: at most :data:`MAX_DEPTH` levels of ``(``, ``not`` and ``~`` nest.
+:class:`QueryError`: at most :data:`MAX_DEPTH` levels of ``(``, ``not`` and ``~`` nest, and a
+number has at most :data:`MAX_NUMBER_LENGTH` characters. Numbers use the ASCII digits 0-9; a
+float beyond the float range reads as infinity (``1e999``) or zero (``1e-999``), as ``float()``
+does.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class QueryError(MlxpyError):
 _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
-  | (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![A-Za-z_]))
+  | (?P<number>[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?(?![A-Za-z_]))
   | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<op>==|!=|<=|>=|<|>|&&|\|\||[&|~()\[\],])
   | (?P<name>[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)
@@ -49,6 +52,9 @@ MAX_DEPTH = 100
 """Most levels of ``(``, ``not`` and ``~`` a query may nest. Parsing and evaluating recurse once
 per level; 100 is far more than a real query needs and keeps both well inside Python's
 recursion limit (a few hundred frames at most), so no RecursionError can escape."""
+MAX_NUMBER_LENGTH = 100
+"""Longest number literal, in characters. Python refuses to convert integers of more than 4300
+digits (a guard against quadratic time), and no threshold in a query needs a hundred."""
 
 _LITERAL_WORDS = {"true": True, "false": False, "none": None, "null": None}
 _KEYWORDS = {"and", "or", "not", "in"}
@@ -68,9 +74,16 @@ def tokenize(query: str) -> list[Token]:
     while pos < len(query):
         match = _TOKEN.match(query, pos)
         if match is None:
-            raise QueryError(query, pos, f"unexpected character {query[pos]!r}")
+            raise _unexpected(query, pos)
         kind, text = match.lastgroup, match.group()
         if kind == "number":
+            if len(text) > MAX_NUMBER_LENGTH:
+                raise QueryError(
+                    query,
+                    pos,
+                    f"a number has at most {MAX_NUMBER_LENGTH} characters, this one has "
+                    f"{len(text)}",
+                )
             is_float = any(c in text for c in ".eE")
             tokens.append(Token(kind, text, float(text) if is_float else int(text), pos))
         elif kind == "string":
@@ -91,6 +104,14 @@ def tokenize(query: str) -> list[Token]:
         pos = match.end()
     tokens.append(Token("end", "", None, len(query)))
     return tokens
+
+
+def _unexpected(query: str, pos: int) -> QueryError:
+    """The error for a character no token starts with, with a hint where one helps."""
+    char = query[pos]
+    non_ascii_digit = char.isnumeric() and not char.isascii()  # '²', '١', '１'
+    hint = "; numbers are written with the digits 0-9" if non_ascii_digit else ""
+    return QueryError(query, pos, f"unexpected character {char!r}{hint}")
 
 
 # -- syntax tree --------------------------------------------------------------------------
