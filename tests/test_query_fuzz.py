@@ -19,6 +19,8 @@ FRAME = pd.DataFrame(
         "config.lr": [0.1, 0.01, 0.001, None],
         "config.seed": pd.array([1, 2, 3, None], dtype="Int64"),
         "config.name": ["a", "b", "a", None],
+        "config.tags": [["a", "b"], ["c"], [], None],  # list values, as the index keeps them
+        "config.ids": [[1, 2], [True], [1.0], None],
         "info.status": ["COMPLETE", "FAILED", "COMPLETE", "RUNNING"],
     },
     index=[1, 2, 3, 4],
@@ -100,6 +102,21 @@ HOSTILE = st.one_of(
         lambda t: t[0] + "7" * t[1]  # long digit strings, past Python's 4300-digit int limit
     ),
     st.sampled_from(["²", "١", "１", "1e999999", "-1e999999", "1e-999999"]),
+    st.sampled_from(  # 'in' and lists in every place
+        [
+            "config.name in config.tags",
+            "config.name not in config.seed",
+            "'a' in config.tags",
+            "in config.lr",
+            "config.tags",
+            "config.ids",
+            "in []",
+            "not in",
+            "[1] ==",
+            "== [1]",
+            "[[",
+        ]
+    ),
 )
 
 
@@ -126,6 +143,8 @@ def literal(value):
 def comparisons(draw):
     key = draw(st.sampled_from(sorted(KEYS)))
     op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "in", "not in"]))
+    if op in ("in", "not in") and key == "config.name" and draw(st.booleans()):
+        return f"{key} {op} config.tags", ("in-key", key, op, "config.tags")
     if op in ("in", "not in"):
         values = draw(st.lists(st.sampled_from(KEYS[key]), min_size=1, max_size=3))
         text = f"{key} {op} [{', '.join(literal(v) for v in values)}]"
@@ -165,6 +184,9 @@ def reference(node, row) -> bool:
         return op in ("!=", "not in")
     if kind == "in":
         return (actual in value) == (op == "in")
+    if kind == "in-key":
+        cell = row[value]
+        return (isinstance(cell, list) and actual in cell) == (op == "in")
     return {
         "==": actual == value,
         "!=": actual != value,
@@ -277,3 +299,42 @@ def test_non_ascii_digits_are_a_query_error(digit):
 def test_an_ascii_digit_running_into_a_name_gets_no_digit_hint():
     err = query_error("config.seed == 1_000")
     assert err.position == 15 and str(err).startswith("unexpected character '1'\n")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("config.name in config.tags", [True, False, False, False]),
+        ("config.name not in config.tags", [False, True, True, True]),
+        ("'c' in config.tags", [False, True, False, False]),
+        ("'c' not in config.tags", [True, False, True, True]),
+        ("1 in config.ids", [True, False, True, False]),  # 1 == 1.0, but a bool is no number
+        ("true in config.ids", [False, True, False, False]),
+        ("config.seed in []", [False, False, False, False]),
+        ("config.seed not in []", [True, True, True, True]),
+        ("config.name in [none]", [False, False, False, True]),
+    ],
+)
+def test_in_takes_a_list_or_a_key_whose_values_are_lists(text, expected):
+    assert run_query(text).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "text, token, message",
+    [
+        ("config.name in config.seed", "config.seed", "'in' takes a list such as [1, 2], or a key"),
+        ("config.name not in config.lr", "config.lr", "no run has a list under 'config.lr'"),
+        ("'a' in config.name", "config.name", "'in' takes a list such as [1, 2], or a key"),
+        ("config.seed in 1", "1", "'in' takes a list such as [1, 2], or a key whose values are"),
+        ("config.seed not in 'a'", "'a'", "'not in' takes a list such as [1, 2]"),
+        ("config.seed in none", "none", "'in' takes a list such as [1, 2]"),
+        ("config.seed == [1]", "[", "a list can only follow 'in' or 'not in'"),
+        ("[1] == config.seed", "[", "a list can only follow 'in' or 'not in'"),
+        ("['a'] in config.tags", "[", "a list can only follow 'in' or 'not in'"),
+        ("config.name in nope.tags", "nope.tags", "no run has the key 'nope.tags'"),
+    ],
+)
+def test_in_with_anything_else_on_the_right_is_a_query_error_there(text, token, message):
+    err = query_error(text)
+    assert err.position == text.index(token)
+    assert message in str(err)

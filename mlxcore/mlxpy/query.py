@@ -6,10 +6,14 @@ evaluated on a pandas DataFrame. Nothing is ever passed to ``eval``.
     and        := not (("&" | "and") not)*
     not        := ("~" | "not") not | "(" query ")" | comparison
     comparison := operand [op operand]        # a lone key tests that the key exists
-    op         := == | != | < | <= | > | >= | in | not in
-    operand    := key | number | string | true | false | none | list
+                | operand ("in" | "not in") (list | key)   # a key whose values are lists
+    op         := == | != | < | <= | > | >=
+    operand    := key | number | string | true | false | none
     list       := "[" [literal ("," literal)*] "]"
     key        := name ("." name)*           # config.optimizer.lr, train.loss.last
+
+A key whose values are lists is compared run by run (``'vision' in config.tags``, ``config.task
+in config.tasks``); runs whose value there is not a list are not members.
 
 Limits, so that no input can crash the parser or the evaluator with anything but a
 :class:`QueryError`: at most :data:`MAX_DEPTH` levels of ``(``, ``not`` and ``~`` nest, and a
@@ -59,6 +63,8 @@ digits (a guard against quadratic time), and no threshold in a query needs a hun
 _LITERAL_WORDS = {"true": True, "false": False, "none": None, "null": None}
 _KEYWORDS = {"and", "or", "not", "in"}
 _COMPARISONS = {"==", "!=", "<", "<=", ">", ">=", "in", "not in"}
+_MEMBERSHIP = ("in", "not in")
+_IN_TAKES = "takes a list such as [1, 2], or a key whose values are lists"
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,12 @@ class Key:
 
 @dataclass(frozen=True)
 class Literal:
-    value: Any
+    value: Any  # a list literal is a tuple
+    pos: int
+
+    @property
+    def is_list(self) -> bool:
+        return isinstance(self.value, tuple)
 
 
 @dataclass(frozen=True)
@@ -230,7 +241,8 @@ class _Parser:
         elif (
             op_token.kind == "keyword"
             and op_token.text == "not"
-            and (self.tokens[self.i + 1].text == "in")
+            and self.tokens[self.i + 1].kind == "keyword"
+            and self.tokens[self.i + 1].text == "in"
         ):
             self.i += 2
             op = "not in"
@@ -241,8 +253,12 @@ class _Parser:
         right = self.parse_operand()
         if not isinstance(left, Key) and not isinstance(right, Key):
             raise QueryError(self.query, start.pos, "a comparison needs a key on one side")
-        if op in ("in", "not in") and not isinstance(right, (Literal, Key)):
-            raise self.fail("expected a list after 'in'", op_token)
+        for side in (left, right):
+            listed = isinstance(side, Literal) and side.is_list
+            if listed and not (op in _MEMBERSHIP and side is right):
+                raise QueryError(self.query, side.pos, "a list can only follow 'in' or 'not in'")
+        if op in _MEMBERSHIP and isinstance(right, Literal) and not right.is_list:
+            raise QueryError(self.query, right.pos, f"'{op}' {_IN_TAKES}")
         return Compare(left, op, right, op_token.pos)
 
     def parse_operand(self) -> Any:
@@ -252,7 +268,7 @@ class _Parser:
             return Key(tok.text, tok.pos)
         if tok.kind in ("number", "string", "literal"):
             self.i += 1
-            return Literal(tok.value)
+            return Literal(tok.value, tok.pos)
         if self.accept("["):
             values: list[Any] = []
             if not self.accept("]"):
@@ -266,7 +282,7 @@ class _Parser:
                         break
                     if not self.accept(","):
                         raise self.fail("expected ',' or ']'")
-            return Literal(tuple(values))
+            return Literal(tuple(values), tok.pos)
         raise self.fail("expected a key, a number, a string or a list")
 
 
@@ -319,24 +335,18 @@ class _Evaluator:
         import pandas as pd
 
         op, left, right = node.op, node.left, node.right
-        if isinstance(left, Literal) and op not in ("in", "not in"):  # 0.1 > key
+        if op in _MEMBERSHIP:
+            found = self.member(left, right, op)
+            return ~found if op == "not in" else found
+        if isinstance(left, Literal):  # 0.1 > key
             left, right = right, left
             op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
-        if isinstance(left, Literal) and op in ("in", "not in"):  # "a" in key (a list)
-            values = self.column(right)
-            found = _as_bool(values.map(lambda v: isinstance(v, list) and left.value in v))
-            return ~found if op == "not in" else found
         series = self.column(left)
         if isinstance(right, Key):
             other = self.column(right)
             pairs = zip(series.tolist(), other.tolist(), strict=True)
             return pd.Series([_apply(op, a, b) for a, b in pairs], index=series.index, dtype=bool)
         value = right.value
-        if op in ("in", "not in"):
-            if not isinstance(value, tuple):
-                raise QueryError(self.query, node.pos, f"'{op}' needs a list such as [1, 2]")
-            hits = _as_bool(series.map(lambda v: _member(v, value)))
-            return ~hits if op == "not in" else hits
         if value is None and op in ("==", "!="):
             return series.isna() if op == "==" else series.notna()
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -348,6 +358,30 @@ class _Evaluator:
             result = _FAST[op](series, value)  # missing values: unequal to everything
             return result.fillna(op == "!=").astype(bool)
         return _as_bool(series.map(lambda v: _apply(op, v, value)), missing=op == "!=")
+
+    def member(self, left: Key | Literal, right: Key | Literal, op: str) -> Any:
+        """Whether each run's left value is in the list literal, or in that run's own list
+        under the right key (a key holding no list anywhere is surely a mistake: refused)."""
+        import pandas as pd
+
+        if isinstance(right, Literal):  # the parser put a key on the left
+            return _as_bool(self.column(left).map(lambda v: _member(v, right.value)))
+        if isinstance(left, Key):
+            lefts = self.column(left).tolist()
+        else:
+            lefts = [left.value] * len(self.frame)
+        cells = self.column(right)
+        if not cells.map(_is_list).any():
+            raise QueryError(
+                self.query, right.pos, f"'{op}' {_IN_TAKES}; no run has a list under '{right.name}'"
+            )
+        pairs = zip(lefts, cells.tolist(), strict=True)
+        found = [_is_list(cell) and _member(v, tuple(cell)) for v, cell in pairs]
+        return pd.Series(found, index=cells.index, dtype=bool)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
 
 
 def _as_bool(result: Any, missing: bool = False) -> Any:
