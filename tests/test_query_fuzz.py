@@ -21,6 +21,8 @@ FRAME = pd.DataFrame(
         "config.name": ["a", "b", "a", None],
         "config.tags": [["a", "b"], ["c"], [], None],  # list values, as the index keeps them
         "config.ids": [[1, 2], [True], [1.0], None],
+        "config.mixed": [1, "1", 2.5, None],
+        "config.my-key": [1, 2, 3, 4],
         "info.status": ["COMPLETE", "FAILED", "COMPLETE", "RUNNING"],
     },
     index=[1, 2, 3, 4],
@@ -33,7 +35,9 @@ def run_query(text: str):
         tree = parse(text)
         mask = evaluate(tree, FRAME, text)
     except QueryError as exc:
-        assert exc.position <= len(text)
+        assert 0 <= exc.position <= len(text)
+        *_, shown, caret = str(exc).split("\n")  # the query, one character per character
+        assert len(shown) == 2 + len(text) and caret == "  " + " " * exc.position + "^"
         return None
     assert mask.dtype == bool and len(mask) == len(FRAME)
     return mask
@@ -82,6 +86,11 @@ TOKENS = [
     "'",
     "os.system",
     ";",
+    "config.mixed",
+    "config.my-key",
+    '"unterminated',
+    "\x00",
+    "\t\n",
 ]
 
 
@@ -338,3 +347,64 @@ def test_in_with_anything_else_on_the_right_is_a_query_error_there(text, token, 
     err = query_error(text)
     assert err.position == text.index(token)
     assert message in str(err)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("config.lr < config.seed", [True, True, True, False]),  # both missing: never ordered
+        ("config.lr >= config.seed", [False, False, False, False]),
+        ("config.lr == config.seed", [False, False, False, True]),  # ... but equal, like == none
+        ("config.lr != config.seed", [True, True, True, False]),
+        ("config.mixed > 1", [False, False, True, False]),  # 1, '1', 2.5, missing
+        ("config.mixed == 1", [True, False, False, False]),
+        ("config.mixed == '1'", [False, True, False, False]),
+        ("config.mixed < 'a'", [False, True, False, False]),
+        ("config.mixed != 'x'", [True, True, True, True]),
+        ("config.my-key == 2", [False, True, False, False]),  # '-' is part of a name
+        ("config.my-key>=3 & config.my-key<=-1", [False, False, False, False]),
+        ("config.name == 'a\x00'", [False, False, False, False]),  # a NUL inside a string
+        ("config.name == 'a\\\nb' | config.name == \"b\"", [False, True, False, False]),
+    ],
+)
+def test_awkward_but_valid_queries_give_the_right_rows(text, expected):
+    assert run_query(text).tolist() == expected
+
+
+def test_an_escape_may_be_any_character_even_a_newline():
+    assert parse("config.name == 'a\\\nb\\''").right.value == "a\nb'"
+
+
+@pytest.mark.parametrize(
+    "text, position, message",
+    [
+        ("config.name == 'abc", 15, 'unterminated string: no closing "\'"'),
+        ('config.name == "a\\"', 15, "unterminated string: no closing '\"'"),
+        ("'", 0, "unterminated string"),
+        ("==", 0, "expected a key, a number, a string or a list, found '=='"),
+        ("&", 0, "expected a key, a number, a string or a list, found '&'"),
+        (")", 0, "expected a key, a number, a string or a list, found ')'"),
+        ("~", 1, "expected a key, a number, a string or a list, found the end of the query"),
+        ("not in", 4, "expected a key, a number, a string or a list, found 'in'"),
+        ("config.seed in", 14, "expected a key, a number"),
+        ("config.seed in [", 16, "expected a number, a string, true, false or none, found the end"),
+        ("config.seed in [1,", 18, "expected a number, a string"),
+        ("config.seed == 1\x00", 16, "unexpected character '\\x00'"),
+        ("\x00config.seed", 0, "unexpected character '\\x00'"),
+        ("config.my - key == 1", 10, "unexpected character '-'"),
+    ],
+)
+def test_broken_queries_fail_at_the_token(text, position, message):
+    err = query_error(text)
+    assert (err.position, str(err).split("\n")[0][: len(message)]) == (position, message)
+
+
+def test_the_caret_stays_under_the_token_when_the_query_holds_tabs_newlines_or_nuls():
+    text = "config.lr\n<\t0.1 &\x00"
+    err = query_error(text)
+    assert err.position == text.index("\x00") and err.query == text
+    assert str(err).split("\n") == [
+        "unexpected character '\\x00'",
+        "  config.lr < 0.1 &?",
+        "  " + " " * text.index("\x00") + "^",
+    ]

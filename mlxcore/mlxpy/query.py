@@ -33,11 +33,15 @@ from mlxpy.errors import MlxpyError
 
 
 class QueryError(MlxpyError):
-    """A query does not parse or names an unknown key; the message points at the token."""
+    """A query does not parse or names an unknown key; the message points at the token.
+
+    The query is shown one character per character (a tab or newline as a space, a NUL or other
+    unprintable character as '?'), so that the caret stays under the token."""
 
     def __init__(self, query: str, position: int, message: str) -> None:
+        shown = "".join(c if c.isprintable() else " " if c.isspace() else "?" for c in query)
         caret = " " * position + "^"
-        super().__init__(f"{message}\n  {query}\n  {caret}")
+        super().__init__(f"{message}\n  {shown}\n  {caret}")
         self.query = query
         self.position = position
 
@@ -46,7 +50,7 @@ _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
   | (?P<number>[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?(?![A-Za-z_]))
-  | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<string>'(?:[^'\\]|\\[\s\S])*'|"(?:[^"\\]|\\[\s\S])*")  # \ escapes any character
   | (?P<op>==|!=|<=|>=|<|>|&&|\|\||[&|~()\[\],])
   | (?P<name>[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)
     """,
@@ -94,7 +98,7 @@ def tokenize(query: str) -> list[Token]:
             tokens.append(Token(kind, text, float(text) if is_float else int(text), pos))
         elif kind == "string":
             body = text[1:-1]
-            value = re.sub(r"\\(.)", r"\1", body)
+            value = re.sub(r"\\([\s\S])", r"\1", body)
             tokens.append(Token(kind, text, value, pos))
         elif kind == "op":
             op = {"&&": "&", "||": "|"}.get(text, text)
@@ -115,6 +119,8 @@ def tokenize(query: str) -> list[Token]:
 def _unexpected(query: str, pos: int) -> QueryError:
     """The error for a character no token starts with, with a hint where one helps."""
     char = query[pos]
+    if char in "'\"":
+        return QueryError(query, pos, f"unterminated string: no closing {char!r}")
     non_ascii_digit = char.isnumeric() and not char.isascii()  # '²', '١', '１'
     hint = "; numbers are written with the digits 0-9" if non_ascii_digit else ""
     return QueryError(query, pos, f"unexpected character {char!r}{hint}")
@@ -402,9 +408,11 @@ def _missing(value: Any) -> bool:
 
 
 def _apply(op: str, a: Any, b: Any) -> bool:
-    """One comparison in Python; mismatched or missing values are simply not equal."""
+    """One comparison in Python; mismatched values are simply not equal. A missing value equals
+    only another missing one (as ``key == none`` does) and is never ordered."""
     if _missing(a) or _missing(b):
-        return (op == "!=") != (_missing(a) and _missing(b))
+        both = _missing(a) and _missing(b)
+        return op in ("==", "!=") and both == (op == "==")
     if isinstance(a, bool) != isinstance(b, bool):
         return op == "!="
     try:
