@@ -6,10 +6,20 @@ evaluated on a pandas DataFrame. Nothing is ever passed to ``eval``.
     and        := not (("&" | "and") not)*
     not        := ("~" | "not") not | "(" query ")" | comparison
     comparison := operand [op operand]        # a lone key tests that the key exists
-    op         := == | != | < | <= | > | >= | in | not in
-    operand    := key | number | string | true | false | none | list
+                | operand ("in" | "not in") (list | key)   # a key whose values are lists
+    op         := == | != | < | <= | > | >=
+    operand    := key | number | string | true | false | none
     list       := "[" [literal ("," literal)*] "]"
     key        := name ("." name)*           # config.optimizer.lr, train.loss.last
+
+A key whose values are lists is compared run by run (``'vision' in config.tags``, ``config.task
+in config.tasks``); runs whose value there is not a list are not members.
+
+Limits, so that no input can crash the parser or the evaluator with anything but a
+:class:`QueryError`: at most :data:`MAX_DEPTH` levels of ``(``, ``not`` and ``~`` nest, and a
+number has at most :data:`MAX_NUMBER_LENGTH` characters. Numbers use the ASCII digits 0-9; a
+float beyond the float range reads as infinity (``1e999``) or zero (``1e-999``), as ``float()``
+does.
 """
 
 from __future__ import annotations
@@ -23,11 +33,15 @@ from mlxpy.errors import MlxpyError
 
 
 class QueryError(MlxpyError):
-    """A query does not parse or names an unknown key; the message points at the token."""
+    """A query does not parse or names an unknown key; the message points at the token.
+
+    The query is shown one character per character (a tab or newline as a space, a NUL or other
+    unprintable character as '?'), so that the caret stays under the token."""
 
     def __init__(self, query: str, position: int, message: str) -> None:
+        shown = "".join(c if c.isprintable() else " " if c.isspace() else "?" for c in query)
         caret = " " * position + "^"
-        super().__init__(f"{message}\n  {query}\n  {caret}")
+        super().__init__(f"{message}\n  {shown}\n  {caret}")
         self.query = query
         self.position = position
 
@@ -35,16 +49,26 @@ class QueryError(MlxpyError):
 _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
-  | (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![A-Za-z_]))
-  | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<number>[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?(?![A-Za-z_]))
+  | (?P<string>'(?:[^'\\]|\\[\s\S])*'|"(?:[^"\\]|\\[\s\S])*")  # \ escapes any character
   | (?P<op>==|!=|<=|>=|<|>|&&|\|\||[&|~()\[\],])
   | (?P<name>[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)
     """,
     re.VERBOSE,
 )
+MAX_DEPTH = 100
+"""Most levels of ``(``, ``not`` and ``~`` a query may nest. Parsing and evaluating recurse once
+per level; 100 is far more than a real query needs and keeps both well inside Python's
+recursion limit (a few hundred frames at most), so no RecursionError can escape."""
+MAX_NUMBER_LENGTH = 100
+"""Longest number literal, in characters. Python refuses to convert integers of more than 4300
+digits (a guard against quadratic time), and no threshold in a query needs a hundred."""
+
 _LITERAL_WORDS = {"true": True, "false": False, "none": None, "null": None}
 _KEYWORDS = {"and", "or", "not", "in"}
 _COMPARISONS = {"==", "!=", "<", "<=", ">", ">=", "in", "not in"}
+_MEMBERSHIP = ("in", "not in")
+_IN_TAKES = "takes a list such as [1, 2], or a key whose values are lists"
 
 
 @dataclass(frozen=True)
@@ -60,14 +84,21 @@ def tokenize(query: str) -> list[Token]:
     while pos < len(query):
         match = _TOKEN.match(query, pos)
         if match is None:
-            raise QueryError(query, pos, f"unexpected character {query[pos]!r}")
+            raise _unexpected(query, pos)
         kind, text = match.lastgroup, match.group()
         if kind == "number":
+            if len(text) > MAX_NUMBER_LENGTH:
+                raise QueryError(
+                    query,
+                    pos,
+                    f"a number has at most {MAX_NUMBER_LENGTH} characters, this one has "
+                    f"{len(text)}",
+                )
             is_float = any(c in text for c in ".eE")
             tokens.append(Token(kind, text, float(text) if is_float else int(text), pos))
         elif kind == "string":
             body = text[1:-1]
-            value = re.sub(r"\\(.)", r"\1", body)
+            value = re.sub(r"\\([\s\S])", r"\1", body)
             tokens.append(Token(kind, text, value, pos))
         elif kind == "op":
             op = {"&&": "&", "||": "|"}.get(text, text)
@@ -85,6 +116,16 @@ def tokenize(query: str) -> list[Token]:
     return tokens
 
 
+def _unexpected(query: str, pos: int) -> QueryError:
+    """The error for a character no token starts with, with a hint where one helps."""
+    char = query[pos]
+    if char in "'\"":
+        return QueryError(query, pos, f"unterminated string: no closing {char!r}")
+    non_ascii_digit = char.isnumeric() and not char.isascii()  # '²', '١', '１'
+    hint = "; numbers are written with the digits 0-9" if non_ascii_digit else ""
+    return QueryError(query, pos, f"unexpected character {char!r}{hint}")
+
+
 # -- syntax tree --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Key:
@@ -94,7 +135,12 @@ class Key:
 
 @dataclass(frozen=True)
 class Literal:
-    value: Any
+    value: Any  # a list literal is a tuple
+    pos: int
+
+    @property
+    def is_list(self) -> bool:
+        return isinstance(self.value, tuple)
 
 
 @dataclass(frozen=True)
@@ -126,6 +172,7 @@ class _Parser:
         self.query = query
         self.tokens = tokenize(query)
         self.i = 0
+        self.depth = 0  # '(', 'not' and '~' currently open
 
     @property
     def tok(self) -> Token:
@@ -163,14 +210,29 @@ class _Parser:
         return parts[0] if len(parts) == 1 else BoolOp("and", tuple(parts))
 
     def parse_not(self) -> Any:
+        token = self.tok
         if self.accept("~", "not"):
-            return Not(self.parse_not())
-        if self.accept("("):
-            inner = self.parse_or()
+            self.enter(token)
+            tree = Not(self.parse_not())
+        elif self.accept("("):
+            self.enter(token)
+            tree = self.parse_or()
             if not self.accept(")"):
                 raise self.fail("expected ')'")
-            return inner
-        return self.parse_comparison()
+        else:
+            return self.parse_comparison()
+        self.depth -= 1
+        return tree
+
+    def enter(self, token: Token) -> None:
+        """One more level of nesting, refused past MAX_DEPTH before it can recurse too deep."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QueryError(
+                self.query,
+                token.pos,
+                f"the query nests deeper than {MAX_DEPTH} levels of '(', 'not' and '~'",
+            )
 
     def parse_comparison(self) -> Any:
         start = self.tok
@@ -185,7 +247,8 @@ class _Parser:
         elif (
             op_token.kind == "keyword"
             and op_token.text == "not"
-            and (self.tokens[self.i + 1].text == "in")
+            and self.tokens[self.i + 1].kind == "keyword"
+            and self.tokens[self.i + 1].text == "in"
         ):
             self.i += 2
             op = "not in"
@@ -196,8 +259,12 @@ class _Parser:
         right = self.parse_operand()
         if not isinstance(left, Key) and not isinstance(right, Key):
             raise QueryError(self.query, start.pos, "a comparison needs a key on one side")
-        if op in ("in", "not in") and not isinstance(right, (Literal, Key)):
-            raise self.fail("expected a list after 'in'", op_token)
+        for side in (left, right):
+            listed = isinstance(side, Literal) and side.is_list
+            if listed and not (op in _MEMBERSHIP and side is right):
+                raise QueryError(self.query, side.pos, "a list can only follow 'in' or 'not in'")
+        if op in _MEMBERSHIP and isinstance(right, Literal) and not right.is_list:
+            raise QueryError(self.query, right.pos, f"'{op}' {_IN_TAKES}")
         return Compare(left, op, right, op_token.pos)
 
     def parse_operand(self) -> Any:
@@ -207,7 +274,7 @@ class _Parser:
             return Key(tok.text, tok.pos)
         if tok.kind in ("number", "string", "literal"):
             self.i += 1
-            return Literal(tok.value)
+            return Literal(tok.value, tok.pos)
         if self.accept("["):
             values: list[Any] = []
             if not self.accept("]"):
@@ -221,7 +288,7 @@ class _Parser:
                         break
                     if not self.accept(","):
                         raise self.fail("expected ',' or ']'")
-            return Literal(tuple(values))
+            return Literal(tuple(values), tok.pos)
         raise self.fail("expected a key, a number, a string or a list")
 
 
@@ -274,24 +341,18 @@ class _Evaluator:
         import pandas as pd
 
         op, left, right = node.op, node.left, node.right
-        if isinstance(left, Literal) and op not in ("in", "not in"):  # 0.1 > key
+        if op in _MEMBERSHIP:
+            found = self.member(left, right, op)
+            return ~found if op == "not in" else found
+        if isinstance(left, Literal):  # 0.1 > key
             left, right = right, left
             op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
-        if isinstance(left, Literal) and op in ("in", "not in"):  # "a" in key (a list)
-            values = self.column(right)
-            found = _as_bool(values.map(lambda v: isinstance(v, list) and left.value in v))
-            return ~found if op == "not in" else found
         series = self.column(left)
         if isinstance(right, Key):
             other = self.column(right)
             pairs = zip(series.tolist(), other.tolist(), strict=True)
             return pd.Series([_apply(op, a, b) for a, b in pairs], index=series.index, dtype=bool)
         value = right.value
-        if op in ("in", "not in"):
-            if not isinstance(value, tuple):
-                raise QueryError(self.query, node.pos, f"'{op}' needs a list such as [1, 2]")
-            hits = _as_bool(series.map(lambda v: _member(v, value)))
-            return ~hits if op == "not in" else hits
         if value is None and op in ("==", "!="):
             return series.isna() if op == "==" else series.notna()
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -303,6 +364,30 @@ class _Evaluator:
             result = _FAST[op](series, value)  # missing values: unequal to everything
             return result.fillna(op == "!=").astype(bool)
         return _as_bool(series.map(lambda v: _apply(op, v, value)), missing=op == "!=")
+
+    def member(self, left: Key | Literal, right: Key | Literal, op: str) -> Any:
+        """Whether each run's left value is in the list literal, or in that run's own list
+        under the right key (a key holding no list anywhere is surely a mistake: refused)."""
+        import pandas as pd
+
+        if isinstance(right, Literal):  # the parser put a key on the left
+            return _as_bool(self.column(left).map(lambda v: _member(v, right.value)))
+        if isinstance(left, Key):
+            lefts = self.column(left).tolist()
+        else:
+            lefts = [left.value] * len(self.frame)
+        cells = self.column(right)
+        if not cells.map(_is_list).any():
+            raise QueryError(
+                self.query, right.pos, f"'{op}' {_IN_TAKES}; no run has a list under '{right.name}'"
+            )
+        pairs = zip(lefts, cells.tolist(), strict=True)
+        found = [_is_list(cell) and _member(v, tuple(cell)) for v, cell in pairs]
+        return pd.Series(found, index=cells.index, dtype=bool)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
 
 
 def _as_bool(result: Any, missing: bool = False) -> Any:
@@ -323,9 +408,11 @@ def _missing(value: Any) -> bool:
 
 
 def _apply(op: str, a: Any, b: Any) -> bool:
-    """One comparison in Python; mismatched or missing values are simply not equal."""
+    """One comparison in Python; mismatched values are simply not equal. A missing value equals
+    only another missing one (as ``key == none`` does) and is never ordered."""
     if _missing(a) or _missing(b):
-        return (op == "!=") != (_missing(a) and _missing(b))
+        both = _missing(a) and _missing(b)
+        return op in ("==", "!=") and both == (op == "==")
     if isinstance(a, bool) != isinstance(b, bool):
         return op == "!="
     try:
