@@ -288,6 +288,22 @@ def read_records(
     return records
 
 
+def latest_per_step(records: list[dict[str, Any]], step: str = "step") -> list[dict[str, Any]]:
+    """One record per step, the latest winning, in the order of those latest records.
+
+    A run resumed from a checkpoint logs again the steps logged after that checkpoint; both
+    attempts stay on disk, and this is what readers show by default. Records without the
+    ``step`` key are all kept.
+    """
+    last: dict[Any, int] = {}
+    for number, record in enumerate(records):
+        if step in record:
+            last[record[step]] = number
+    if len(last) == sum(step in r for r in records):  # no step twice: nothing to drop
+        return records
+    return [r for number, r in enumerate(records) if step not in r or last[r[step]] == number]
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Read a metric log; each skipped line is a :class:`TornLineWarning`."""
     return read_records(
@@ -302,6 +318,7 @@ __all__ = [
     "TornLineWarning",
     "check_log_name",
     "is_disk_full",
+    "latest_per_step",
     "read_metrics",
     "read_records",
     "to_scalar",
