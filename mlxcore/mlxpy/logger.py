@@ -244,7 +244,8 @@ class DefaultLogger(Logger):
         before the task starts, not half-way."""
         assert self.run is not None
         path = self.run.reserve
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o666)
         try:
             try:
                 os.posix_fallocate(fd, 0, RESERVE_BYTES)
