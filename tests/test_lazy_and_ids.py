@@ -68,6 +68,9 @@ def test_existing_dirs_are_skipped_and_forced_id_reuses(seeded):
     (seeded.logs / "notes").mkdir()
     assert seeded.run().returncode == 0
     assert [r.name for r in seeded.run_dirs()] == ["5", "6"]
-    assert seeded.run("+mlxpy.logger.forced_log_id=5", "seed=42").returncode == 0
-    assert seeded.config(seeded.logs / "5")["seed"] == 42
+    refused = seeded.run("+mlxpy.logger.forced_log_id=5", "seed=42")  # a dir, not a run
+    assert refused.returncode == 2 and "has no run info" in refused.stderr
+    assert not any((seeded.logs / "5").iterdir())  # nothing written into it
+    assert seeded.run("+mlxpy.logger.forced_log_id=6", "seed=42").returncode == 0
+    assert seeded.config(seeded.logs / "6")["seed"] == 42
     assert [r.name for r in seeded.run_dirs()] == ["5", "6"]

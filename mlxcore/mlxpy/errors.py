@@ -29,6 +29,11 @@ class LogDirError(MlxpyError):
     """A run directory could not be claimed or written."""
 
 
+class DiskFullError(LogDirError, OSError):
+    """The disk (or quota) holding a run directory is full; the message says what could not be
+    written and how to make room. An ``OSError`` too, so ``except OSError`` still catches it."""
+
+
 class MlxpyWarning(UserWarning):
     """Base of mlxpy's warnings; on the command line they print as ``mlxpy: warning: ...``."""
 

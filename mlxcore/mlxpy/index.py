@@ -28,9 +28,10 @@ from mlxpy.rundir.layout import (
     METRICS_SUFFIX,
     is_run_id,
 )
-from mlxpy.rundir.metrics import read_records
+from mlxpy.rundir.metrics import latest_per_step, read_records
 
-SCHEMA_VERSION = 2
+#: 3: metric summaries count one record per step
+SCHEMA_VERSION = 3
 
 
 class SkippedRunsWarning(MlxpyWarning):
@@ -66,7 +67,8 @@ def signature(run_dir: str) -> str | None:
 
 
 def metric_summaries(run_dir: str, out: dict[str, Any]) -> None:
-    """``<log>.<key>.last/min/max`` and ``<log>.rows`` for every metric log of a run."""
+    """``<log>.<key>.last/min/max`` and ``<log>.rows`` for every metric log of a run, over one
+    record per step (the latest: a resumed run may have logged a step twice)."""
     metrics_dir = os.path.join(run_dir, METRICS_DIR)
     try:
         names = [n for n in os.listdir(metrics_dir) if n.endswith(METRICS_SUFFIX)]
@@ -74,7 +76,7 @@ def metric_summaries(run_dir: str, out: dict[str, Any]) -> None:
         return
     for name in names:
         log = name[: -len(METRICS_SUFFIX)]
-        records = read_records(Path(metrics_dir) / name, root=Path(run_dir))
+        records = latest_per_step(read_records(Path(metrics_dir) / name, root=Path(run_dir)))
         out[f"{log}.rows"] = len(records)
         last: dict[str, Any] = {}
         for record in records:

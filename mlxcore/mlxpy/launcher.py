@@ -16,7 +16,7 @@ from typing import Any
 
 from mlxpy.configs import Composer, ensure_config_files
 from mlxpy.context import as_config
-from mlxpy.errors import MlxpyError, MlxpyWarning
+from mlxpy.errors import DiskFullError, MlxpyError, MlxpyWarning
 from mlxpy.options import OPTIONS_FILE, Options, apply_override, read_options, validate_top_level
 from mlxpy.overrides import expand_sweeps, parse_command_line, split_job
 from mlxpy.runner import Job, Run, make_component, make_job
@@ -159,7 +159,11 @@ class Launcher:
             print(f"mlxpy: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         if len(jobs) == 1:
-            return run.execute().result
+            try:
+                return run.execute().result
+            except DiskFullError as exc:  # recorded in the run; one line, not a traceback
+                print(f"mlxpy: error: {exc}", file=sys.stderr)
+                raise SystemExit(1) from None
         return self._run_sweep(jobs)
 
     def _run_sweep(self, jobs: list[Job]) -> list[Any]:

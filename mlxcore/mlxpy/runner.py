@@ -196,6 +196,11 @@ class Run:
                     _record_failure(ctx, logger, error)
         finally:
             outcome.duration = time.monotonic() - started
+            # metrics that cannot be written (a full disk) fail a run that completed
+            failure = getattr(logger, "finish_metrics", lambda: None)()
+            if failure is not None and outcome.error is None:
+                outcome.status, outcome.error = FAILED, failure
+                _record_failure(ctx, logger, failure)
             finish(self.info, outcome.status, started, started + outcome.duration)
             requeue = self._wants_requeue(outcome.status)
             if requeue:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mlxpy.rundir.layout import RunDir
-from mlxpy.rundir.metrics import read_records
+from mlxpy.rundir.metrics import latest_per_step, read_records
 
 
 @pd.api.extensions.register_dataframe_accessor("mlxpy")
@@ -27,9 +27,22 @@ class RunsAccessor:
         cols = [c for c in self._runs.columns if c.startswith("config.")]
         return [c for c in cols if self._runs[c].astype(str).nunique(dropna=False) > 1]
 
-    def metrics(self, log_name: str = "train", config: Sequence[str] | None = None) -> Any:
+    def metrics(
+        self,
+        log_name: str = "train",
+        config: Sequence[str] | None = None,
+        attempts: str = "latest",
+        step: str = "step",
+    ) -> Any:
         """A long frame of the runs' records in ``log_name``: ``log_id``, the metric columns,
-        and the ``config`` columns given (default: those that vary between the runs)."""
+        and the ``config`` columns given (default: those that vary between the runs).
+
+        A resumed run logs again the steps after its last checkpoint: ``attempts="latest"``
+        gives one row per run and ``step``, the latest record winning (records without
+        ``step`` all kept); ``attempts="all"`` every record on disk.
+        """
+        if attempts not in ("latest", "all"):
+            raise ValueError(f"attempts must be 'latest' or 'all', got {attempts!r}")
         config = list(self.varying_config() if config is None else config)
         records: list[dict[str, Any]] = []
         owners: list[Any] = []
@@ -39,6 +52,8 @@ class RunsAccessor:
                 rows = read_records(run.metrics_file(log_name), root=run.root)
             except FileNotFoundError:
                 continue
+            if attempts == "latest":
+                rows = latest_per_step(rows, step)
             records.extend(rows)
             owners.extend([log_id] * len(rows))
         frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
@@ -88,14 +103,18 @@ class RunsAccessor:
         over: str | None = None,
         metrics: Sequence[str] | None = None,
         step: str = "step",
+        attempts: str = "latest",
     ) -> pd.DataFrame:
         """Mean, std and count of each metric per group (``by``) and step, across the runs
-        of a group (typically seeds: ``over="config.seed"``)."""
+        of a group (typically seeds: ``over="config.seed"``); each run counts once per step
+        (see ``attempts`` in :meth:`metrics`)."""
         by = list(by)
         for column in [*by, *([over] if over else [])]:
             if column not in self._runs.columns:
                 raise KeyError(f"no column {column!r} in these runs")
-        long = self.metrics(log_name, config=by + ([over] if over else []))
+        long = self.metrics(
+            log_name, config=by + ([over] if over else []), attempts=attempts, step=step
+        )
         if long.empty:
             return pd.DataFrame()
         keys = by + ([step] if step in long.columns else [])

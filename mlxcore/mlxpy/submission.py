@@ -69,7 +69,7 @@ class Submission:
                 *run.job.overrides,
                 "+mlxpy.use_scheduler=false",
                 "+mlxpy.use_version_manager=false",
-                f"+mlxpy.logger.forced_log_id={run.info.log_id}",
+                f"+mlxpy.logger.claimed_log_id={run.info.log_id}",
                 f"+mlxpy.logger.parent_log_dir={parent}",
             ]
             job = ScheduledJob(

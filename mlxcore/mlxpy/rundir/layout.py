@@ -29,6 +29,8 @@ RUN_JSON = "run.json"
 ERROR_LOG = "error.log"
 HEARTBEAT_FILE = "heartbeat"
 LOCK_FILE = ".lock"
+#: space a live run keeps allocated, given back to write its final status on a full disk
+RESERVE_FILE = ".reserve"
 PATCH_FILE = "uncommitted.patch"
 REQUIREMENTS_FILE = "requirements.txt"
 
@@ -127,6 +129,10 @@ class RunDir:
     @property
     def lock(self) -> Path:
         return self.metadata / LOCK_FILE
+
+    @property
+    def reserve(self) -> Path:
+        return self.metadata / RESERVE_FILE
 
     @property
     def job_script(self) -> Path:

@@ -29,6 +29,8 @@ _LOG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 #: names become file names; most file systems take 255 bytes
 MAX_NAME_LENGTH = 200
 _READ_CHUNK = 8 * 1024 * 1024
+#: a log whose writes keep failing holds at most this much in memory before log_metrics raises
+MAX_BUFFER_BYTES = 256 * 1024 * 1024
 
 
 class TornLineWarning(MlxpyWarning):
@@ -84,8 +86,13 @@ class MetricsWriter:
         # 10x slower here (allocator churn) than copying each line into one buffer.
         self._buffer = bytearray()
         self._pending = 0
+        #: after a failed write, ``write`` tries again only this many records later
+        self._retry_at = self.flush_every
         self._lock = threading.Lock()
         self._keys: set[str] = set(_read_keys(self.keys_path))
+        self._keys_stale = False
+        #: the last write's error while records wait for a retry; None once they are on disk
+        self.error: OSError | None = None
         self._fence_torn_line()
 
     def _fence_torn_line(self) -> None:
@@ -118,27 +125,44 @@ class MetricsWriter:
             line = codec.encode_record(record)
         except TypeError as exc:  # a non-str key
             raise TypeError(f"metric names must be strings: {exc}") from None
-        if not self._keys.issuperset(record):
-            self._add_keys(record)
         with self._lock:
+            if not self._keys.issuperset(record):
+                self._add_keys(record)
             self._buffer += line
             self._pending += 1
-            if self._pending >= self.flush_every:
-                self._flush_locked()
+            if self._pending >= self._retry_at:
+                try:
+                    self._flush_locked()
+                except OSError:
+                    # kept: the logger's ticker retries and reports it; only a buffer grown
+                    # past what memory should hold makes log_metrics fail
+                    if len(self._buffer) > MAX_BUFFER_BYTES:
+                        raise
+                    self._retry_at = self._pending + self.flush_every
         return record
 
     def _add_keys(self, record: dict[str, Any]) -> None:
-        """Record the log's key set for readers; rewritten only when a new key appears."""
+        """Record the log's key set for readers; rewritten only when a new key appears. The
+        key file is a hint: a failed write (full disk) is retried after the next flush."""
         self._keys.update(record)
-        self.keys_path.parent.mkdir(exist_ok=True)
-        atomic_write_text(self.keys_path, codec.encode(sorted(self._keys)).decode(), fsync=False)
+        self._write_keys()
+
+    def _write_keys(self) -> None:
+        try:
+            self.keys_path.parent.mkdir(exist_ok=True)
+            text = codec.encode(sorted(self._keys)).decode()
+            atomic_write_text(self.keys_path, text, fsync=False)
+            self._keys_stale = False
+        except OSError:
+            self._keys_stale = True
 
     @property
     def pending(self) -> int:
-        """Records buffered and not yet on disk."""
+        """Records buffered and not yet (wholly) on disk."""
         return self._pending
 
     def flush(self) -> None:
+        """Write every buffered record; raises the write's OSError, the records kept."""
         with self._lock:
             self._flush_locked()
 
@@ -147,14 +171,26 @@ class MetricsWriter:
         starting exactly where the write stopped, and the error propagates: a retry later
         writes it once, never dropped, never glued to a torn fragment."""
         while self._buffer:
-            written = os.write(self._fd, self._buffer)
+            try:
+                written = os.write(self._fd, self._buffer)
+            except OSError as exc:  # nothing of this call was written: the tail is intact
+                self.error = exc
+                self._pending = self._buffer.count(b"\n")
+                raise
             del self._buffer[:written]
         self._pending = 0
+        self._retry_at = self.flush_every
+        self.error = None
+        if self._keys_stale:
+            self._write_keys()
 
-    def close(self) -> None:
+    def close(self, flush: bool = True) -> None:
+        """Flush and close; ``flush=False`` drops what is buffered (the run already recorded
+        that it could not be written, and the room left is for that record)."""
         with self._lock:
             try:
-                self._flush_locked()
+                if flush:
+                    self._flush_locked()
             finally:
                 if self._fd >= 0:
                     os.close(self._fd)
@@ -252,6 +288,22 @@ def read_records(
     return records
 
 
+def latest_per_step(records: list[dict[str, Any]], step: str = "step") -> list[dict[str, Any]]:
+    """One record per step, the latest winning, in the order of those latest records.
+
+    A run resumed from a checkpoint logs again the steps logged after that checkpoint; both
+    attempts stay on disk, and this is what readers show by default. Records without the
+    ``step`` key are all kept.
+    """
+    last: dict[Any, int] = {}
+    for number, record in enumerate(records):
+        if step in record:
+            last[record[step]] = number
+    if len(last) == sum(step in r for r in records):  # no step twice: nothing to drop
+        return records
+    return [r for number, r in enumerate(records) if step not in r or last[r[step]] == number]
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Read a metric log; each skipped line is a :class:`TornLineWarning`."""
     return read_records(
@@ -265,6 +317,8 @@ __all__ = [
     "MetricsWriter",
     "TornLineWarning",
     "check_log_name",
+    "is_disk_full",
+    "latest_per_step",
     "read_metrics",
     "read_records",
     "to_scalar",
