@@ -19,7 +19,15 @@ from mlxpy.context import Config, Context, as_config
 from mlxpy.errors import RunInterrupted
 from mlxpy.options import Options
 from mlxpy.plugins import get_plugins
-from mlxpy.run_info import COMPLETE, FAILED, INTERRUPTED, describe_error, finish, new_run_info
+from mlxpy.run_info import (
+    COMPLETE,
+    FAILED,
+    INTERRUPTED,
+    describe_error,
+    error_message,
+    finish,
+    new_run_info,
+)
 
 
 @dataclass
@@ -54,6 +62,7 @@ class RunOutcome:
     result: Any = None
     error: BaseException | None = None
     duration: float = 0.0
+    requeued: bool = False
 
 
 @contextlib.contextmanager
@@ -169,7 +178,7 @@ class Run:
     def execute(self, reraise: bool = True) -> RunOutcome:
         """Run the task. With ``reraise`` its exception propagates (after it is recorded);
         without, it is returned in the outcome. Interruptions always propagate."""
-        ctx, logger, hook = self.ctx, self.job.logger, self.plugins.hook
+        ctx, hook = self.ctx, self.plugins.hook
         started = time.monotonic()
         outcome = RunOutcome(status=COMPLETE, log_id=self.info.log_id)
         warnings = getattr(self.job_scheduler, "warning_signals", None)
@@ -184,34 +193,80 @@ class Run:
                 except SystemExit as error:  # sys.exit() in the task: its code decides
                     if error.code not in (None, 0):
                         outcome.status, outcome.error = FAILED, error
-                        _record_failure(ctx, logger, error)
                 except BaseException as error:  # record every way a run can end, then decide
                     outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
                     if isinstance(error, RunInterrupted):
                         outcome.status = error.status
                     outcome.error = error
-                    _record_failure(ctx, logger, error)
         finally:
-            outcome.duration = time.monotonic() - started
-            finish(self.info, outcome.status, started, started + outcome.duration)
-            requeue = self._wants_requeue(outcome.status)
-            if requeue:
-                self.info.requeued = True
-            if logger is not None:
-                logger.save_info(dict(self.info))
-                logger.end_run(ctx, outcome.status)
-            hook.mlxpy_after_run(ctx=ctx, status=outcome.status)
-            if self._selected is not None:
-                self.plugins.unregister(self._selected)
-            if requeue:  # last: the scheduler stops this process once the job is requeued
-                self.job_scheduler.requeue_current_job()
+            failure = self._record_end(outcome, started)
+        if outcome.requeued:  # last: the scheduler stops this process once the job is requeued
+            self.job_scheduler.requeue_current_job()
         error = outcome.error
         if isinstance(error, RunInterrupted):
-            code = self.job_scheduler.requeue_exit_code if requeue else None
+            code = self.job_scheduler.requeue_exit_code if outcome.requeued else None
             raise SystemExit(128 + error.signum if code is None else code) from error
         if error is not None and (reraise or not isinstance(error, Exception)):
             raise error
+        if failure is not None:  # the task succeeded but its record could not be written
+            raise failure
         return outcome
+
+    def _record_end(self, outcome: RunOutcome, started: float) -> Exception | None:
+        """Record how the run ended. Each step is tried whatever the others do, so that one
+        failing (a plugin's hook, a full disk) still leaves the status saved, the metrics
+        flushed and the lock released, and never takes the place of the task's own
+        exception: failures are printed, and the first one is returned."""
+        ctx, logger, hook, error = self.ctx, self.job.logger, self.plugins.hook, outcome.error
+        failures: list[Exception] = []
+
+        def attempt(what: str, step: Callable[[], Any]) -> None:
+            try:
+                step()
+            except Exception as exc:
+                failures.append(exc)
+                print(
+                    f"mlxpy: warning: run {ctx.info.log_id}: could not {what}: "
+                    f"{type(exc).__name__}: {error_message(exc)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        if error is not None:
+            text = describe_error(ctx.info, error)
+            if isinstance(error, KeyboardInterrupt):
+                ctx.info.interrupt_reason = "SIGINT"
+            elif isinstance(error, RunInterrupted):
+                ctx.info.interrupt_reason = error.signame
+                if error.status != INTERRUPTED:
+                    attempt(
+                        "run the mlxpy_on_run_signal hooks",
+                        lambda: hook.mlxpy_on_run_signal(
+                            ctx=ctx, signame=error.signame, status=error.status
+                        ),
+                    )
+            if logger is not None and hasattr(logger, "save_error"):
+                attempt("save error.log", lambda: logger.save_error(text))
+            attempt(
+                "run the mlxpy_on_run_error hooks",
+                lambda: hook.mlxpy_on_run_error(ctx=ctx, error=error),
+            )
+        outcome.duration = time.monotonic() - started
+        finish(self.info, outcome.status, started, started + outcome.duration)
+        outcome.requeued = self._wants_requeue(outcome.status)
+        if outcome.requeued:
+            self.info.requeued = True
+        if logger is not None:
+            attempt("save its info", lambda: logger.save_info(dict(self.info)))
+            attempt("end its logging", lambda: logger.end_run(ctx, outcome.status))
+        attempt(
+            "run the mlxpy_after_run hooks",
+            lambda: hook.mlxpy_after_run(ctx=ctx, status=outcome.status),
+        )
+        if self._selected is not None:
+            selected = self._selected
+            attempt("unregister its logger", lambda: self.plugins.unregister(selected))
+        return failures[0] if failures else None
 
     def _wants_requeue(self, status: str) -> bool:
         scheduler = self.job_scheduler
@@ -230,16 +285,3 @@ class Run:
                 file=sys.stderr,
             )
             return False
-
-
-def _record_failure(ctx: Context, logger: Any, error: BaseException) -> None:
-    text = describe_error(ctx.info, error)
-    if isinstance(error, KeyboardInterrupt):
-        ctx.info.interrupt_reason = "SIGINT"
-    elif isinstance(error, RunInterrupted):
-        ctx.info.interrupt_reason = error.signame
-        if error.status != INTERRUPTED:
-            ctx.hook.mlxpy_on_run_signal(ctx=ctx, signame=error.signame, status=error.status)
-    if logger is not None and hasattr(logger, "save_error"):
-        logger.save_error(text)
-    ctx.hook.mlxpy_on_run_error(ctx=ctx, error=error)
