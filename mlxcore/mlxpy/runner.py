@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mlxpy.component import build_component
 from mlxpy.context import Config, Context, as_config
@@ -65,31 +64,74 @@ class RunOutcome:
     requeued: bool = False
 
 
-@contextlib.contextmanager
-def signals_raise(extra: dict[str, str] | None = None) -> Iterator[None]:
-    """While a task runs, SIGTERM (and a scheduler's warning signals, ``{name: status}``)
-    raise :class:`RunInterrupted` so the run can record how it ended.
+class RunSignals:
+    """While a task runs, SIGTERM, SIGINT and a scheduler's warning signals (``{name:
+    status}``) raise in it (:class:`RunInterrupted`, or KeyboardInterrupt for SIGINT), so the
+    run can record how it ended.
 
-    Installed per run (never at import) and only in the main thread; restored afterwards.
+    Installed per run (never at import), only in the main thread, and kept until the run's
+    end is recorded: a signal that arrives once the task's code is over (a repeat, or a first
+    one during the task's return) is only noted, because raising there would leave the run
+    RUNNING with its metrics unflushed. Each signal interrupts the task once: a scheduler
+    repeats its warning (OAR every 10 s), and the repeat must not cut short the checkpoint the
+    first one started.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    statuses = {"SIGTERM": INTERRUPTED, **(extra or {})}
 
-    def handler(signum: int, frame: Any) -> None:
-        # Schedulers repeat their warning (OAR every 10 s); a repeat must not interrupt the
-        # checkpoint and the recording that the first one started.
-        signal.signal(signum, signal.SIG_IGN)
+    def __init__(self, warning_signals: dict[str, str] | None = None) -> None:
+        self.statuses = {"SIGTERM": INTERRUPTED, **(warning_signals or {})}
+        self.armed = False
+        self.raised: set[int] = set()
+        self.noted: list[int] = []  # arrived while not armed, never raised
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> RunSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        names = list(self.statuses)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            names.append("SIGINT")  # a SIGINT handler of the program's own is left alone
+        for name in names:
+            signum = getattr(signal, name)
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, old in self._previous.items():
+            signal.signal(signum, old)
+        self._previous.clear()
+
+    def arm(self) -> None:
+        """The task's code starts: signals raise from now on, one noted before at once."""
+        self.armed = True
+        if self.noted:
+            self._raise(self.noted.pop(0))
+
+    def disarm(self) -> None:
+        """The task's code is over: signals are only noted until the record is written."""
+        self.armed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.armed and signum not in self.raised:
+            self._raise(signum)
+        if signum not in self.raised and signum not in self.noted:
+            self.noted.append(signum)
+
+    def _raise(self, signum: int) -> NoReturn:
+        self.raised.add(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         name = signal.Signals(signum).name
-        raise RunInterrupted(signum, name, statuses.get(name, INTERRUPTED))
+        raise RunInterrupted(signum, name, self.statuses.get(name, INTERRUPTED))
 
-    previous = {name: signal.signal(getattr(signal, name), handler) for name in statuses}
-    try:
-        yield
-    finally:
-        for name, old in previous.items():
-            signal.signal(getattr(signal, name), old)
+    def late_stop(self) -> BaseException | None:
+        """What a SIGINT or SIGTERM noted while the run recorded its end asks for, now that
+        the record is written (a scheduler's warning then asks for nothing: the run is over)."""
+        for signum in self.noted:
+            if signum == signal.SIGINT:
+                return KeyboardInterrupt()
+            if signum == signal.SIGTERM:
+                return RunInterrupted(signum, "SIGTERM", INTERRUPTED)
+        return None
 
 
 def act_on_early_warning(warning_signals: dict[str, str] | None) -> None:
@@ -182,31 +224,38 @@ class Run:
         started = time.monotonic()
         outcome = RunOutcome(status=COMPLETE, log_id=self.info.log_id)
         warnings = getattr(self.job_scheduler, "warning_signals", None)
-        try:
-            with signals_raise(warnings):
+        with RunSignals(warnings) as signals:
+            try:
                 try:
+                    signals.arm()
                     act_on_early_warning(warnings)
                     hook.mlxpy_before_run(ctx=ctx)
                     if self.seeding_function is not None:
                         self.seeding_function(ctx.config.get("seed"))
                     outcome.result = self.task(ctx)
-                except SystemExit as error:  # sys.exit() in the task: its code decides
-                    if error.code not in (None, 0):
-                        outcome.status, outcome.error = FAILED, error
-                except BaseException as error:  # record every way a run can end, then decide
-                    outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
-                    if isinstance(error, RunInterrupted):
-                        outcome.status = error.status
-                    outcome.error = error
-        finally:
-            failure = self._record_end(outcome, started)
+                finally:
+                    signals.disarm()
+            except SystemExit as error:  # sys.exit() in the task: its code decides
+                if error.code not in (None, 0):
+                    outcome.status, outcome.error = FAILED, error
+            except BaseException as error:  # record every way a run can end, then decide
+                outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
+                if isinstance(error, RunInterrupted):
+                    outcome.status = error.status
+                outcome.error = error
+            finally:
+                failure = self._record_end(outcome, started)
         if outcome.requeued:  # last: the scheduler stops this process once the job is requeued
             self.job_scheduler.requeue_current_job()
         error = outcome.error
+        if isinstance(error, Exception) and not reraise:
+            error = None  # returned in the outcome
+        if error is None:  # the caller would go on (the next job of a sweep): unless a stop
+            error = signals.late_stop()  # came while this run was recording its end
         if isinstance(error, RunInterrupted):
             code = self.job_scheduler.requeue_exit_code if outcome.requeued else None
             raise SystemExit(128 + error.signum if code is None else code) from error
-        if error is not None and (reraise or not isinstance(error, Exception)):
+        if error is not None:
             raise error
         if failure is not None:  # the task succeeded but its record could not be written
             raise failure
