@@ -264,3 +264,36 @@ def test_unprintable_exception_is_recorded_and_reraised(project, mode, error_typ
     assert "Traceback" in error_log and error_type in error_log
     assert steps(run_dir) == list(range(300))
     assert "Traceback" in result.stderr and "mlxpy" not in last_line
+
+
+# -- sys.exit(n) --------------------------------------------------------------------------------
+
+
+def test_sys_exit_in_one_job_of_a_sweep_ends_only_that_job(project):
+    result = project.run("x=1,2,3", "exit_on=2", "exit_code=3", "rows=10")
+    assert result.returncode == 1, result.stderr
+    runs = {project.config(d)["x"]: d for d in project.run_dirs()}
+    assert sorted(runs) == [1, 2, 3]
+    statuses = {x: recorded(d)[0]["status"] for x, d in runs.items()}
+    assert statuses == {1: "COMPLETE", 2: "FAILED", 3: "COMPLETE"}
+    info, run_json = recorded(runs[2])
+    assert info["exit_code"] == run_json["exit_code"] == 3
+    assert run_json["status"] == "FAILED"
+    assert all(steps(d) == list(range(10)) for d in runs.values())
+    assert "1 of 3 jobs failed" in result.stderr
+    summary = [line for line in result.stderr.splitlines() if line.startswith("[mlxpy] job")]
+    assert [line.split()[3] for line in summary] == ["COMPLETE", "FAILED", "COMPLETE"]
+
+
+@pytest.mark.parametrize("code, exit_status", [("3", 3), ("bye", 1), ("0", 0)])
+def test_sys_exit_in_a_single_run_keeps_its_exit_status(project, code, exit_status):
+    result = project.run("x=2", "exit_on=2", f"exit_code={code}")
+    assert result.returncode == exit_status, result.stderr
+    (run_dir,) = project.run_dirs()
+    info, run_json = recorded(run_dir)
+    if exit_status == 0:
+        assert info["status"] == run_json["status"] == "COMPLETE"
+        assert "exit_code" not in info
+    else:
+        assert info["status"] == run_json["status"] == "FAILED"
+        assert info["exit_code"] == run_json["exit_code"] == exit_status

@@ -94,6 +94,14 @@ def error_message(error: BaseException) -> str:
     return safe_text(message)
 
 
+def exit_status(error: SystemExit) -> int:
+    """The status ``sys.exit(code)`` gives the process, as Python decides it: an int is the
+    status, None is 0, anything else (a message) is 1."""
+    if error.code is None:
+        return 0
+    return error.code if isinstance(error.code, int) else 1
+
+
 def describe_error(info: RunInfo, error: BaseException) -> str:
     """Record the error in ``info``; return the full traceback text for the run dir. Both
     are safe to write, whatever the exception's message holds."""

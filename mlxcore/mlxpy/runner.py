@@ -24,6 +24,7 @@ from mlxpy.run_info import (
     INTERRUPTED,
     describe_error,
     error_message,
+    exit_status,
     finish,
     new_run_info,
 )
@@ -218,8 +219,9 @@ class Run:
             logger.save_info(dict(self.info))
 
     def execute(self, reraise: bool = True) -> RunOutcome:
-        """Run the task. With ``reraise`` its exception propagates (after it is recorded);
-        without, it is returned in the outcome. Interruptions always propagate."""
+        """Run the task. With ``reraise`` its exception (or ``sys.exit(n)``) propagates after
+        it is recorded; without, it is returned in the outcome, so one job of a sweep ends
+        alone. Interruptions always propagate."""
         ctx, hook = self.ctx, self.plugins.hook
         started = time.monotonic()
         outcome = RunOutcome(status=COMPLETE, log_id=self.info.log_id)
@@ -248,7 +250,7 @@ class Run:
         if outcome.requeued:  # last: the scheduler stops this process once the job is requeued
             self.job_scheduler.requeue_current_job()
         error = outcome.error
-        if isinstance(error, Exception) and not reraise:
+        if isinstance(error, (Exception, SystemExit)) and not reraise:
             error = None  # returned in the outcome
         if error is None:  # the caller would go on (the next job of a sweep): unless a stop
             error = signals.late_stop()  # came while this run was recording its end
@@ -283,7 +285,9 @@ class Run:
 
         if error is not None:
             text = describe_error(ctx.info, error)
-            if isinstance(error, KeyboardInterrupt):
+            if isinstance(error, SystemExit):
+                ctx.info.exit_code = exit_status(error)
+            elif isinstance(error, KeyboardInterrupt):
                 ctx.info.interrupt_reason = "SIGINT"
             elif isinstance(error, RunInterrupted):
                 ctx.info.interrupt_reason = error.signame
