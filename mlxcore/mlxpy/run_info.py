@@ -74,7 +74,37 @@ def finish(info: RunInfo, status: str, started: float, ended: float) -> None:
     info.duration_s = round(ended - started, 6)
 
 
+def safe_text(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes, e.g. from a file name) spelled out as
+    ``\\udcff``: YAML, JSON and UTF-8 files refuse them, and a run's record must not fail."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def error_message(error: BaseException) -> str:
+    """``str(error)``, safe to store; an exception whose ``__str__`` raises still gets a
+    message, so that recording it never fails in its place."""
+    try:
+        message = str(error)
+    except Exception as exc:
+        message = f"<str() raised {type(exc).__name__}>"
+    return safe_text(message)
+
+
+def exit_status(error: SystemExit) -> int:
+    """The status ``sys.exit(code)`` gives the process, as Python decides it: an int is the
+    status, None is 0, anything else (a message) is 1."""
+    if error.code is None:
+        return 0
+    return error.code if isinstance(error.code, int) else 1
+
+
 def describe_error(info: RunInfo, error: BaseException) -> str:
-    """Record the error in ``info``; return the full traceback text for the run dir."""
-    info.error = {"type": type(error).__name__, "message": str(error)}
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    """Record the error in ``info``; return the full traceback text for the run dir. Both
+    are safe to write, whatever the exception's message holds."""
+    info.error = {"type": safe_text(type(error).__name__), "message": error_message(error)}
+    try:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except Exception as exc:  # a broken exception must still leave its record
+        summary = f"{info.error['type']}: {info.error['message']}"
+        text = f"{summary}\n(no traceback: formatting it raised {type(exc).__name__})\n"
+    return safe_text(text)

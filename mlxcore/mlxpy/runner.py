@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mlxpy.component import build_component
 from mlxpy.context import Config, Context, as_config
 from mlxpy.errors import RunInterrupted
 from mlxpy.options import Options
 from mlxpy.plugins import get_plugins
-from mlxpy.run_info import describe_error, finish, new_run_info
+from mlxpy.run_info import describe_error, error_message, exit_status, finish, new_run_info
 from mlxpy.rundir.status import RunStatus
 
 COMPLETE, FAILED, INTERRUPTED = RunStatus.COMPLETE, RunStatus.FAILED, RunStatus.INTERRUPTED
@@ -57,33 +56,77 @@ class RunOutcome:
     result: Any = None
     error: BaseException | None = None
     duration: float = 0.0
+    requeued: bool = False
 
 
-@contextlib.contextmanager
-def signals_raise(extra: dict[str, str] | None = None) -> Iterator[None]:
-    """While a task runs, SIGTERM (and a scheduler's warning signals, ``{name: status}``)
-    raise :class:`RunInterrupted` so the run can record how it ended.
+class RunSignals:
+    """While a task runs, SIGTERM, SIGINT and a scheduler's warning signals (``{name:
+    status}``) raise in it (:class:`RunInterrupted`, or KeyboardInterrupt for SIGINT), so the
+    run can record how it ended.
 
-    Installed per run (never at import) and only in the main thread; restored afterwards.
+    Installed per run (never at import), only in the main thread, and kept until the run's
+    end is recorded: a signal that arrives once the task's code is over (a repeat, or a first
+    one during the task's return) is only noted, because raising there would leave the run
+    RUNNING with its metrics unflushed. Each signal interrupts the task once: a scheduler
+    repeats its warning (OAR every 10 s), and the repeat must not cut short the checkpoint the
+    first one started.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    statuses = {"SIGTERM": INTERRUPTED, **(extra or {})}
 
-    def handler(signum: int, frame: Any) -> None:
-        # Schedulers repeat their warning (OAR every 10 s); a repeat must not interrupt the
-        # checkpoint and the recording that the first one started.
-        signal.signal(signum, signal.SIG_IGN)
+    def __init__(self, warning_signals: dict[str, str] | None = None) -> None:
+        self.statuses = {"SIGTERM": INTERRUPTED, **(warning_signals or {})}
+        self.armed = False
+        self.raised: set[int] = set()
+        self.noted: list[int] = []  # arrived while not armed, never raised
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> RunSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        names = list(self.statuses)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            names.append("SIGINT")  # a SIGINT handler of the program's own is left alone
+        for name in names:
+            signum = getattr(signal, name)
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, old in self._previous.items():
+            signal.signal(signum, old)
+        self._previous.clear()
+
+    def arm(self) -> None:
+        """The task's code starts: signals raise from now on, one noted before at once."""
+        self.armed = True
+        if self.noted:
+            self._raise(self.noted.pop(0))
+
+    def disarm(self) -> None:
+        """The task's code is over: signals are only noted until the record is written."""
+        self.armed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.armed and signum not in self.raised:
+            self._raise(signum)
+        if signum not in self.raised and signum not in self.noted:
+            self.noted.append(signum)
+
+    def _raise(self, signum: int) -> NoReturn:
+        self.raised.add(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         name = signal.Signals(signum).name
-        raise RunInterrupted(signum, name, statuses.get(name, INTERRUPTED))
+        raise RunInterrupted(signum, name, self.statuses.get(name, INTERRUPTED))
 
-    previous = {name: signal.signal(getattr(signal, name), handler) for name in statuses}
-    try:
-        yield
-    finally:
-        for name, old in previous.items():
-            signal.signal(getattr(signal, name), old)
+    def late_stop(self) -> BaseException | None:
+        """What a SIGINT or SIGTERM noted while the run recorded its end asks for, now that
+        the record is written (a scheduler's warning then asks for nothing: the run is over)."""
+        for signum in self.noted:
+            if signum == signal.SIGINT:
+                return KeyboardInterrupt()
+            if signum == signal.SIGTERM:
+                return RunInterrupted(signum, "SIGTERM", INTERRUPTED)
+        return None
 
 
 def act_on_early_warning(warning_signals: dict[str, str] | None) -> None:
@@ -170,56 +213,112 @@ class Run:
             logger.save_info(dict(self.info))
 
     def execute(self, reraise: bool = True) -> RunOutcome:
-        """Run the task. With ``reraise`` its exception propagates (after it is recorded);
-        without, it is returned in the outcome. Interruptions always propagate."""
-        ctx, logger, hook = self.ctx, self.job.logger, self.plugins.hook
+        """Run the task. With ``reraise`` its exception (or ``sys.exit(n)``) propagates after
+        it is recorded; without, it is returned in the outcome, so one job of a sweep ends
+        alone. Interruptions always propagate."""
+        ctx, hook = self.ctx, self.plugins.hook
         started = time.monotonic()
         outcome = RunOutcome(status=COMPLETE, log_id=self.info.log_id)
         warnings = getattr(self.job_scheduler, "warning_signals", None)
-        try:
-            with signals_raise(warnings):
+        with RunSignals(warnings) as signals:
+            try:
                 try:
+                    signals.arm()
                     act_on_early_warning(warnings)
                     hook.mlxpy_before_run(ctx=ctx)
                     if self.seeding_function is not None:
                         self.seeding_function(ctx.config.get("seed"))
                     outcome.result = self.task(ctx)
-                except SystemExit as error:  # sys.exit() in the task: its code decides
-                    if error.code not in (None, 0):
-                        outcome.status, outcome.error = FAILED, error
-                        _record_failure(ctx, logger, error)
-                except BaseException as error:  # record every way a run can end, then decide
-                    outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
-                    if isinstance(error, RunInterrupted):
-                        outcome.status = error.status
-                    outcome.error = error
-                    _record_failure(ctx, logger, error)
-        finally:
-            outcome.duration = time.monotonic() - started
-            # metrics that cannot be written (a full disk) fail a run that completed
-            failure = getattr(logger, "finish_metrics", lambda: None)()
-            if failure is not None and outcome.error is None:
-                outcome.status, outcome.error = FAILED, failure
-                _record_failure(ctx, logger, failure)
-            finish(self.info, outcome.status, started, started + outcome.duration)
-            requeue = self._wants_requeue(outcome.status)
-            if requeue:
-                self.info.requeued = True
-            if logger is not None:
-                logger.save_info(dict(self.info))
-                logger.end_run(ctx, outcome.status)
-            hook.mlxpy_after_run(ctx=ctx, status=outcome.status)
-            if self._selected is not None:
-                self.plugins.unregister(self._selected)
-            if requeue:  # last: the scheduler stops this process once the job is requeued
-                self.job_scheduler.requeue_current_job()
+                finally:
+                    signals.disarm()
+            except SystemExit as error:  # sys.exit() in the task: its code decides
+                if error.code not in (None, 0):
+                    outcome.status, outcome.error = FAILED, error
+            except BaseException as error:  # record every way a run can end, then decide
+                outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
+                if isinstance(error, RunInterrupted):
+                    outcome.status = error.status
+                outcome.error = error
+            finally:
+                failure = self._record_end(outcome, started)
+        if outcome.requeued:  # last: the scheduler stops this process once the job is requeued
+            self.job_scheduler.requeue_current_job()
         error = outcome.error
+        if isinstance(error, (Exception, SystemExit)) and not reraise:
+            error = None  # returned in the outcome
+        if error is None:  # the caller would go on (the next job of a sweep): unless a stop
+            error = signals.late_stop()  # came while this run was recording its end
         if isinstance(error, RunInterrupted):
-            code = self.job_scheduler.requeue_exit_code if requeue else None
+            code = self.job_scheduler.requeue_exit_code if outcome.requeued else None
             raise SystemExit(128 + error.signum if code is None else code) from error
-        if error is not None and (reraise or not isinstance(error, Exception)):
+        if error is not None:
             raise error
+        if failure is not None:  # the task succeeded but its record could not be written
+            raise failure
         return outcome
+
+    def _record_end(self, outcome: RunOutcome, started: float) -> Exception | None:
+        """Record how the run ended. Each step is tried whatever the others do, so that one
+        failing (a plugin's hook, a full disk) still leaves the status saved, the metrics
+        flushed and the lock released, and never takes the place of the task's own
+        exception: failures are printed, and the first one is returned."""
+        ctx, logger, hook = self.ctx, self.job.logger, self.plugins.hook
+        if logger is not None:  # metrics that cannot be written (a full disk) fail the run
+            unwritten = logger.finish_metrics() if hasattr(logger, "finish_metrics") else None
+            if unwritten is not None and outcome.error is None:
+                outcome.status, outcome.error = FAILED, unwritten
+        error = outcome.error
+        failures: list[Exception] = []
+
+        def attempt(what: str, step: Callable[[], Any]) -> None:
+            try:
+                step()
+            except Exception as exc:
+                failures.append(exc)
+                print(
+                    f"mlxpy: warning: run {ctx.info.log_id}: could not {what}: "
+                    f"{type(exc).__name__}: {error_message(exc)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        if error is not None:
+            text = describe_error(ctx.info, error)
+            if isinstance(error, SystemExit):
+                ctx.info.exit_code = exit_status(error)
+            elif isinstance(error, KeyboardInterrupt):
+                ctx.info.interrupt_reason = "SIGINT"
+            elif isinstance(error, RunInterrupted):
+                ctx.info.interrupt_reason = error.signame
+                if error.status != INTERRUPTED:
+                    attempt(
+                        "run the mlxpy_on_run_signal hooks",
+                        lambda: hook.mlxpy_on_run_signal(
+                            ctx=ctx, signame=error.signame, status=error.status
+                        ),
+                    )
+            if logger is not None and hasattr(logger, "save_error"):
+                attempt("save error.log", lambda: logger.save_error(text))
+            attempt(
+                "run the mlxpy_on_run_error hooks",
+                lambda: hook.mlxpy_on_run_error(ctx=ctx, error=error),
+            )
+        outcome.duration = time.monotonic() - started
+        finish(self.info, outcome.status, started, started + outcome.duration)
+        outcome.requeued = self._wants_requeue(outcome.status)
+        if outcome.requeued:
+            self.info.requeued = True
+        if logger is not None:
+            attempt("save its info", lambda: logger.save_info(dict(self.info)))
+            attempt("end its logging", lambda: logger.end_run(ctx, outcome.status))
+        attempt(
+            "run the mlxpy_after_run hooks",
+            lambda: hook.mlxpy_after_run(ctx=ctx, status=outcome.status),
+        )
+        if self._selected is not None:
+            selected = self._selected
+            attempt("unregister its logger", lambda: self.plugins.unregister(selected))
+        return failures[0] if failures else None
 
     def _wants_requeue(self, status: str) -> bool:
         scheduler = self.job_scheduler
@@ -238,16 +337,3 @@ class Run:
                 file=sys.stderr,
             )
             return False
-
-
-def _record_failure(ctx: Context, logger: Any, error: BaseException) -> None:
-    text = describe_error(ctx.info, error)
-    if isinstance(error, KeyboardInterrupt):
-        ctx.info.interrupt_reason = "SIGINT"
-    elif isinstance(error, RunInterrupted):
-        ctx.info.interrupt_reason = error.signame
-        if error.status != INTERRUPTED:
-            ctx.hook.mlxpy_on_run_signal(ctx=ctx, signame=error.signame, status=error.status)
-    if logger is not None and hasattr(logger, "save_error"):
-        logger.save_error(text)
-    ctx.hook.mlxpy_on_run_error(ctx=ctx, error=error)
