@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mlxpy.rundir.layout import RunDir
-from mlxpy.rundir.metrics import read_records
+from mlxpy.rundir.metrics import check_log_name, read_records
 
 
 @pd.api.extensions.register_dataframe_accessor("mlxpy")
@@ -20,6 +20,8 @@ class RunsAccessor:
     def __init__(self, frame: pd.DataFrame) -> None:
         if "log_dir" not in frame.columns:
             raise AttributeError("runs.mlxpy works on frames returned by mlxpy.Reader.filter")
+        if "log_id" in frame.columns:  # after runs.reset_index()
+            frame = frame.set_index("log_id")
         self._runs = frame
 
     def varying_config(self) -> list[str]:
@@ -28,8 +30,12 @@ class RunsAccessor:
         return [c for c in cols if self._runs[c].astype(str).nunique(dropna=False) > 1]
 
     def metrics(self, log_name: str = "train", config: Sequence[str] | None = None) -> Any:
-        """A long frame of the runs' records in ``log_name``: ``log_id``, the metric columns,
-        and the ``config`` columns given (default: those that vary between the runs)."""
+        """A long frame of the runs' records in ``log_name``: a ``log_id`` column, the metric
+        columns (typed as the Reader's), and the ``config`` columns given (default: those that
+        vary between the runs)."""
+        from mlxpy.reader import INDEX_NAME, typed_frame
+
+        check_log_name(log_name)  # a clear error, not an OSError, for a bad or long name
         config = list(self.varying_config() if config is None else config)
         records: list[dict[str, Any]] = []
         owners: list[Any] = []
@@ -41,8 +47,8 @@ class RunsAccessor:
                 continue
             records.extend(rows)
             owners.extend([log_id] * len(rows))
-        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-        frame.insert(0, "log_id", np.asarray(owners, dtype=object if not owners else None))
+        frame = typed_frame(records)
+        frame.insert(0, INDEX_NAME, np.asarray(owners, dtype=np.int64))
         for column in config:
             frame[column] = frame["log_id"].map(self._runs[column])
         return frame

@@ -1,0 +1,135 @@
+"""Values survive the round trip through run directories: types in the Reader's frames,
+ordinary pandas on them, names, config keys and depth, options, quoting of scheduled jobs,
+and checkpoints and artifact types read back. Every test runs real launches."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import mlxpy
+import pandas as pd
+import pytest
+from mlxpy.testing import ProjectDir
+
+TYPES_TASK = """
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    nan = float("nan")
+    ctx.logger.log_metrics({"loss": 1.0, "bad": nan, "n": 3, "ok": True, "tag": "a"}, step=0)
+    ctx.logger.log_metrics({"loss": 2.0, "bad": nan, "n": 4, "ok": False, "tag": "b"}, step=1)
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlxpy.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def typed(tmp_path_factory) -> ProjectDir:
+    """Two runs: ``lr: 10.`` (an integral float), an int key only the second run has."""
+    project = ProjectDir(tmp_path_factory.mktemp("typed") / "p", TYPES_TASK)
+    project.configs.mkdir()
+    (project.configs / "config.yaml").write_text(
+        "seed: 0\nlr: 10.\nwidth: 3\nflag: true\nname: small\n"
+    )
+    first = project.run()
+    assert first.returncode == 0, first.stderr
+    second = project.run("+extra=5", "width=4")
+    assert second.returncode == 0, second.stderr
+    return project
+
+
+def test_reader_keeps_types(typed):
+    reader = mlxpy.Reader(typed.logs)
+    runs = reader.filter()
+    assert runs["config.lr"].dtype == "float64" and runs.loc[1, "config.lr"] == 10.0
+    assert isinstance(runs.loc[1, "config.lr"].item(), float)
+    assert runs["train.loss.last"].dtype == "float64"
+    assert isinstance(runs.loc[2, "train.loss.last"].item(), float)
+    # NaN stays NaN: a float cell for which isna is True, not <NA>
+    bad = runs.loc[1, "train.bad.last"]
+    assert runs["train.bad.last"].dtype == "float64" and math.isnan(bad)
+    assert runs["train.bad.last"].isna().all()
+    assert list(reader.filter("train.bad.last == None").index) == [1, 2]
+    # an int key missing in one run stays an int (nullable), not 1.0 / NaN
+    assert str(runs["config.extra"].dtype) == "Int64"
+    assert runs.loc[2, "config.extra"] == 5 and runs["config.extra"].isna().tolist() == [
+        True,
+        False,
+    ]
+    assert runs["config.width"].dtype == "int64"
+    assert pd.api.types.is_bool_dtype(runs["config.flag"]) and runs.loc[1, "config.flag"]
+    assert pd.api.types.is_string_dtype(runs["config.name"])
+    assert pd.api.types.is_bool_dtype(runs["train.ok.last"])
+    fields = reader.fields
+    assert fields["config.lr"] == "float" and fields["config.extra"] == "int"
+    assert fields["config.flag"] == "bool" and fields["info.start_time"] == "datetime"
+    # the long metrics frame keeps them too
+    long = runs.mlxpy.metrics("train")
+    assert long["loss"].dtype == "float64" and long["loss"].tolist() == [1.0, 2.0] * 2
+    assert long["n"].dtype == "int64" and long["bad"].isna().all()
+    assert long["log_id"].tolist() == [1, 1, 2, 2]
+
+
+def test_frames_work_with_ordinary_pandas(typed):
+    reader = mlxpy.Reader(typed.logs)
+    runs = reader.filter()
+    assert runs.index.name == "log_id" and "log_id" not in runs.columns
+    flat = runs.reset_index()
+    assert flat["log_id"].tolist() == [1, 2]
+    assert list(runs.sort_values("log_id", ascending=False).index) == [2, 1]
+    assert runs.groupby("config.width")["train.loss.last"].mean().to_dict() == {3: 2.0, 4: 2.0}
+    assert list(reader.filter("log_id == 2").index) == [2]
+    assert reader.filter(result_format="records")[1]["log_id"] == 2
+    # the accessor takes the frame after reset_index too
+    assert flat.mlxpy.metrics("train")["log_id"].tolist() == [1, 1, 2, 2]
+    # times are tz-aware datetimes
+    for column in ("info.start_time", "info.end_time"):
+        assert isinstance(runs[column].dtype, pd.DatetimeTZDtype), runs[column].dtype
+    assert (runs["info.end_time"] >= runs["info.start_time"]).all()
+    # the CLI's json output of every column (log_id was both index and column)
+    out = cli(typed.root, "runs", str(typed.logs), "--format", "json", "-c", "*")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["log_id"] for r in rows] == [1, 2]
+    assert pd.Timestamp(rows[0]["info.start_time"]).tzinfo is not None
+    assert rows[1]["config.lr"] == 10.0
+
+
+def test_empty_and_missing_log_dirs(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = tmp_path / "missing"
+    runs = mlxpy.Reader(empty).filter()
+    assert len(runs) == 0 and runs.index.name == "log_id"
+    assert runs.mlxpy.metrics("train").empty
+    with pytest.raises(mlxpy.MlxpyError, match="no log directory"):
+        mlxpy.Reader(missing)
+    commands = {
+        "runs": ["runs", "{dir}"],
+        "show": ["show", "1", "{dir}"],
+        "plot": ["plot", "{dir}", "-m", "train.loss", "-o", str(tmp_path / "c.png")],
+        "status": ["status", "{dir}"],
+    }
+    for name, args in commands.items():
+        for where in (empty, missing):
+            out = cli(tmp_path, *[a.format(dir=where) for a in args])
+            assert "Traceback" not in out.stderr, (name, where, out.stderr)
+            if where is missing:
+                assert out.returncode == 2, (name, out.stderr)
+                assert out.stderr.startswith("mlxpy: error: no log directory"), out.stderr
+            elif name in ("runs", "status"):  # an empty dir: no runs, and that is no error
+                assert out.returncode == 0 and out.stdout.strip() == "(no runs)", out
+            else:  # nothing to show or plot
+                assert out.returncode == 2 and out.stderr.startswith("mlxpy: error: "), out
