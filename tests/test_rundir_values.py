@@ -133,3 +133,73 @@ def test_empty_and_missing_log_dirs(tmp_path):
                 assert out.returncode == 0 and out.stdout.strip() == "(no runs)", out
             else:  # nothing to show or plot
                 assert out.returncode == 2 and out.stderr.startswith("mlxpy: error: "), out
+
+
+NAMES_TASK = """
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    log = ctx.logger
+    long = "x" * 300
+    attempts = {
+        "log_newline": lambda: log.log_metrics({"a": 1}, log_name="train\\n"),
+        "artifact_newline": lambda: log.log_artifacts({"a": 1}, "w\\n", "json"),
+        "artifact_tab": lambda: log.log_artifacts({"a": 1}, "sub/w\\tx", "json"),
+        "checkpoint_newline": lambda: log.log_checkpoint({"a": 1}, "ck\\n"),
+        "log_long": lambda: log.log_metrics({"a": 1}, log_name=long),
+        "artifact_long": lambda: log.log_artifacts({"a": 1}, long, "json"),
+        "checkpoint_long": lambda: log.log_checkpoint({"a": 1}, long),
+        "step_twice": lambda: log.log_metrics({"step": 5, "loss": 1.0}, step=3),
+    }
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            print(name, "OK")
+        except Exception as exc:
+            print(name, type(exc).__name__, str(exc).replace("\\n", "|"))
+    log.log_metrics({"loss": 0.5}, step=1)
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+def test_names_refused_clearly(tmp_path):
+    project = ProjectDir(tmp_path / "p", NAMES_TASK)
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    outcome = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert set(outcome) == {
+        "log_newline",
+        "artifact_newline",
+        "artifact_tab",
+        "checkpoint_newline",
+        "log_long",
+        "artifact_long",
+        "checkpoint_long",
+        "step_twice",
+    }
+    for name, text in outcome.items():
+        assert text.startswith("ValueError "), (name, text)  # never OSError ENAMETOOLONG
+    assert "invalid log name" in outcome["log_newline"]
+    assert "invalid checkpoint name" in outcome["checkpoint_newline"]
+    assert "control characters" in outcome["artifact_newline"]
+    assert "control characters" in outcome["artifact_tab"]
+    assert "more than 200" in outcome["log_long"]
+    assert "more than 200" in outcome["checkpoint_long"]
+    assert "at most 200 bytes" in outcome["artifact_long"]
+    assert "pass the step once" in outcome["step_twice"]
+    (run_dir,) = project.run_dirs()
+    written = [p.name for p in run_dir.rglob("*")]
+    assert not [n for n in written if "\n" in n or "\t" in n or "x" * 200 in n], written
+    # the refused record wrote nothing; the next one did
+    records = mlxpy.read_metrics(run_dir / "metrics" / "train.json")
+    assert records == [{"step": 1, "loss": 0.5}]
+    # the Reader refuses the same names, with the same clear error
+    runs = mlxpy.Reader(project.logs).filter()
+    for bad in ("x" * 300, "train\n", "../metrics/train"):
+        with pytest.raises(ValueError, match="invalid log name"):
+            runs.mlxpy.metrics(bad)
+    with pytest.raises(ValueError, match="at most 200 bytes"):
+        runs.mlxpy.artifact("x" * 300)
