@@ -203,3 +203,126 @@ def test_names_refused_clearly(tmp_path):
             runs.mlxpy.metrics(bad)
     with pytest.raises(ValueError, match="at most 200 bytes"):
         runs.mlxpy.artifact("x" * 300)
+
+
+PRINT_TASK = """
+import mlxpy
+
+def seed_everything(seed):
+    print("SEEDED", seed, flush=True)
+
+@mlxpy.launch(config_path="./configs", seeding_function=SEEDING)
+def task(ctx):
+    print("TASK RAN", flush=True)
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+def launch_project(tmp_path: Path, config: str, seeding: str = "None") -> ProjectDir:
+    project = ProjectDir(tmp_path / "p", PRINT_TASK.replace("SEEDING", seeding))
+    project.configs.mkdir(exist_ok=True)
+    (project.configs / "config.yaml").write_text(config)
+    return project
+
+
+def assert_setup_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[0].startswith("mlxpy: error: "), result.stderr
+    assert "Traceback" not in result.stderr and "TASK RAN" not in result.stdout
+    assert len(result.stderr) < 2000, result.stderr  # one message, not a dump
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+
+
+def test_colliding_dotted_keys_are_an_error(tmp_path):
+    project = launch_project(tmp_path, "seed: 0\na.b: 10\na:\n  b: 20\n")
+    assert_setup_error(project.run(), "'a.b'", "config.yaml", "collide")
+    assert project.run_dirs() == []
+    (project.configs / "config.yaml").write_text("seed: 0\nc.d: 10\n")
+    assert project.run().returncode == 0  # a dotted key alone is fine
+    assert_setup_error(project.run("+c.d=3"), "'c.d'", "config.yaml with the overrides +c.d=3")
+    assert len(project.run_dirs()) == 1
+
+
+def deep_yaml(levels: int) -> str:
+    return "".join("  " * i + "k:\n" for i in range(levels)) + "  " * levels + "v: 1\n"
+
+
+def test_too_deep_configs_are_an_error(tmp_path):
+    project = launch_project(tmp_path, deep_yaml(100))
+    assert_setup_error(project.run(), "config.yaml", "64 levels")
+    (project.configs / "config.yaml").write_text(deep_yaml(2000))
+    assert_setup_error(project.run(), "config.yaml", "64 levels")
+    # a config group option, composed by Hydra, and a deep mapping given as an override
+    (project.configs / "config.yaml").write_text("defaults:\n  - model: ok\n  - _self_\nseed: 0\n")
+    (project.configs / "model").mkdir()
+    (project.configs / "model" / "ok.yaml").write_text("width: 1\n")
+    (project.configs / "model" / "deep.yaml").write_text(deep_yaml(2000))
+    assert project.run().returncode == 0
+    assert_setup_error(project.run("model=deep"), "model=deep", "64 levels")
+    (project.configs / "model" / "deep.yaml").write_text(deep_yaml(80))
+    assert_setup_error(project.run("model=deep"), "model=deep", "64 levels")
+    assert len(project.run_dirs()) == 1
+
+
+def test_too_deep_config_given_to_the_task(tmp_path):
+    from mlxpy.errors import ConfigError
+
+    @mlxpy.launch(config_path=str(tmp_path / "configs"))
+    def task(ctx):
+        raise AssertionError("must not run")
+
+    deep: dict = {}
+    node = deep
+    for _ in range(2000):
+        node["k"] = {}
+        node = node["k"]
+    with pytest.raises(ConfigError, match="64 levels"):
+        task(deep)
+    with pytest.raises(ConfigError, match="'a.b'"):
+        task({"a.b": 1, "a": {"b": 2}})
+
+
+def test_disabled_block_is_still_validated(tmp_path):
+    project = launch_project(tmp_path, "seed: 0\n")
+    project.run("--cfg", "job")  # creates mlxpy.yaml with the defaults
+    defaults = project.options()
+    assert defaults["use_version_manager"] is False and defaults["use_scheduler"] is False
+    options = project.options()
+    options["version_manager"]["interactive_mod"] = True
+    project.write_config(options, "mlxpy.yaml")
+    assert_setup_error(
+        project.run(),
+        "'version_manager.interactive_mod'",
+        "Did you mean 'version_manager.interactive_mode'?",
+        "mlxpy.yaml",
+    )
+    options = project.options()
+    options["scheduler"] = {"name": "LocalScheduler", "max_worker": 3}
+    options["version_manager"] = defaults["version_manager"]
+    project.write_config(options, "mlxpy.yaml")
+    assert_setup_error(project.run(), "'scheduler.max_worker'", "'scheduler.max_workers'")
+    assert project.run_dirs() == []
+    # a disabled block naming a plugin not installed here (a cluster's) is not an error
+    options["scheduler"] = {"name": "ClusterOnlyScheduler", "partition": "gpu"}
+    project.write_config(options, "mlxpy.yaml")
+    result = project.run()
+    assert result.returncode == 0 and "TASK RAN" in result.stdout, result.stderr
+
+
+def test_mlxpy_key_in_config_is_refused(tmp_path):
+    project = launch_project(tmp_path, "seed: 0\nmlxpy:\n  use_logger: false\n")
+    assert_setup_error(project.run(), "'mlxpy' is reserved", "mlxpy.yaml", "+mlxpy.<option>")
+    assert not project.logs.exists()
+
+
+def test_seeding_function_needs_a_seed(tmp_path):
+    project = launch_project(tmp_path, "lr: 0.1\n", seeding="seed_everything")
+    assert_setup_error(project.run(), "seeding_function", "'seed'", "+seed=<n>")
+    assert project.run_dirs() == []
+    given = project.run("+seed=7")
+    assert given.returncode == 0, given.stderr
+    assert given.stdout.splitlines() == ["SEEDED 7", "TASK RAN"]
