@@ -326,3 +326,42 @@ def test_seeding_function_needs_a_seed(tmp_path):
     given = project.run("+seed=7")
     assert given.returncode == 0, given.stderr
     assert given.stdout.splitlines() == ["SEEDED 7", "TASK RAN"]
+
+
+def test_scheduled_jobs_with_awkward_log_paths(tmp_path):
+    """The job's own overrides pass Hydra's grammar again: a ',' must not become a sweep, a
+    quote must not end a string, non-ASCII must survive the job script."""
+    project = ProjectDir(tmp_path / "p")  # SUITE_TASK: logs loss = lr * seed, prints msg
+    project.logs = project.root / "logs, o'neil é"
+    project.write_config({"seed": 0, "lr": 0.5, "msg": "", "mode": "ok", "sleep": 0})
+    project.write_config(
+        {
+            "logger": {"name": "DefaultLogger", "parent_log_dir": "./logs, o'neil é"},
+            "scheduler": {"name": "LocalScheduler", "max_workers": 2},
+            "use_scheduler": True,
+        },
+        "mlxpy.yaml",
+    )
+    result = project.run("seed=1,2", "msg=\"a 'b', é\"")
+    assert result.returncode == 0, result.stderr
+    infos = project.wait(2, 90)
+    assert [i["status"] for i in infos] == ["COMPLETE"] * 2, infos
+    for number, run_dir in enumerate(project.run_dirs(), start=1):
+        assert run_dir.parent == project.logs
+        out = (run_dir / "job.stdout").read_text(encoding="utf-8")
+        assert f"RUN committed 0.5 {number} \"a 'b', é\"" in out, out
+    others = [p for p in project.root.iterdir() if p.name.startswith("logs") and p != project.logs]
+    assert not others  # no second log dir from a path cut at the ',' or the quote
+    runs = mlxpy.Reader(project.logs).filter()
+    assert runs["train.loss.last"].tolist() == [0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    "value", ["logs, o'neil é", "a\\", "a\\'b", "\\\\'", "x\\y", "${b}", "[1,2]", "a=b", "'", ""]
+)
+def test_hydra_quote_reads_back_unchanged(value):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from mlxpy.submission import hydra_quote
+
+    (override,) = OverridesParser.create().parse_overrides([f"+mlxpy.x={hydra_quote(value)}"])
+    assert not override.is_sweep_override() and override.value() == value
