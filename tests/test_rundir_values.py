@@ -365,3 +365,124 @@ def test_hydra_quote_reads_back_unchanged(value):
 
     (override,) = OverridesParser.create().parse_overrides([f"+mlxpy.x={hydra_quote(value)}"])
     assert not override.is_sweep_override() and override.value() == value
+
+
+ACME_PLUGIN = """
+import mlxpy
+from mlxpy import ArtifactType
+from mlxpy.plugins import get_plugins
+
+class AcmeTypes:
+    @mlxpy.hookimpl
+    def mlxpy_register_artifact_types(self):
+        save = lambda obj, path: open(path, "w").write("ACME:" + obj)
+        load = lambda path: open(path).read().removeprefix("ACME:")
+        return [ArtifactType("acme", save, load, ".acme")]
+
+def install():
+    get_plugins().register(AcmeTypes(), name="acme-types")
+"""
+
+ARTIFACT_TYPES_TASK = """
+import builtins, sys
+import mlxpy
+import acme
+
+acme.install()
+
+class Marker:
+    '''Unpickling it creates a file: shows when a checkpoint is loaded.'''
+    def __init__(self, path):
+        self.path = path
+    def __reduce__(self):
+        return (builtins.open, (self.path, "w"))
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    if ctx.config.part == 1:
+        ctx.logger.log_artifacts("hello", "thing", "acme")
+        ctx.logger.log_artifacts({"a": 1}, "sub/./summary", "json")
+        ctx.logger.log_checkpoint({"epoch": 3})
+        ctx.logger.log_checkpoint(Marker(ctx.config.marker), "best")
+    else:  # a resumed attempt adds to what the first one logged
+        ctx.logger.log_artifacts("more", "extra", "text")
+
+if __name__ == "__main__":
+    task()
+"""
+
+READ_ARTIFACTS = """
+import sys
+import mlxpy
+import acme
+
+mode, logs, marker = sys.argv[1:]
+if mode == "installed":
+    acme.install()
+runs = mlxpy.Reader(logs).filter()
+print("summary", runs.mlxpy.artifact("sub/summary").tolist())
+print("extra", runs.mlxpy.artifact("extra").tolist())
+import os
+print("marker_at_start", os.path.exists(marker))
+if mode == "given":
+    kind = mlxpy.ArtifactType("acme", None, lambda path: open(path).read().upper(), ".acme")
+    print("thing", runs.mlxpy.artifact("thing", artifact_type=kind).tolist())
+else:
+    try:
+        print("thing", runs.mlxpy.artifact("thing").tolist())
+    except mlxpy.MlxpyError as exc:
+        print("thing_error", type(exc).__name__, exc)
+    try:
+        runs.mlxpy.artifact("thing", artifact_type="acme")
+    except ValueError as exc:
+        print("typed_error", exc)
+print("last", runs.mlxpy.checkpoint().tolist())
+print("marker_before_best", os.path.exists(marker))
+print("best", [type(v).__name__ for v in runs.mlxpy.checkpoint("best")])
+print("marker_after_best", os.path.exists(marker))
+"""
+
+
+def test_checkpoints_and_artifact_types_from_the_reader(tmp_path):
+    project = ProjectDir(tmp_path / "p", ARTIFACT_TYPES_TASK)
+    (project.root / "acme.py").write_text(ACME_PLUGIN)
+    (project.root / "read.py").write_text(READ_ARTIFACTS)
+    marker = tmp_path / "unpickled"
+    project.write_config({"seed": 0, "part": 1, "marker": str(marker)})
+    assert project.run().returncode == 0
+    resumed = project.run("part=2", "+mlxpy.logger.forced_log_id=1")
+    assert resumed.returncode == 0, resumed.stderr
+    (run_dir,) = project.run_dirs()
+    manifest = run_dir / "metadata" / "artifacts.json"
+    assert json.loads(manifest.read_text()) == {
+        "extra": "text",
+        "sub/summary": "json",
+        "thing": "acme",
+    }
+    assert (run_dir / "artifacts" / "acme" / "thing.acme").read_text() == "ACME:hello"
+    assert not marker.exists()
+
+    def read(mode: str) -> dict[str, str]:
+        out = subprocess.run(
+            [sys.executable, "read.py", mode, str(project.logs), str(marker)],
+            cwd=project.root,
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        return dict(line.split(" ", 1) for line in out.stdout.splitlines())
+
+    missing = read("missing")  # the acme plugin is not installed in this process
+    assert missing["summary"] == "[{'a': 1}]" and missing["extra"] == "['more']"
+    assert missing["thing_error"].startswith(
+        "MissingArtifactTypeError run 1 logged 'thing' as 'acme': artifact type 'acme' "
+        "is not installed: install the plugin that provides it"
+    ), missing["thing_error"]
+    assert missing["typed_error"].startswith("artifact type 'acme' is not installed")
+    # loading a checkpoint is unpickling: only the explicit call does it
+    assert missing["marker_at_start"] == "False" and missing["last"] == "[{'epoch': 3}]"
+    assert missing["marker_before_best"] == "False"
+    assert missing["best"] == "['TextIOWrapper']" and missing["marker_after_best"] == "True"
+    marker.unlink()
+    assert read("installed")["thing"] == "['hello']"
+    assert read("given")["thing"] == "['ACME:HELLO']"
