@@ -170,13 +170,19 @@ def typed_frame(
     integral (10.0), NaN stays NaN, an int missing in some records stays an int (``Int64``),
     bools stay bool and strings strings; anything else (mixed, lists) is ``object``, with None
     where missing. ``convert_dtypes`` would turn 10.0 into 10 and NaN into <NA>."""
-    keys = dict.fromkeys(columns)
-    for record in records:
-        keys.update(dict.fromkeys(record))
-    data = {key: _typed([r.get(key) for r in records]) for key in keys}
-    if index is None:
-        index = pd.RangeIndex(len(records))
-    return pd.DataFrame(data, index=index, columns=list(keys))
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    data: dict[str, Any] = {}
+    for key in frame.columns:
+        # from_records already types whole columns of one kind; a column with missing values
+        # (float NaN there) or of mixed kinds is typed again from the values themselves
+        column = frame[key]
+        if column.dtype == object or (column.dtype.kind == "f" and column.isna().any()):
+            data[key] = _typed([r.get(key) for r in records])
+        else:
+            data[key] = column.array
+    for key in columns:
+        data.setdefault(key, np.full(len(records), None, dtype=object))
+    return pd.DataFrame(data, index=pd.RangeIndex(len(records)) if index is None else index)
 
 
 def _typed(values: list[Any]) -> Any:
