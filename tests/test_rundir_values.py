@@ -98,6 +98,8 @@ def test_frames_work_with_ordinary_pandas(typed):
     for column in ("info.start_time", "info.end_time"):
         assert isinstance(runs[column].dtype, pd.DatetimeTZDtype), runs[column].dtype
     assert (runs["info.end_time"] >= runs["info.start_time"]).all()
+    assert list(reader.filter("info.start_time > '2000-01-01'").index) == [1, 2]
+    assert list(reader.filter("info.end_time < '2000-01-01'").index) == []
     # the CLI's json output of every column (log_id was both index and column)
     out = cli(typed.root, "runs", str(typed.logs), "--format", "json", "-c", "*")
     assert out.returncode == 0, out.stderr

@@ -150,7 +150,7 @@ def _column_order(column: str) -> tuple[int, str]:
 
 class _QueryView:
     """The frame as the query language sees it: its columns, plus ``log_id`` (the index),
-    without copying the frame."""
+    without copying the frame; times are ISO 8601 strings (UTC) there, as written."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self._frame = frame
@@ -160,7 +160,10 @@ class _QueryView:
     def __getitem__(self, name: str) -> pd.Series:
         if name == INDEX_NAME:
             return pd.Series(self.index, index=self.index, name=INDEX_NAME)
-        return self._frame[name]
+        column = self._frame[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):  # compared with '2026-12-01...'
+            return column.map(lambda t: None if pd.isna(t) else t.isoformat())
+        return column
 
 
 def typed_frame(
