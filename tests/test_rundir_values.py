@@ -488,3 +488,41 @@ def test_checkpoints_and_artifact_types_from_the_reader(tmp_path):
     marker.unlink()
     assert read("installed")["thing"] == "['hello']"
     assert read("given")["thing"] == "['ACME:HELLO']"
+
+
+def test_job_script_forwards_warnings_with_awkward_log_paths(tmp_path):
+    """A scheduler's warning signal is forwarded and noted even when the run dir's path holds
+    a space, ',', a quote and non-ASCII (the note path sits inside the trap's handler)."""
+    import os
+    import signal
+    import time
+
+    from mlxpy import job_script
+    from mlxpy.scheduler import ScheduledJob, Scheduler
+
+    class Warned(Scheduler):
+        name = "Warned"
+        warning_signals = {"SIGUSR1": "TIMEOUT"}
+
+        def directives(self, job: ScheduledJob) -> list[str]:
+            return []
+
+    log_dir = tmp_path / "logs, o'neil é" / "1"
+    log_dir.mkdir(parents=True)
+    started = tmp_path / "started"
+    job = ScheduledJob(log_id=1, log_dir=log_dir, overrides=[], name="n")
+    child = ["sh", "-c", f"touch '{started}'; sleep 3"]
+    script = tmp_path / "script.sh"
+    script.write_text(job_script.run_script(Warned(), job, child, tmp_path, {}))
+    shell = subprocess.Popen(["/bin/bash", str(script)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists()
+    note = log_dir / job_script.WARNING_NOTE
+    while shell.poll() is None and not note.exists():  # until the handler is installed
+        os.kill(shell.pid, signal.SIGUSR1)
+        time.sleep(0.2)
+    _, err = shell.communicate(timeout=30)
+    assert shell.returncode == 0 and "trap" not in err, err
+    assert note.read_text() == "SIGUSR1\n"
