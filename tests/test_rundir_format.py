@@ -110,7 +110,7 @@ def test_reader_refuses_a_newer_format_and_reads_a_legacy_one(project):
     with pytest.warns(MlxpyWarning, match="unreadable run"):
         reader = mlxpy.Reader(project.logs)
     runs = reader.filter()
-    assert sorted(runs["log_id"].tolist()) == [int(first.name), int(third.name)]
+    assert sorted(runs.index.tolist()) == [int(first.name), int(third.name)]
     reason = reader.skipped[second.name]
     assert "newer mlxpy" in reason and "upgrade mlxpy" in reason
 

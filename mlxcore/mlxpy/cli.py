@@ -47,6 +47,8 @@ def _select_columns(runs: Any, spec: str | None) -> list[str]:
         columns = []
         for pattern in wanted:
             matches = [c for c in runs.columns if fnmatch.fnmatchcase(c, pattern)]
+            if not matches and fnmatch.fnmatchcase(runs.index.name, pattern):
+                continue  # log_id, the index, is always shown
             if not matches:
                 raise SystemExit(f"mlxpy: error: no column matches {pattern!r}")
             columns += [c for c in matches if c not in columns]
@@ -61,7 +63,11 @@ def _emit(frame: Any, fmt: str) -> None:
     if fmt == "csv":
         print(frame.to_csv(), end="")
     elif fmt == "json":
-        print(frame.reset_index().to_json(orient="records", indent=1, default_handler=str))
+        print(
+            frame.reset_index().to_json(
+                orient="records", indent=1, date_format="iso", default_handler=str
+            )
+        )
     else:
         import pandas as pd
 
@@ -72,13 +78,16 @@ def _emit(frame: Any, fmt: str) -> None:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from mlxpy.errors import MlxpyError
     from mlxpy.query import QueryError
 
-    reader = _open_reader(args.parent_log_dir)
     try:
-        runs = reader.filter(args.query or "")
+        runs = _open_reader(args.parent_log_dir).filter(args.query or "")
     except QueryError as exc:
         print(f"mlxpy: error: bad query: {exc}", file=sys.stderr)
+        return 2
+    except MlxpyError as exc:
+        print(f"mlxpy: error: {exc}", file=sys.stderr)
         return 2
     columns = _select_columns(runs, args.columns)
     if args.group_by:
@@ -104,12 +113,20 @@ def _show(args: argparse.Namespace) -> int:
     from mlxpy.index import read_run
     from mlxpy.rundir.layout import RunDir, is_run_id
 
-    run_dir = Path(args.parent_log_dir) / str(args.log_id)
+    parent = Path(args.parent_log_dir)
+    run_dir = parent / str(args.log_id)
     run = RunDir(run_dir)
+    if not parent.is_dir():
+        print(f"mlxpy: error: no log directory at {parent.resolve()}", file=sys.stderr)
+        return 2
     if not is_run_id(str(args.log_id)) or not run_dir.is_dir():
         print(f"mlxpy: error: no run {args.log_id} in {args.parent_log_dir}", file=sys.stderr)
         return 2
-    row = read_run(str(run_dir))
+    try:
+        row = read_run(str(run_dir))
+    except (OSError, ValueError) as exc:  # unreadable or newer-format run
+        print(f"mlxpy: error: cannot read run {args.log_id}: {exc}", file=sys.stderr)
+        return 2
     sections: dict[str, dict] = {"config": {}, "info": {}, "metrics": {}}
     for key, value in row.items():
         head, _, rest = key.partition(".")

@@ -89,6 +89,25 @@ def build_component(cls: type[Component], role: str, settings: dict[str, Any], w
 
     ``where(key)`` tells where a setting came from (file or override) for error messages.
     """
+    schema = check_settings(cls, role, settings, where)
+    missing = [
+        k
+        for k, (_, default) in schema.items()
+        if default is inspect.Parameter.empty and k not in settings
+    ]
+    if missing:
+        raise OptionsError(
+            f"{role} '{cls.name}' needs the option(s) {', '.join(f'{role}.{k}' for k in missing)} "
+            f"({where(None)})."
+        )
+    return cls(**settings)
+
+
+def check_settings(
+    cls: type[Component], role: str, settings: dict[str, Any], where: Any
+) -> dict[str, tuple[Any, Any]]:
+    """Refuse an unknown key (naming the closest valid one) or a wrong type; also used on a
+    disabled block, so a typo is found before the block is switched on. Returns the schema."""
     schema = cls.settings_schema()
     for key, value in settings.items():
         if key not in schema:
@@ -105,14 +124,4 @@ def build_component(cls: type[Component], role: str, settings: dict[str, Any], w
                 f"Option '{role}.{key}' ({where(key)}) must be of type {type_name(hint_type)}, "
                 f"got {value!r} ({type(value).__name__})."
             )
-    missing = [
-        k
-        for k, (_, default) in schema.items()
-        if default is inspect.Parameter.empty and k not in settings
-    ]
-    if missing:
-        raise OptionsError(
-            f"{role} '{cls.name}' needs the option(s) {', '.join(f'{role}.{k}' for k in missing)} "
-            f"({where(None)})."
-        )
-    return cls(**settings)
+    return schema

@@ -11,6 +11,7 @@ from mlxpy.context import Config, as_config
 from mlxpy.errors import ConfigError
 from mlxpy.options import DEFAULT_OPTIONS_YAML, OPTIONS_FILE, load_yaml_file
 from mlxpy.rundir.atomic import create_exclusive
+from mlxpy.rundir.flat import MAX_DEPTH, FlattenError, flatten
 
 CONFIG_NAME = "config"
 CONFIG_FILE = "config.yaml"
@@ -45,6 +46,9 @@ class Composer:
         from hydra import initialize_config_dir
         from hydra.core.global_hydra import GlobalHydra
 
+        config_file = self.config_dir / CONFIG_FILE
+        if config_file.exists():  # before Hydra, which would hit a RecursionError on it
+            check_depth(load_yaml_file(config_file, "config file"), str(config_file))
         if GlobalHydra.instance().is_initialized():
             GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(self.config_dir), version_base=None):
@@ -71,6 +75,12 @@ class Composer:
                 self._bases[key] = self._compose_defaults(groups)
             cfg = copy.deepcopy(self._bases[key])
             _apply_values(values, cfg)
+        except RecursionError:
+            shown = " ".join(overrides) or "(none)"
+            raise ConfigError(
+                f"cannot compose {config_file} with the overrides {shown}: the config nests "
+                f"too deep; configs nest at most {MAX_DEPTH} levels"
+            ) from None
         except Exception as exc:
             if config_file.exists():
                 load_yaml_file(config_file, "config file")  # names file and line of bad YAML
@@ -85,6 +95,29 @@ class Composer:
         except Exception as exc:
             raise ConfigError(f"cannot resolve an interpolation in {config_file}: {exc}") from exc
         return as_config(cfg)
+
+
+def check_depth(data: Any, where: str) -> None:
+    """Refuse a config nested deeper than ``MAX_DEPTH`` (mappings and lists), without
+    recursing, so a pathological file is a ConfigError rather than a RecursionError."""
+    stack = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        if depth >= MAX_DEPTH:
+            raise ConfigError(f"{where} nests deeper than {MAX_DEPTH} levels, the limit of configs")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children)
+
+
+def check_flat(config: dict[str, Any], where: str) -> None:
+    """The config must flatten to dotted keys without loss, as the Reader names them: a dotted
+    key beside a nested one of the same name (``a.b`` and ``a: {b}``) is an error."""
+    try:
+        flatten(config)
+    except FlattenError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _apply_values(values: list[str], cfg: Any) -> None:

@@ -51,7 +51,11 @@ def run_script(
         shlex.join(command) + " &",
         "child=$!",
     ]
-    lines += [f"trap 'echo SIG{s} > {note}; kill -{s} $child 2>/dev/null' {s}" for s in signals]
+    # the handler is one quoted word: the quoted note path inside it stays one path
+    lines += [
+        f"trap {shlex.quote(f'echo SIG{s} > {note}; kill -{s} $child 2>/dev/null')} {s}"
+        for s in signals
+    ]
     lines += [
         'wait "$child"; status=$?',
         'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',

@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mlxpy.configs import Composer, ensure_config_files
-from mlxpy.context import as_config
-from mlxpy.errors import DiskFullError, MlxpyError, MlxpyWarning
+from omegaconf import OmegaConf
+
+from mlxpy.configs import CONFIG_FILE, Composer, check_depth, check_flat, ensure_config_files
+from mlxpy.context import Config, as_config
+from mlxpy.errors import ConfigError, DiskFullError, MlxpyError, MlxpyWarning
 from mlxpy.options import OPTIONS_FILE, Options, apply_override, read_options, validate_top_level
-from mlxpy.overrides import expand_sweeps, parse_command_line, split_job
+from mlxpy.overrides import OPTIONS_PREFIX, expand_sweeps, parse_command_line, split_job
 from mlxpy.runner import Job, Run, make_component, make_job
 from mlxpy.snapshot_launch import ENV_VAR as LAUNCH_ENV
 from mlxpy.snapshot_launch import freeze, relaunch_from_snapshot, take_launch_record
@@ -108,12 +110,37 @@ class Launcher:
             for job_overrides in expand_sweeps(overrides):
                 split = split_job(job_overrides, self.config_dir)
                 config = composer.compose(split.hydra, split.values, split.deletions)
+                where = str(self.config_dir / CONFIG_FILE)
+                if job_overrides:
+                    where += f" with the overrides {' '.join(job_overrides)}"
+                self._check_config(config, where)
                 jobs.append(make_job(config, self._options(split.options), job_overrides))
         return jobs
 
+    def _check_config(self, config: Config, where: str) -> None:
+        """What Hydra accepts but a run cannot keep or use, refused before anything runs."""
+        data = OmegaConf.to_container(config, resolve=True)
+        check_flat(data, where)  # colliding dotted keys, too deep a nesting
+        if OPTIONS_PREFIX in data:
+            raise ConfigError(
+                f"{where}: the key '{OPTIONS_PREFIX}' is reserved: framework options go in "
+                f"{OPTIONS_FILE} beside {CONFIG_FILE}, or on the command line as "
+                f"+{OPTIONS_PREFIX}.<option>=value; remove it from the config"
+            )
+        if self.seeding_function is not None and "seed" not in data:
+            raise ConfigError(
+                f"{where}: @mlxpy.launch was given a seeding_function, but the config has no "
+                f"'seed' key to call it with; add 'seed: 0' to {CONFIG_FILE} or pass +seed=<n>"
+            )
+
     def run_with_config(self, config: Any) -> Any:
         ensure_config_files(self.config_dir)
-        job = make_job(as_config(config), self._options([]), [])
+        where = "the config given to the task"
+        if isinstance(config, dict):
+            check_depth(config, where)
+        config = as_config(config)
+        self._check_config(config, where)
+        job = make_job(config, self._options([]), [])
         run = self._run(job)
         run.start()
         return run.execute().result

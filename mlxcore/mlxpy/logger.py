@@ -25,6 +25,7 @@ from mlxpy.rundir.info import (
     write_info,
 )
 from mlxpy.rundir.layout import FORMAT_VERSION, RunDir
+from mlxpy.rundir.manifest import artifact_key, read_artifact_types, write_artifact_types
 from mlxpy.rundir.metrics import MetricsWriter, check_log_name, is_disk_full
 from mlxpy.rundir.safe import check_inside
 from mlxpy.rundir.status import RunStatus
@@ -111,6 +112,7 @@ class DefaultLogger(Logger):
         self.ctx: Context | None = None
         self._writers: dict[str, MetricsWriter] = {}
         self._artifact_types = {kind.name: kind for kind in BUILTIN_ARTIFACT_TYPES}
+        self._artifact_manifest: dict[str, str] = {}  # name -> type, for readers
         self._lock: claim.RunLock | None = None
         self.run: RunDir | None = None
         self._streams: Any = None
@@ -156,6 +158,7 @@ class DefaultLogger(Logger):
             ctx.info.uid = claim.new_uid()
             ctx.info.heartbeat_interval_s = self.heartbeat_interval_s
             self._resume_if_any(ctx)
+            self._artifact_manifest = read_artifact_types(run)
             self._config = ctx.config_dict()
             atomic_write_yaml(run.config, self._config)
             atomic_write_yaml(run.options, ctx.mlxpy_dict())
@@ -538,7 +541,8 @@ class DefaultLogger(Logger):
             ) from None
 
     def log_artifacts(self, artifact: Any, artifact_name: str, artifact_type: str) -> Path:
-        """Save ``artifact`` atomically to ``artifacts/<type>/<name><extension>``."""
+        """Save ``artifact`` atomically to ``artifacts/<type>/<name><extension>``, and record
+        its type name in ``metadata/artifacts.json`` for readers."""
         kind = self._artifact_type(artifact_type)
         self._require_dir()
         assert self.run is not None
@@ -546,6 +550,10 @@ class DefaultLogger(Logger):
         path = safe_relative_path(base, artifact_name, kind.extension)
         check_inside(self.run.root, path)
         self._save(kind, artifact, path)
+        key = artifact_key(artifact_name)
+        if self._artifact_manifest.get(key) != artifact_type:  # a reader finds it by name
+            self._artifact_manifest[key] = artifact_type
+            write_artifact_types(self.run, self._artifact_manifest)
         if self.ctx is not None:
             self.ctx.hook.mlxpy_after_artifact_logged(
                 ctx=self.ctx, name=artifact_name, artifact_type=artifact_type, path=str(path)

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from mlxpy.errors import ConfigError, OptionsError
+from mlxpy.rundir.flat import MAX_DEPTH
 
 OPTIONS_FILE = "mlxpy.yaml"
 
@@ -47,13 +48,18 @@ SWITCHES = {
 
 
 def load_yaml_file(path: Path, what: str) -> Any:
-    """Parse a YAML file; a syntax error names the file and line."""
+    """Parse a YAML file; a syntax error names the file and line, too deep a nesting is a
+    ConfigError, not a RecursionError."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
     try:
         return yaml.safe_load(text)
+    except RecursionError:  # the parser recurses once per level
+        raise ConfigError(
+            f"{path} nests too deep to be read; configs nest at most {MAX_DEPTH} levels"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""

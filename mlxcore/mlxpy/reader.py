@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlxpy import query as query_lang
+from mlxpy.errors import MlxpyError
 from mlxpy.index import RunIndex
 from mlxpy.rundir.claim import is_locked
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.status import RunStatus
 
 STALE_AFTER_BEATS = 3
+#: the frame's index: one row per run
+INDEX_NAME = "log_id"
+#: columns every frame has, even with no run
+EMPTY_COLUMNS = ("info.status", "log_dir")
+#: run-info times, read as tz-aware datetimes
+TIME_COLUMNS = ("info.start_time", "info.end_time", "info.submit_time")
 
 
 def _process_gone(row: dict[str, Any]) -> bool:
@@ -57,7 +66,8 @@ class Reader:
     """All runs of ``parent_log_dir``, indexed on disk beside them.
 
     Opening refreshes the index incrementally: only runs whose files changed since the last
-    open are read again. ``reload=True`` rebuilds it.
+    open are read again. ``reload=True`` rebuilds it. An empty dir gives an empty frame; a
+    missing or unreadable one is an :class:`MlxpyError`.
     """
 
     def __init__(
@@ -67,9 +77,12 @@ class Reader:
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.parent_log_dir = Path(parent_log_dir).resolve()
-        self._index = RunIndex(self.parent_log_dir, reload=reload)
         self._progress = progress
-        self.refresh()
+        try:  # a missing dir is an MlxpyError already; an unreadable one becomes one
+            self._index = RunIndex(self.parent_log_dir, reload=reload)
+            self.refresh()
+        except (OSError, sqlite3.Error) as exc:
+            raise MlxpyError(f"cannot read the log directory {self.parent_log_dir}: {exc}") from exc
 
     def refresh(self) -> None:
         """Pick up new, changed and deleted runs."""
@@ -78,15 +91,13 @@ class Reader:
         for row in rows:
             if row.get("info.status") == RunStatus.RUNNING:
                 row["info.status"] = honest_status(row, now)
-        frame = pd.DataFrame.from_records(rows)
-        if frame.empty:
-            frame = pd.DataFrame({"log_id": pd.Series(dtype="int64")})
-        # nullable dtypes: an int key missing in some runs stays an int (not 1.0, 2.0)
-        frame = frame.convert_dtypes()
-        frame = frame.set_index("log_id", drop=False).sort_index()
-        frame.index.name = "log_id"
-        ordered = sorted(frame.columns, key=_column_order)
-        self._frame = frame[ordered]
+        rows.sort(key=lambda row: row["log_id"])
+        ids = pd.Index([row.pop("log_id") for row in rows], dtype="int64", name=INDEX_NAME)
+        frame = typed_frame(rows, ids, EMPTY_COLUMNS)
+        for column in TIME_COLUMNS:
+            if column in frame.columns:
+                frame[column] = _times(frame[column])
+        self._frame = frame[sorted(frame.columns, key=_column_order)]
         self._frame.attrs["mlxpy_parent_log_dir"] = str(self.parent_log_dir)
 
     @property
@@ -99,28 +110,31 @@ class Reader:
 
     @property
     def fields(self) -> dict[str, str]:
-        """Every queryable key and the type of its values."""
-        out = {}
+        """Every queryable key and the type of its values (``log_id`` is the index)."""
+        out = {INDEX_NAME: "int"}
         for column in self._frame.columns:
-            values = self._frame[column].dropna()
-            kinds = sorted(
-                {type(v.item() if hasattr(v, "item") else v).__name__ for v in values.head(1000)}
-            )
-            out[column] = "|".join(kinds) if kinds else "none"
+            series = self._frame[column]
+            kind = _dtype_name(series)
+            if kind is None:
+                values = series.dropna().head(1000)
+                kinds = sorted({type(v).__name__ for v in values})
+                kind = "|".join(kinds) if kinds else "none"
+            out[column] = kind
         return out
 
     searchable = fields
 
     def filter(self, query_string: str = "", result_format: str = "pandas") -> Any:
-        """The runs matching ``query_string``, one row per run, indexed by log id."""
+        """The runs matching ``query_string``, one row per run; the index is ``log_id``.
+        ``result_format="records"`` gives a list of dicts, each with its ``log_id``."""
         tree = query_lang.parse(query_string)
-        mask = query_lang.evaluate(tree, self._frame, query_string)
+        mask = query_lang.evaluate(tree, _QueryView(self._frame), query_string)
         result = self._frame[mask.to_numpy(dtype=bool)].copy()
         result.attrs["mlxpy_parent_log_dir"] = str(self.parent_log_dir)
         if result_format == "pandas":
             return result
         if result_format == "records":
-            return result.to_dict(orient="records")
+            return result.reset_index().to_dict(orient="records")
         raise ValueError(f"result_format must be 'pandas' or 'records', got {result_format!r}")
 
     def close(self) -> None:
@@ -128,10 +142,94 @@ class Reader:
 
 
 def _column_order(column: str) -> tuple[int, str]:
-    for rank, prefix in enumerate(("log_id", "info.status", "config.", "info.")):
+    for rank, prefix in enumerate(("info.status", "config.", "info.")):
         if column == prefix or column.startswith(prefix):
             return rank, column
-    return (5 if column == "log_dir" else 4), column
+    return (4 if column == "log_dir" else 3), column
+
+
+class _QueryView:
+    """The frame as the query language sees it: its columns, plus ``log_id`` (the index),
+    without copying the frame; times are ISO 8601 strings (UTC) there, as written."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
+        self.index = frame.index
+        self.columns = [INDEX_NAME, *frame.columns]
+
+    def __getitem__(self, name: str) -> pd.Series:
+        if name == INDEX_NAME:
+            return pd.Series(self.index, index=self.index, name=INDEX_NAME)
+        column = self._frame[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):  # compared with '2026-12-01...'
+            return column.map(lambda t: None if pd.isna(t) else t.isoformat())
+        return column
+
+
+def typed_frame(
+    records: list[dict[str, Any]], index: pd.Index | None = None, columns: Sequence[str] = ()
+) -> pd.DataFrame:
+    """A frame whose columns keep the types of the values: a float stays float even when
+    integral (10.0), NaN stays NaN, an int missing in some records stays an int (``Int64``),
+    bools stay bool and strings strings; anything else (mixed, lists) is ``object``, with None
+    where missing. ``convert_dtypes`` would turn 10.0 into 10 and NaN into <NA>."""
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    data: dict[str, Any] = {}
+    for key in frame.columns:
+        # from_records already types whole columns of one kind; a column with missing values
+        # (float NaN there) or of mixed kinds is typed again from the values themselves
+        column = frame[key]
+        if column.dtype == object or (column.dtype.kind == "f" and column.isna().any()):
+            data[key] = _typed([r.get(key) for r in records])
+        else:
+            data[key] = column.array
+    for key in columns:
+        data.setdefault(key, np.full(len(records), None, dtype=object))
+    return pd.DataFrame(data, index=pd.RangeIndex(len(records)) if index is None else index)
+
+
+def _typed(values: list[Any]) -> Any:
+    kinds = set(map(type, values))
+    missing = type(None) in kinds
+    kinds.discard(type(None))
+    if not kinds:
+        return np.array(values, dtype=object)
+    if kinds == {bool}:
+        return pd.array(values, dtype="boolean") if missing else np.array(values, dtype=bool)
+    if kinds == {int}:
+        try:
+            return pd.array(values, dtype="Int64") if missing else np.array(values, dtype=np.int64)
+        except (OverflowError, TypeError, ValueError):  # beyond int64
+            return np.array(values, dtype=object)
+    if kinds <= {int, float}:
+        return np.array(values, dtype=np.float64)  # None -> NaN, like the NaN values
+    if kinds == {str}:
+        return pd.Series(values, dtype=None).array  # pandas' own string dtype
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _times(series: pd.Series) -> pd.Series:
+    """ISO 8601 times with an offset, as tz-aware (UTC) datetimes; unreadable ones NaT."""
+    if pd.api.types.is_string_dtype(series) or series.isna().all():
+        return pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
+    return series  # not times (a plugin's own values): left as they are
+
+
+def _dtype_name(series: pd.Series) -> str | None:
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    if isinstance(dtype, pd.StringDtype):
+        return "str"
+    return None
 
 
 # the pandas accessor ``runs.mlxpy`` is registered with the Reader

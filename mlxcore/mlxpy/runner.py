@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mlxpy.component import build_component
+from mlxpy.component import build_component, check_settings
 from mlxpy.context import Config, Context, as_config
-from mlxpy.errors import RunInterrupted
+from mlxpy.errors import RunInterrupted, UnknownPluginError
 from mlxpy.options import Options
 from mlxpy.plugins import get_plugins
 from mlxpy.run_info import describe_error, error_message, exit_status, finish, new_run_info
@@ -149,12 +149,19 @@ def act_on_early_warning(warning_signals: dict[str, str] | None) -> None:
 
 
 def make_component(options: Options, role: str, force: bool = False) -> Any:
-    """The selected, validated instance of ``role``, or None when its switch is off."""
-    if not (force or options.enabled(role)):
-        return None
+    """The selected, validated instance of ``role``, or None when its switch is off (its
+    block is still validated, unless its plugin is not installed here)."""
     block = options.block(role)
     name = block.pop("name")
-    cls = get_plugins().resolve(role, name, where=f"{options.where(role + '.name')}: {role}.name")
+    where = f"{options.where(role + '.name')}: {role}.name"
+    if not (force or options.enabled(role)):
+        try:
+            cls = get_plugins().resolve(role, name, where=where)
+        except UnknownPluginError:  # e.g. a cluster's scheduler, not installed on a laptop
+            return None
+        check_settings(cls, role, block, options.settings_where(role))
+        return None
+    cls = get_plugins().resolve(role, name, where=where)
     return build_component(cls, role, block, options.settings_where(role))
 
 

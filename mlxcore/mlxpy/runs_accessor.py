@@ -9,8 +9,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType
+from mlxpy.errors import MlxpyError
 from mlxpy.rundir.layout import RunDir
-from mlxpy.rundir.metrics import latest_per_step, read_records
+from mlxpy.rundir.manifest import artifact_key, read_artifact_types
+from mlxpy.rundir.metrics import check_log_name, latest_per_step, read_records
+from mlxpy.rundir.safe import check_inside
+
+
+class MissingArtifactTypeError(MlxpyError, ValueError):
+    """An artifact's type is not installed here (its plugin is missing), or unknown."""
+
+    def __init__(self, type_name: str, known: dict[str, ArtifactType], context: str = "") -> None:
+        message = (
+            f"artifact type {type_name!r} is not installed: install the plugin that provides "
+            f"it, or pass artifact_type=mlxpy.ArtifactType({type_name!r}, save, load, "
+            f"extension). Installed types: {', '.join(sorted(known))}"
+        )
+        super().__init__(f"{context}: {message}" if context else message)
+        self.type_name = type_name
+
+
+def artifact_types() -> dict[str, ArtifactType]:
+    """The builtin artifact types and those of the installed plugins, by name (the plugins'
+    own code, as installed here: nothing a run's files name is imported)."""
+    from mlxpy.plugins import get_plugins
+
+    types = {kind.name: kind for kind in BUILTIN_ARTIFACT_TYPES}
+    for kinds in get_plugins().hook.mlxpy_register_artifact_types():
+        for kind in kinds or []:
+            types.setdefault(kind.name, kind)
+    return types
 
 
 @pd.api.extensions.register_dataframe_accessor("mlxpy")
@@ -20,6 +49,8 @@ class RunsAccessor:
     def __init__(self, frame: pd.DataFrame) -> None:
         if "log_dir" not in frame.columns:
             raise AttributeError("runs.mlxpy works on frames returned by mlxpy.Reader.filter")
+        if "log_id" in frame.columns:  # after runs.reset_index()
+            frame = frame.set_index("log_id")
         self._runs = frame
 
     def varying_config(self) -> list[str]:
@@ -43,6 +74,9 @@ class RunsAccessor:
         """
         if attempts not in ("latest", "all"):
             raise ValueError(f"attempts must be 'latest' or 'all', got {attempts!r}")
+        from mlxpy.reader import INDEX_NAME, typed_frame
+
+        check_log_name(log_name)  # a clear error, not an OSError, for a bad or long name
         config = list(self.varying_config() if config is None else config)
         records: list[dict[str, Any]] = []
         owners: list[Any] = []
@@ -56,29 +90,54 @@ class RunsAccessor:
                 rows = latest_per_step(rows, step)
             records.extend(rows)
             owners.extend([log_id] * len(rows))
-        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-        frame.insert(0, "log_id", np.asarray(owners, dtype=object if not owners else None))
+        frame = typed_frame(records)
+        frame.insert(0, INDEX_NAME, np.asarray(owners, dtype=np.int64))
         for column in config:
             frame[column] = frame["log_id"].map(self._runs[column])
         return frame
 
-    def artifact(self, name: str, artifact_type: str | None = None) -> pd.Series:
-        """The artifact ``name`` of each run (None where a run has none), loaded on demand."""
-        from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, safe_relative_path
+    def artifact(self, name: str, artifact_type: str | ArtifactType | None = None) -> pd.Series:
+        """The artifact ``name`` of each run (None where a run has none), loaded on demand.
 
-        kinds = [k for k in BUILTIN_ARTIFACT_TYPES if artifact_type in (None, k.name)]
-        if not kinds:
-            known = ", ".join(k.name for k in BUILTIN_ARTIFACT_TYPES)
-            raise ValueError(f"unknown artifact type {artifact_type!r}; known types: {known}")
+        Without ``artifact_type`` the type each run recorded for it is used. Types are the
+        builtin ones and those of the installed plugins; a type the task registered itself
+        (``register_artifact_type``) is passed here as the same :class:`mlxpy.ArtifactType`.
+        """
+        from mlxpy.artifacts import safe_relative_path
+
+        known = artifact_types()
+        if isinstance(artifact_type, ArtifactType):
+            known[artifact_type.name] = artifact_type
+            artifact_type = artifact_type.name
+        if artifact_type is not None and artifact_type not in known:
+            raise MissingArtifactTypeError(artifact_type, known)
         values = {}
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
             values[log_id] = None
-            root = RunDir(Path(log_dir)).artifacts
+            run = RunDir(Path(log_dir))
+            wanted = artifact_type or read_artifact_types(run).get(artifact_key(name))
+            if wanted is not None and wanted not in known:
+                context = f"run {log_id} logged {name!r} as {wanted!r}"
+                raise MissingArtifactTypeError(wanted, known, context)
+            kinds = [known[wanted]] if wanted else list(known.values())  # runs without manifest
             for kind in kinds:
-                path = safe_relative_path(root / kind.name, name, kind.extension)
+                path = safe_relative_path(run.artifacts / kind.name, name, kind.extension)
                 if path.is_file():
                     values[log_id] = kind.load(str(path))
                     break
+        return pd.Series(values, name=name, dtype=object)
+
+    def checkpoint(self, name: str = "last_ckpt") -> pd.Series:
+        """The checkpoint ``name`` of each run (None where a run has none). Loading one is
+        unpickling, which runs code from the file: call it only on runs you trust."""
+        check_log_name(name, "checkpoint name")
+        pickled = artifact_types()["pickle"]
+        values = {}
+        for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
+            run = RunDir(Path(log_dir))
+            path = run.checkpoint(name)
+            check_inside(run.root, path)  # never through a planted link
+            values[log_id] = pickled.load(str(path)) if path.is_file() else None
         return pd.Series(values, name=name, dtype=object)
 
     def plot(

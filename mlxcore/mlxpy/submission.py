@@ -4,6 +4,7 @@ metadata and ``script.sh``, submit (one array or one job each), record the job i
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 import time
@@ -22,6 +23,14 @@ from mlxpy.scheduler import ScheduledJob, Scheduler
 SUBMITTED = RunStatus.SUBMITTED.value
 SUBMIT_FAILED = RunStatus.SUBMIT_FAILED.value
 SCHEDULED_ENV = "MLXPY_SCHEDULED"
+
+
+def hydra_quote(value: str) -> str:
+    """``value`` as one quoted string of Hydra's override grammar, so the job reads it back
+    unchanged: a ``,`` is not a sweep, a quote does not end it, ``=`` or ``[`` mean nothing.
+    Quotes are escaped, and so are the backslashes before a quote or the closing quote."""
+    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
+    return "'" + value.replace("'", "\\'") + "'"
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -70,7 +79,7 @@ class Submission:
                 "+mlxpy.use_scheduler=false",
                 "+mlxpy.use_version_manager=false",
                 f"+mlxpy.logger.claimed_log_id={run.info.log_id}",
-                f"+mlxpy.logger.parent_log_dir={parent}",
+                f"+mlxpy.logger.parent_log_dir={hydra_quote(str(parent))}",
             ]
             job = ScheduledJob(
                 log_id=run.info.log_id,

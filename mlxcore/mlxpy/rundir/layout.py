@@ -33,6 +33,8 @@ LOCK_FILE = ".lock"
 RESERVE_FILE = ".reserve"
 PATCH_FILE = "uncommitted.patch"
 REQUIREMENTS_FILE = "requirements.txt"
+#: ``{artifact name: type name}`` of the artifacts a run logged: names only, never code
+ARTIFACTS_MANIFEST = "artifacts.json"
 
 METRICS_SUFFIX = ".json"
 CHECKPOINT_SUFFIX = ".pkl"
@@ -121,6 +123,10 @@ class RunDir:
     @property
     def error_log(self) -> Path:
         return self.metadata / ERROR_LOG
+
+    @property
+    def artifacts_manifest(self) -> Path:
+        return self.metadata / ARTIFACTS_MANIFEST
 
     @property
     def heartbeat(self) -> Path:
