@@ -448,12 +448,14 @@ def test_odd_names_and_symlinks_are_listed_and_never_break_a_launch(tmp_path, ba
 READ_ALL = """
 import json, resource, sys, warnings
 import mlxpy
+import pandas as pd
 warnings.simplefilter("ignore")
 reader = mlxpy.Reader(sys.argv[1])
 runs = reader.filter()
+rows = runs["train.rows"] if "train.rows" in runs else pd.Series(None, index=runs.index)
 print(json.dumps({
     "seeds": {str(i): int(s) for i, s in zip(runs.index, runs["config.seed"])},
-    "rows": {str(i): (None if r != r else int(r)) for i, r in zip(runs.index, runs["train.rows"])},
+    "rows": {str(i): (None if pd.isna(r) else int(r)) for i, r in zip(runs.index, rows)},
     "skipped": reader.skipped,
     "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
 }))

@@ -48,8 +48,9 @@ class RunsAccessor:
         return frame
 
     def artifact(self, name: str, artifact_type: str | None = None) -> pd.Series:
-        """The artifact ``name`` of each run (None where a run has none), loaded on demand."""
-        from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, safe_relative_path
+        """The artifact ``name`` of each run (None where a run has none), loaded on demand.
+        Without ``artifact_type`` a pickle (or torch file) is never loaded: ask for it."""
+        from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, find_artifact
 
         kinds = [k for k in BUILTIN_ARTIFACT_TYPES if artifact_type in (None, k.name)]
         if not kinds:
@@ -57,13 +58,8 @@ class RunsAccessor:
             raise ValueError(f"unknown artifact type {artifact_type!r}; known types: {known}")
         values = {}
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
-            values[log_id] = None
-            root = RunDir(Path(log_dir)).artifacts
-            for kind in kinds:
-                path = safe_relative_path(root / kind.name, name, kind.extension)
-                if path.is_file():
-                    values[log_id] = kind.load(str(path))
-                    break
+            found = find_artifact(Path(log_dir), name, kinds, typed=artifact_type is not None)
+            values[log_id] = None if found is None else found[0].load(str(found[1]))
         return pd.Series(values, name=name, dtype=object)
 
     def plot(
