@@ -19,6 +19,7 @@ from pathlib import Path
 import mlxpy
 import pytest
 import yaml
+from mlxpy.index import IndexWarning
 from mlxpy.rundir.info import write_info
 from mlxpy.rundir.layout import INDEX_FILE, RunDir
 from mlxpy.testing import ProjectDir
@@ -133,7 +134,7 @@ def test_corrupt_index_is_rebuilt(logs, garbage):
     for leftover in (logs / (INDEX_FILE + "-wal"), logs / (INDEX_FILE + "-shm")):
         leftover.unlink(missing_ok=True)
     index.write_bytes(garbage)
-    with pytest.warns(mlxpy.errors.MlxpyWarning, match="index"):
+    with pytest.warns(IndexWarning, match="corrupt"):
         reader = mlxpy.Reader(logs)
     assert _seeds(reader) == {1: 1, 2: 2, 3: 3, 4: 4}
     reader.close()
@@ -176,10 +177,10 @@ def test_full_disk_falls_back_like_a_read_only_one(tmp_path, base, tiny_disk, mo
     shutil.copytree(base.logs / "1", logs / "1")
     shutil.copytree(base.logs / "2", logs / "2")
     _fill(tiny_disk)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pytest.warns(IndexWarning, match="cannot write the index"):
         reader = mlxpy.Reader(logs)  # a fresh index on a full disk
     assert _seeds(reader) == {1: 1, 2: 2}
+    assert list((tmp_path / "cache" / "mlxpy" / "index").glob("*.sqlite"))
     reader.close()
 
 
@@ -192,10 +193,10 @@ def test_disk_filling_under_an_existing_index(tmp_path, base, tiny_disk, monkeyp
     shutil.copytree(base.logs / "2", logs / "2")
     shutil.copytree(base.logs / "3", logs / "3")
     _fill(tiny_disk)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pytest.warns(IndexWarning, match="cannot write the index"):
         reader = mlxpy.Reader(logs)  # new rows cannot be written beside the runs
     assert _seeds(reader) == {1: 1, 2: 2, 3: 3}
+    assert list((tmp_path / "cache" / "mlxpy" / "index").glob("*.sqlite"))
 
 
 def test_deleted_and_spoiled_runs_leave_no_stale_rows(logs):

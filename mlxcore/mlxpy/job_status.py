@@ -59,10 +59,6 @@ def _scheduler_class(name: Any) -> type:
     return registry.resolve("scheduler", name, where="info.scheduler.name of a run")
 
 
-def _scheduler(name: Any) -> Any:
-    return _scheduler_class(name)()
-
-
 def check_job_id(scheduler: type, job_id: Any) -> str:
     """``job_id`` if it is a valid id for ``scheduler`` (see :data:`JOB_ID`)."""
     pattern = getattr(scheduler, "job_id_pattern", None)
