@@ -159,7 +159,9 @@ def test_incremental_index(tmp_path, sweep, monkeypatch):
     shutil.copytree(sweep.logs, logs, ignore=shutil.ignore_patterns(".mlxpy-index*"))
     reads = []
     original = index_module.read_run
-    monkeypatch.setattr(index_module, "read_run", lambda d: reads.append(d) or original(d))
+    monkeypatch.setattr(
+        index_module, "read_run", lambda d, **kw: reads.append(d) or original(d, **kw)
+    )
     assert len(mlxpy.Reader(logs)) == 7 and len(reads) == 7
     assert (logs / ".mlxpy-index.sqlite").is_file()
     reads.clear()
@@ -184,7 +186,7 @@ def test_corrupt_runs_are_skipped_and_counted(tmp_path, sweep):
     (logs / "notes").mkdir()
     with pytest.warns(UserWarning, match=r"skipped 2 unreadable run dir\(s\).*: 2, 9"):
         reader = mlxpy.Reader(logs)
-    assert sorted(reader.skipped) == ["2", "9"]
+    assert sorted(reader.skipped) == ["2", "9", "notes"]
     assert list(reader.filter().index) == [1, 3, 4, 5, 6, 7]
 
 

@@ -11,10 +11,20 @@ from typing import Any
 
 import yaml
 
+from mlxpy.errors import MlxpyError
 from mlxpy.rundir.atomic import atomic_write
+from mlxpy.rundir.layout import ARTIFACTS_DIR
+from mlxpy.rundir.safe import check_inside
 
 #: one path component of an artifact name (file systems take 255 bytes; temp names add 20)
 MAX_NAME_BYTES = 200
+#: types whose loading runs code from the file (unpickling; ``torch.load`` of a full model):
+#: loaded only when asked for by name, never chosen by an untyped load
+EXPLICIT_TYPES = frozenset({"pickle", "torch"})
+
+
+class ExplicitTypeError(MlxpyError, LookupError):
+    """An artifact exists only as a type that is loaded when asked for by name (a pickle)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,42 @@ def safe_relative_path(base: Path, name: str, extension: str) -> Path:
     if not path.resolve().is_relative_to(base.resolve()):
         raise ValueError(f"artifact name {name!r} leaves the run directory")
     return path
+
+
+def artifact_path(root: Path, base: Path, name: str, extension: str) -> Path:
+    """:func:`safe_relative_path`, refusing a symbolic link anywhere below the run dir
+    ``root`` (a planted link must not lead a write or a read outside the run)."""
+    try:
+        path = safe_relative_path(base, name, extension)
+    except ValueError:
+        if isinstance(name, str) and not Path(name).is_absolute():
+            check_inside(root, base / name)  # a link is why it leaves: say so
+        raise
+    check_inside(root, path)
+    return path
+
+
+def find_artifact(
+    root: Path, name: str, kinds: list[ArtifactType], typed: bool
+) -> tuple[ArtifactType, Path] | None:
+    """The first of ``kinds`` holding artifact ``name`` in run dir ``root``, None if none.
+    Untyped (``typed`` False), an :data:`EXPLICIT_TYPES` type is never chosen: when it is
+    the only one found, :class:`ExplicitTypeError` says how to ask for it."""
+    passed = None
+    for kind in kinds:
+        path = artifact_path(root, root / ARTIFACTS_DIR / kind.name, name, kind.extension)
+        if path.is_file():
+            if typed or kind.name not in EXPLICIT_TYPES:
+                return kind, path
+            passed = passed or (kind, path)
+    if passed is not None:
+        kind, path = passed
+        raise ExplicitTypeError(
+            f"artifact {name!r} exists only as {kind.name} ({path}); loading a {kind.name} "
+            f"runs code from the file, so it is never chosen for you: pass "
+            f'artifact_type="{kind.name}" to load it'
+        )
+    return None
 
 
 def atomic_save(kind: ArtifactType, obj: Any, path: Path) -> None:

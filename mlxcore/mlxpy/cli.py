@@ -151,6 +151,25 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mlxpy_warnings() -> Any:
+    """Record warnings, for :func:`_print_warnings` (mlxpy's own as one line each)."""
+    import warnings
+
+    return warnings.catch_warnings(record=True)
+
+
+def _print_warnings(caught: list[Any]) -> None:
+    import warnings
+
+    from mlxpy.errors import MlxpyWarning
+
+    for w in caught:
+        if issubclass(w.category, MlxpyWarning):
+            print(f"mlxpy: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def _status(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -158,14 +177,17 @@ def _status(args: argparse.Namespace) -> int:
     from mlxpy.errors import MlxpyError
     from mlxpy.query import QueryError
 
-    try:
-        rows = job_status.collect(args.parent_log_dir, args.query or "")
-    except QueryError as exc:
-        print(f"mlxpy: error: bad query: {exc}", file=sys.stderr)
-        return 2
-    except MlxpyError as exc:
-        print(f"mlxpy: error: {exc}", file=sys.stderr)
-        return 2
+    with _mlxpy_warnings() as caught:
+        try:
+            rows = job_status.collect(args.parent_log_dir, args.query or "")
+        except QueryError as exc:
+            print(f"mlxpy: error: bad query: {exc}", file=sys.stderr)
+            return 2
+        except MlxpyError as exc:
+            print(f"mlxpy: error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            _print_warnings(caught)
     frame = pd.DataFrame(
         rows,
         columns=[
@@ -186,11 +208,14 @@ def _cancel(args: argparse.Namespace) -> int:
     from mlxpy import job_status
     from mlxpy.errors import MlxpyError
 
-    try:
-        done = job_status.cancel(args.parent_log_dir, args.log_ids)
-    except MlxpyError as exc:
-        print(f"mlxpy: error: {exc}", file=sys.stderr)
-        return 2
+    with _mlxpy_warnings() as caught:
+        try:
+            done = job_status.cancel(args.parent_log_dir, args.log_ids)
+        except MlxpyError as exc:
+            print(f"mlxpy: error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            _print_warnings(caught)
     for log_id, job_id in done:
         print(f"cancelled run {log_id} (job {job_id})")
     return 0

@@ -3,6 +3,8 @@ one call per scheduler (never one per job)."""
 
 from __future__ import annotations
 
+import numbers
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,49 @@ LIVE_RUN = {str(s) for s in LIVE}
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "Waiting", "Hold", "toLaunch", "Launching"}
 
 
-def _scheduler(name: str) -> Any:
+#: a job id any scheduler may be handed: no separators, spaces or option-like dash; a
+#: scheduler class narrows it with its own ``job_id_pattern`` (a regular expression)
+JOB_ID = re.compile(r"[A-Za-z0-9_.\[\]][A-Za-z0-9_.\-\[\]]{0,199}")
+
+
+class UnknownSchedulerError(MlxpyError):
+    """A run names a scheduler that no installed plugin registers; it is never imported."""
+
+
+class InvalidJobIdError(MlxpyError):
+    """A run's recorded job id is not one its scheduler could have given."""
+
+
+def _scheduler_class(name: Any) -> type:
+    """The scheduler registered under ``name`` by an installed plugin. A run's info is data
+    from a shared dir: a dotted class path there is never imported."""
     from mlxpy.plugins import get_plugins
 
-    return get_plugins().resolve("scheduler", name, where="info.scheduler.name of a run")()
+    registry = get_plugins()
+    if not isinstance(name, str) or name not in registry.available("scheduler"):
+        known = ", ".join(registry.available("scheduler"))
+        raise UnknownSchedulerError(
+            f"scheduler {name!r} is not registered by an installed plugin (known: {known}); "
+            "not imported"
+        )
+    return registry.resolve("scheduler", name, where="info.scheduler.name of a run")
+
+
+def check_job_id(scheduler: type, job_id: Any) -> str:
+    """``job_id`` if it is a valid id for ``scheduler`` (see :data:`JOB_ID`)."""
+    pattern = getattr(scheduler, "job_id_pattern", None)
+    text = job_id if isinstance(job_id, str) else str(job_id)
+    if (
+        isinstance(job_id, (str, numbers.Integral))
+        and not isinstance(job_id, bool)
+        and JOB_ID.fullmatch(text)
+        and (pattern is None or re.fullmatch(pattern, text))
+    ):
+        return text
+    raise InvalidJobIdError(
+        f"invalid job id {text[:60]!r} for {getattr(scheduler, 'name', scheduler)}: not passed "
+        "to the scheduler"
+    )
 
 
 def _runs(parent: str, query: str) -> Any:
@@ -51,14 +92,26 @@ def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
     job failed before Python ran): its info is updated to say so.
     """
     runs = _runs(parent, query)
-    by_scheduler: dict[str, list[Any]] = defaultdict(list)
+    by_scheduler: dict[Any, list[Any]] = defaultdict(list)
     for log_id, row in runs.iterrows():
-        by_scheduler[row["info.scheduler.name"]].append((log_id, row))
+        by_scheduler[_hashable(row["info.scheduler.name"])].append((log_id, row))
     rows = []
     for name, members in by_scheduler.items():
-        states = _scheduler(name).statuses([str(r["info.scheduler.job_id"]) for _, r in members])
+        try:
+            cls = _scheduler_class(name)
+        except UnknownSchedulerError as exc:
+            rows += [_unasked(log_id, row, "(unknown scheduler)", exc) for log_id, row in members]
+            continue
+        valid = []
         for log_id, row in members:
-            job_id = str(row["info.scheduler.job_id"])
+            try:
+                valid.append((log_id, row, check_job_id(cls, row["info.scheduler.job_id"])))
+            except InvalidJobIdError as exc:
+                rows.append(_unasked(log_id, row, "(invalid job id)", exc))
+        if not valid:
+            continue
+        states = cls().statuses([job_id for _, _, job_id in valid])
+        for log_id, row, job_id in valid:
             state = states.get(job_id)
             if state is not None and state.current_job_id:  # resubmitted by the scheduler
                 job_id = state.current_job_id
@@ -88,7 +141,24 @@ def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
                     "reason": state.reason if state else None,
                 }
             )
-    return rows
+    return sorted(rows, key=lambda r: r["log_id"])
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, type(None))) else repr(value)
+
+
+def _unasked(log_id: Any, row: Any, state: str, why: Exception) -> dict[str, Any]:
+    """The row of a run whose scheduler is not asked: the run's own status, and why."""
+    return {
+        "log_id": log_id,
+        "job_id": str(row["info.scheduler.job_id"])[:60],
+        "run_status": row["info.status"],
+        "scheduler_state": state,
+        "exit_code": None,
+        "status": row["info.status"],
+        "reason": str(why),
+    }
 
 
 def _mark_never_started(log_dir: Path, status: str, state: Any) -> None:
@@ -109,18 +179,29 @@ def _mark_never_started(log_dir: Path, status: str, state: Any) -> None:
 
 
 def cancel(parent: str, log_ids: list[str]) -> list[tuple[str, str]]:
-    """Cancel the jobs of the given runs, one call per scheduler."""
+    """Cancel the jobs of the given runs, one call per scheduler. Every run's scheduler and
+    job id are checked first; if one is wrong, nothing is cancelled."""
     runs = _runs(parent, "")
     wanted = {str(i) for i in log_ids}
     missing = wanted - {str(i) for i in runs.index}
     if missing:
         raise MlxpyError(f"no submitted run with id {', '.join(sorted(missing))} in {parent}")
-    by_scheduler: dict[str, list[str]] = defaultdict(list)
-    done = []
+    by_scheduler: dict[Any, tuple[type, list[str]]] = {}
+    done, problems = [], []
     for log_id, row in runs.iterrows():
-        if str(log_id) in wanted:
-            by_scheduler[row["info.scheduler.name"]].append(str(row["info.scheduler.job_id"]))
-            done.append((str(log_id), str(row["info.scheduler.job_id"])))
-    for name, job_ids in by_scheduler.items():
-        _scheduler(name).cancel(job_ids)
+        if str(log_id) not in wanted:
+            continue
+        name = row["info.scheduler.name"]
+        try:
+            cls = _scheduler_class(name)
+            job_id = check_job_id(cls, row["info.scheduler.job_id"])
+        except (UnknownSchedulerError, InvalidJobIdError) as exc:
+            problems.append(f"run {log_id}: {exc}")
+            continue
+        by_scheduler.setdefault(name, (cls, []))[1].append(job_id)
+        done.append((str(log_id), job_id))
+    if problems:
+        raise MlxpyError("nothing cancelled: " + "; ".join(problems))
+    for cls, job_ids in by_scheduler.values():
+        cls().cancel(job_ids)
     return done

@@ -6,25 +6,73 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlxpy.errors import MlxpyWarning
 from mlxpy.rundir.layout import RunDir
 from mlxpy.scheduler import JobState, ScheduledJob, Scheduler, SubmissionError
 
 INDEX_VAR = "MLXPY_LOCAL_TASK"
+#: set in each job's environment to its job id: with the start time, what proves a process
+#: is the job this scheduler started (a pid alone may have been reused, or forged)
+JOB_VAR = "MLXPY_LOCAL_JOB"
+#: ``<queue dir>_<task>``; the queue dir is a ``mkdtemp`` name under the state root
+JOB_ID_PATTERN = r"q[A-Za-z0-9_]{1,64}_[0-9]{1,9}"
+
+
+class NotOurProcessWarning(MlxpyWarning):
+    """A local job's recorded process is not the one the scheduler started; not signalled."""
 
 
 def _state_root() -> Path:
     root = Path(tempfile.gettempdir()) / f"mlxpy-local-{os.getuid()}"
     root.mkdir(mode=0o700, exist_ok=True)
     return root
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as an opaque string (None if it does not exist): the
+    start time in clock ticks from ``/proc/<pid>/stat`` on Linux, else from ``ps``."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()[19]  # field 22, after the command name
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return None  # Linux: the process is gone
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        out = subprocess.run(
+            ["ps", "-o", "lstart=", "-p", str(int(pid))], capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def _is_our_job(pid: Any, start: Any, job_id: str) -> bool:
+    """Whether ``pid`` is the job process this scheduler started as ``job_id``: same start
+    time as recorded, and the job id in its environment (where the OS lets us read it)."""
+    if type(pid) is not int or pid <= 1 or not isinstance(start, str):
+        return False
+    if process_start(pid) != start:
+        return False
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return not Path("/proc/self/environ").exists()  # no /proc: the start time decides
+    except OSError:
+        return False
+    return f"{JOB_VAR}={job_id}".encode() in environ
 
 
 def _write_state(path: Path, **state: Any) -> None:
@@ -39,6 +87,7 @@ class LocalScheduler(Scheduler):
     name = "LocalScheduler"
     array_index_var = INDEX_VAR
     array_index_base = 0
+    job_id_pattern = JOB_ID_PATTERN
 
     def __init__(
         self,
@@ -95,33 +144,58 @@ class LocalScheduler(Scheduler):
         queue = self._start(script_path, count, single=False)
         return [f"{queue}_{i}" for i in range(count)]
 
-    def _state_path(self, job_id: str) -> Path:
+    def _state_path(self, job_id: str) -> Path | None:
+        """The state file of ``job_id``; None for an id this scheduler never gives (it could
+        name a file anywhere)."""
+        if not isinstance(job_id, str) or not re.fullmatch(JOB_ID_PATTERN, job_id):
+            return None
         queue, _, task = job_id.rpartition("_")
         return _state_root() / queue / f"{task}.json"
+
+    def _read_state(self, job_id: str) -> tuple[Path, dict[str, Any]] | None:
+        path = self._state_path(job_id)
+        if path is None:
+            return None
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return (path, state) if isinstance(state, dict) and "state" in state else None
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         out = {}
         for job_id in job_ids:
-            try:
-                state = json.loads(self._state_path(job_id).read_text())
-            except (OSError, ValueError):
-                continue
-            out[job_id] = JobState(state["state"], state.get("exit_code"))
+            found = self._read_state(job_id)
+            if found is not None:
+                out[job_id] = JobState(str(found[1]["state"]), found[1].get("exit_code"))
         return out
 
     def cancel(self, job_ids: Sequence[str]) -> None:
+        """Mark pending jobs cancelled; SIGTERM the process group of running ones, only when
+        the recorded process is provably the job started (a pid may have been reused)."""
         for job_id in job_ids:
-            path = self._state_path(job_id)
-            try:
-                state = json.loads(path.read_text())
-            except (OSError, ValueError):
+            found = self._read_state(job_id)
+            if found is None:
                 continue
+            path, state = found
             if state["state"] == "PENDING":
                 _write_state(path, state="CANCELLED")
             elif state["state"] == "RUNNING" and state.get("pid"):
+                pid = state["pid"]
+                if type(pid) is int and process_start(pid) is None:
+                    continue  # ended meanwhile; the supervisor records how
+                if not _is_our_job(pid, state.get("start"), job_id):
+                    warnings.warn(
+                        f"job {job_id}: process {pid} is not the one this scheduler started "
+                        "(it ended and its pid was reused, or the record was altered); not "
+                        "signalled",
+                        NotOurProcessWarning,
+                        stacklevel=2,
+                    )
+                    continue
                 _write_state(path, **{**state, "cancel": True})
                 try:
-                    os.killpg(state["pid"], signal.SIGTERM)
+                    os.killpg(pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
 
@@ -139,7 +213,7 @@ def _supervise(
             if json.loads(path.read_text())["state"] == "CANCELLED":
                 continue
             slot = free_slots.pop(0)
-            env = {**os.environ, INDEX_VAR: str(task)}
+            env = {**os.environ, INDEX_VAR: str(task), JOB_VAR: f"{queue.name}_{task}"}
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
             if mode == "single":
@@ -156,7 +230,7 @@ def _supervise(
                 start_new_session=True,
             )
             running[task] = (proc, slot)
-            _write_state(path, state="RUNNING", pid=proc.pid)
+            _write_state(path, state="RUNNING", pid=proc.pid, start=process_start(proc.pid))
         for task, (proc, slot) in list(running.items()):
             code = proc.poll()
             if code is None:

@@ -10,7 +10,13 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType, atomic_save, safe_relative_path
+from mlxpy.artifacts import (
+    BUILTIN_ARTIFACT_TYPES,
+    ArtifactType,
+    artifact_path,
+    atomic_save,
+    find_artifact,
+)
 from mlxpy.component import Component
 from mlxpy.errors import DiskFullError, LogDirError, MlxpyWarning
 from mlxpy.run_info import iso_time
@@ -141,8 +147,9 @@ class DefaultLogger(Logger):
             else:
                 self.log_id, self.log_dir = self._existing_run(parent)
             self.run = run = RunDir(self.log_dir)
+            for path in self._written_paths(run):
+                check_inside(run.root, path)
             for sub in (run.metadata, run.metrics):
-                check_inside(run.root, sub)
                 sub.mkdir(exist_ok=True)
         except OSError as exc:
             raise self._setup_error(parent, exc) from exc
@@ -215,6 +222,8 @@ class DefaultLogger(Logger):
         check_inside(parent, root)
         if not root.is_dir():
             raise LogDirError(f"{root} is not a run directory")
+        for path in self._written_paths(RunDir(root)):  # before reading: a link is no run
+            check_inside(root, path)
         self.log_id = log_id
         self._check_resumable(parent, read_info(root))
         return log_id, root
@@ -307,6 +316,16 @@ class DefaultLogger(Logger):
                     raise
                 raise self._disk_full(again, what) from again
 
+    def _written_paths(self, run: RunDir) -> list[Path]:
+        """What the run writes at fixed names: none may be a symbolic link (a planted one
+        would lead writes outside the run dir). Artifact and metric paths are checked when
+        written."""
+        paths = [run.metadata, run.metrics, run.artifacts, run.checkpoints]
+        paths += [run.lock, run.heartbeat, run.info, run.run_json, run.config, run.options]
+        if self.log_streams_to_file:
+            paths += [run.root / layout.STREAM_STDOUT, run.root / layout.STREAM_STDERR]
+        return paths
+
     def prepare_submission(self, ctx: Context) -> None:
         """Claim a run dir for a job that a scheduler will start later, and write its
         metadata (status SUBMITTED), so ids are fixed at submission time."""
@@ -390,9 +409,10 @@ class DefaultLogger(Logger):
         assert self.run is not None
         path = self.run.heartbeat
         try:
-            os.utime(path)
+            os.utime(path, follow_symlinks=False)  # a link planted later: its own mtime
         except FileNotFoundError:
-            path.touch()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+            os.close(fd)
 
     def _tick(self) -> None:
         """Background: flush metrics every ``flush_interval_s``, beat every
@@ -514,6 +534,7 @@ class DefaultLogger(Logger):
         self._require_dir()
         assert self.run is not None
         path, keys = self.run.metrics_file(log_name), self.run.keys_file(log_name)
+        check_inside(self.run.root, path)
         check_inside(self.run.root, keys)
         try:
             writer = MetricsWriter(path, keys, log_name, self.flush_every)
@@ -547,8 +568,7 @@ class DefaultLogger(Logger):
         self._require_dir()
         assert self.run is not None
         base = self.run.artifacts / artifact_type
-        path = safe_relative_path(base, artifact_name, kind.extension)
-        check_inside(self.run.root, path)
+        path = artifact_path(self.run.root, base, artifact_name, kind.extension)
         self._save(kind, artifact, path)
         key = artifact_key(artifact_name)
         if self._artifact_manifest.get(key) != artifact_type:  # a reader finds it by name
@@ -561,20 +581,19 @@ class DefaultLogger(Logger):
         return path
 
     def load_artifacts(self, artifact_name: str, artifact_type: str | None = None) -> Any:
-        """Load an artifact; without ``artifact_type`` every type is tried."""
+        """Load an artifact; without ``artifact_type`` every type is tried but pickle and
+        torch (loading them runs code from the file: ask for them by name)."""
         self._require_dir()
         assert self.run is not None
-        root = self.run.artifacts
         kinds = (
             [self._artifact_type(artifact_type)]
             if artifact_type
             else list(self._artifact_types.values())
         )
-        for kind in kinds:
-            path = safe_relative_path(root / kind.name, artifact_name, kind.extension)
-            if path.is_file():
-                return kind.load(str(path))
-        raise FileNotFoundError(f"no artifact {artifact_name!r} in {root}")
+        found = find_artifact(self.run.root, artifact_name, kinds, typed=bool(artifact_type))
+        if found is None:
+            raise FileNotFoundError(f"no artifact {artifact_name!r} in {self.run.artifacts}")
+        return found[0].load(str(found[1]))
 
     # -- checkpoints --------------------------------------------------------------------
     def log_checkpoint(self, checkpoint: Any, log_name: str = "last_ckpt") -> Path:

@@ -102,7 +102,8 @@ class Reader:
 
     @property
     def skipped(self) -> dict[str, str]:
-        """Run dirs that could not be read at the last refresh, with the reason."""
+        """What the last refresh did not read, with why: unreadable run dirs (``"3"``), metric
+        logs (``"3/metrics/train.json"``), names that are no run id, symbolic links."""
         return dict(self._index.skipped)
 
     def __len__(self) -> int:

@@ -99,11 +99,12 @@ class RunsAccessor:
     def artifact(self, name: str, artifact_type: str | ArtifactType | None = None) -> pd.Series:
         """The artifact ``name`` of each run (None where a run has none), loaded on demand.
 
-        Without ``artifact_type`` the type each run recorded for it is used. Types are the
+        Without ``artifact_type`` the type each run recorded for it is used, but a pickle (or
+        torch file) is never loaded unless asked for by name: it runs code. Types are the
         builtin ones and those of the installed plugins; a type the task registered itself
         (``register_artifact_type``) is passed here as the same :class:`mlxpy.ArtifactType`.
         """
-        from mlxpy.artifacts import safe_relative_path
+        from mlxpy.artifacts import find_artifact
 
         known = artifact_types()
         if isinstance(artifact_type, ArtifactType):
@@ -113,18 +114,14 @@ class RunsAccessor:
             raise MissingArtifactTypeError(artifact_type, known)
         values = {}
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
-            values[log_id] = None
             run = RunDir(Path(log_dir))
             wanted = artifact_type or read_artifact_types(run).get(artifact_key(name))
             if wanted is not None and wanted not in known:
                 context = f"run {log_id} logged {name!r} as {wanted!r}"
                 raise MissingArtifactTypeError(wanted, known, context)
             kinds = [known[wanted]] if wanted else list(known.values())  # runs without manifest
-            for kind in kinds:
-                path = safe_relative_path(run.artifacts / kind.name, name, kind.extension)
-                if path.is_file():
-                    values[log_id] = kind.load(str(path))
-                    break
+            found = find_artifact(run.root, name, kinds, typed=artifact_type is not None)
+            values[log_id] = None if found is None else found[0].load(str(found[1]))
         return pd.Series(values, name=name, dtype=object)
 
     def checkpoint(self, name: str = "last_ckpt") -> pd.Series:

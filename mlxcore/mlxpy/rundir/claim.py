@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import secrets
@@ -12,6 +13,7 @@ from typing import Any
 
 from mlxpy.errors import LogDirError
 from mlxpy.rundir.layout import is_run_id, is_temp_name
+from mlxpy.rundir.safe import UnsafePathError
 
 
 def new_uid() -> str:
@@ -55,7 +57,16 @@ class RunLock:
         self.fd = -1
 
     def acquire(self, log_id: Any) -> None:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            self.fd = os.open(self.path, flags, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePathError(
+                    f"{self.path} is a symbolic link; mlxpy does not follow links inside a run "
+                    "directory (remove it)"
+                ) from None
+            raise
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

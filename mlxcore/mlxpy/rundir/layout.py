@@ -50,14 +50,15 @@ STREAM_STDERR = "log.stderr"
 #: beside the runs, in the parent log dir: the Reader's index
 INDEX_FILE = ".mlxpy-index.sqlite"
 
-#: run ids are ASCII decimal directory names (``str.isdigit`` would accept ``²``)
-_RUN_ID = re.compile(r"[0-9]{1,18}")
+#: run ids are canonical ASCII decimal directory names (``str.isdigit`` would accept ``²``;
+#: ``007`` would read as the same id as ``7``)
+_RUN_ID = re.compile(r"0|[1-9][0-9]{0,17}")
 #: temp files are ``.<stem>.<12 hex>.tmp<suffix>``; nothing else is ever taken for one
 _TEMP = re.compile(r"\.(?P<stem>.*)\.[0-9a-f]{12}\.tmp(?P<suffix>\.[^.]*)?")
 
 
 def is_run_id(name: str) -> bool:
-    """Whether a directory name is a run id (``1``, ``42``; not ``²``, ``1-backup``)."""
+    """Whether a directory name is a run id (``1``, ``42``; not ``²``, ``1-backup``, ``07``)."""
     return _RUN_ID.fullmatch(name) is not None
 
 
