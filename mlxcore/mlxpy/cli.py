@@ -122,6 +122,9 @@ def _show(args: argparse.Namespace) -> int:
     if not is_run_id(str(args.log_id)) or not run_dir.is_dir():
         print(f"mlxpy: error: no run {args.log_id} in {args.parent_log_dir}", file=sys.stderr)
         return 2
+    if run_dir.is_symlink():  # as the Reader: a link in a shared logs dir is not followed
+        print(f"mlxpy: error: {run_dir} is a symbolic link, not a run dir", file=sys.stderr)
+        return 2
     try:
         row = read_run(str(run_dir))
     except (OSError, ValueError) as exc:  # unreadable or newer-format run

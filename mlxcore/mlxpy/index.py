@@ -39,8 +39,8 @@ from mlxpy.rundir.layout import (
 )
 from mlxpy.rundir.metrics import latest_per_step, read_records
 
-#: 3: metric summaries count one record per step; metadata files in the signature
-SCHEMA_VERSION = 3
+#: 4: metric summaries count one record per step; metadata files in the signature; notes
+SCHEMA_VERSION = 4
 #: how long opening or refreshing waits for other processes holding the index's write lock
 LOCK_WAIT_S = 60.0
 #: the reasons ``Reader.skipped`` gives for entries of the log dir that are not read
@@ -63,13 +63,6 @@ def _cache_index(parent: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha1(str(parent.resolve()).encode()).hexdigest()[:16]
     return cache / f"{digest}.sqlite"
-
-
-def index_path(parent: Path) -> Path:
-    """Beside the runs, or in the user's cache dir when the log dir is read-only."""
-    if os.access(parent, os.W_OK):
-        return parent / INDEX_FILE
-    return _cache_index(parent)
 
 
 def _places(parent: Path) -> Iterator[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import warnings
 from abc import abstractmethod
@@ -174,6 +173,8 @@ class DefaultLogger(Logger):
             self._release_reserve()
             self._lock.release()
             if fresh:  # a dir claimed for nothing: no run is left half-made
+                import shutil  # not at import: it loads the compression modules
+
                 shutil.rmtree(run.root, ignore_errors=True)
             if isinstance(exc, OSError) and not isinstance(exc, LogDirError):
                 raise self._setup_error(parent, exc) from exc
@@ -419,7 +420,10 @@ class DefaultLogger(Logger):
         ``heartbeat_interval_s``, so an idle run still persists what it logged."""
         since_beat = 0.0
         while not self._stop.wait(self.flush_interval_s):
-            self._flush_in_background()
+            try:
+                self._flush_in_background()
+            except Exception:  # pragma: no cover - a bug here must not stop the flushing
+                pass
             since_beat += self.flush_interval_s
             if since_beat >= self.heartbeat_interval_s:
                 since_beat = 0.0
@@ -469,7 +473,7 @@ class DefaultLogger(Logger):
             raise first
 
     def _unwritten(self) -> str:
-        waiting = [w for w in self._writers.values() if w.pending]
+        waiting = [w for w in list(self._writers.values()) if w.pending]
         paths = ", ".join(str(w.path) for w in waiting)
         return f"{sum(w.pending for w in waiting)} metric record(s) to {paths}"
 
@@ -480,6 +484,11 @@ class DefaultLogger(Logger):
         return LogDirError(f"cannot write {what}: {exc.strerror or exc}")
 
     def finish_metrics(self) -> BaseException | None:
+        # the ticker stops first: after a failed final flush it must not write the records
+        # the run's record is about to call lost (into room the reserve gives back)
+        self._stop.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join()
         try:
             self.flush()
         except (OSError, LogDirError) as exc:
@@ -585,11 +594,14 @@ class DefaultLogger(Logger):
         torch (loading them runs code from the file: ask for them by name)."""
         self._require_dir()
         assert self.run is not None
-        kinds = (
-            [self._artifact_type(artifact_type)]
-            if artifact_type
-            else list(self._artifact_types.values())
-        )
+        if artifact_type:
+            kinds = [self._artifact_type(artifact_type)]
+        else:  # the type recorded for it first (metadata/artifacts.json), then the others
+            recorded = self._artifact_types.get(
+                self._artifact_manifest.get(artifact_key(artifact_name), "")
+            )
+            kinds = [recorded] if recorded is not None else []
+            kinds += [k for k in self._artifact_types.values() if k is not recorded]
         found = find_artifact(self.run.root, artifact_name, kinds, typed=bool(artifact_type))
         if found is None:
             raise FileNotFoundError(f"no artifact {artifact_name!r} in {self.run.artifacts}")

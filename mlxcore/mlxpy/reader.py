@@ -54,7 +54,7 @@ def honest_status(row: dict[str, Any], now: float) -> str | None:
         return row.get("info.status")
     interval = row.get("info.heartbeat_interval_s") or 10.0
     try:
-        beat = os.stat(RunDir(Path(row["log_dir"])).heartbeat).st_mtime
+        beat = os.lstat(RunDir(Path(row["log_dir"])).heartbeat).st_mtime  # never a link's target
     except (OSError, KeyError):
         beat = 0.0
     if now - beat > STALE_AFTER_BEATS * interval and _process_gone(row):

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from mlxpy.component import build_component, check_settings
 from mlxpy.context import Config, Context, as_config
-from mlxpy.errors import RunInterrupted, UnknownPluginError
+from mlxpy.errors import LogDirError, MlxpyError, RunInterrupted, UnknownPluginError
 from mlxpy.options import Options
 from mlxpy.plugins import get_plugins
 from mlxpy.run_info import describe_error, error_message, exit_status, finish, new_run_info
@@ -207,8 +207,10 @@ class Run:
 
     def start(self) -> None:
         logger = self.job.logger
-        if logger is not None:
-            logger.start_run(self.ctx)
+        if logger is None:
+            return
+        logger.start_run(self.ctx)
+        try:
             if self.job_scheduler is not None:
                 self.info.scheduler = {
                     **(self.info.get("scheduler") or {}),
@@ -218,6 +220,22 @@ class Run:
             for name, text in self.run_files.items():
                 logger.save_metadata_text(name, text)
             logger.save_info(dict(self.info))
+        except BaseException as error:
+            # the run never started: stop its logger (ticker, lock, reserve), or a sweep's
+            # next jobs would run beside a dead job's heartbeat that never goes stale
+            if self._selected is not None:
+                self.plugins.unregister(self._selected)
+                self._selected = None
+            try:
+                logger.end_run(self.ctx, str(FAILED))
+            except Exception:
+                pass
+            if isinstance(error, OSError) and not isinstance(error, MlxpyError):
+                raise LogDirError(
+                    f"run {self.info.log_id} could not record its start in "
+                    f"{self.info.log_dir}: {error}"
+                ) from error
+            raise
 
     def execute(self, reraise: bool = True) -> RunOutcome:
         """Run the task. With ``reraise`` its exception (or ``sys.exit(n)``) propagates after
@@ -261,7 +279,10 @@ class Run:
         if error is not None:
             raise error
         if failure is not None:  # the task succeeded but its record could not be written
-            raise failure
+            if reraise:
+                raise failure
+            if outcome.error is None:  # one job of a sweep: it fails alone, the sweep goes on
+                outcome.status, outcome.error = FAILED, failure
         return outcome
 
     def _record_end(self, outcome: RunOutcome, started: float) -> Exception | None:
@@ -270,12 +291,8 @@ class Run:
         flushed and the lock released, and never takes the place of the task's own
         exception: failures are printed, and the first one is returned."""
         ctx, logger, hook = self.ctx, self.job.logger, self.plugins.hook
-        if logger is not None:  # metrics that cannot be written (a full disk) fail the run
-            unwritten = logger.finish_metrics() if hasattr(logger, "finish_metrics") else None
-            if unwritten is not None and outcome.error is None:
-                outcome.status, outcome.error = FAILED, unwritten
-        error = outcome.error
         failures: list[Exception] = []
+        unwritten: list[BaseException | None] = [None]
 
         def attempt(what: str, step: Callable[[], Any]) -> None:
             try:
@@ -289,6 +306,12 @@ class Run:
                     flush=True,
                 )
 
+        if logger is not None:  # metrics that cannot be written (a full disk) fail the run
+            write_metrics = getattr(logger, "finish_metrics", lambda: None)
+            attempt("write its metrics", lambda: unwritten.__setitem__(0, write_metrics()))
+            if unwritten[0] is not None and outcome.error is None:
+                outcome.status, outcome.error = FAILED, unwritten[0]
+        error = outcome.error
         if error is not None:
             text = describe_error(ctx.info, error)
             if isinstance(error, SystemExit):

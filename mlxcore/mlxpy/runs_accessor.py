@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pandas as pd
 
 from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType
 from mlxpy.errors import MlxpyError
+from mlxpy.index import SkippedRunsWarning
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.manifest import artifact_key, read_artifact_types
 from mlxpy.rundir.metrics import check_log_name, latest_per_step, read_records
@@ -85,6 +87,11 @@ class RunsAccessor:
             try:
                 rows = read_records(run.metrics_file(log_name), root=run.root)
             except FileNotFoundError:
+                continue
+            except OSError as exc:  # a link, a FIFO, a huge file: that run's log is left out
+                warnings.warn(
+                    f"run {log_id}: {log_name} metrics skipped: {exc}", SkippedRunsWarning, 2
+                )
                 continue
             if attempts == "latest":
                 rows = latest_per_step(rows, step)

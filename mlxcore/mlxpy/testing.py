@@ -336,7 +336,7 @@ class LoggerSuite:
         records = read_metrics(RunDir(run_dir).metrics_file("train"))
         assert [r["step"] for r in records] == list(range(5))
         assert records[2]["loss"] == 1.0 / 3
-        (row,) = Reader(logged.logs).filter("info.status == 'COMPLETE'").to_dict("records")
+        (row,) = Reader(logged.logs).filter(f"info.status == '{COMPLETE}'").to_dict("records")
         assert row["train.loss.last"] == 0.2 and row["test.score.last"] == 0.5
         assert "LOADED {'answer': 42}" in logged.run("+mlxpy.logger.forced_log_id=1").stdout
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from mlxpy.component import Component
 from mlxpy.errors import MlxpyError, MlxpyWarning
-from mlxpy.rundir.layout import PATCH_FILE, REQUIREMENTS_FILE
+from mlxpy.rundir.layout import METADATA_DIR, PATCH_FILE, REQUIREMENTS_FILE
 
 
 class UncommittedWorkWarning(MlxpyWarning):
@@ -156,7 +156,7 @@ class GitVM(VersionManager):
             )
         warnings.warn(
             "GitVM runs the last commit; these uncommitted files are not in it (their diff is "
-            f"saved as metadata/uncommitted.patch in each run): {listing}",
+            f"saved as {METADATA_DIR}/{PATCH_FILE} in each run): {listing}",
             UncommittedWorkWarning,
             stacklevel=2,
         )

@@ -102,11 +102,14 @@ def create_exclusive(path: Path, text: str) -> bool:
     """
     path = Path(path)
     tmp = temp_path(path)
-    _exclusive_writer(text.encode())(str(tmp))
     try:
+        _exclusive_writer(text.encode())(str(tmp))
         os.link(tmp, path)
         return True
     except FileExistsError:
         return False
     finally:
-        os.unlink(tmp)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:  # the temp file was never made
+            pass

@@ -68,7 +68,7 @@ class RunLock:
                 ) from None
             raise
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_briefly(self.fd)
         except BlockingIOError:
             owner = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "unknown"
             os.close(self.fd)
@@ -86,14 +86,27 @@ class RunLock:
             self.fd = -1
 
 
+def _flock_briefly(fd: int) -> None:
+    """Take the lock, waiting a moment: a reader probing it (``is_locked``) holds it for
+    microseconds, and must not make a starting run think another one lives."""
+    for _ in range(20):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.01)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def is_locked(path: Path) -> bool | None:
     """Whether a live process holds the run lock at ``path``; None when there is no lock."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # read-only: flock needs no write access, so another user's runs are judged too
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     else:

@@ -103,6 +103,8 @@ def _yaml_or_raise(path: Path, root: Path) -> Any:
         return yaml.load(safe.read_bytes(path, safe.MAX_METADATA_BYTES, root), Loader=loader)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path.name}: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{path.name}: nested too deeply to read") from None
 
 
 def carry_history(previous: dict[str, Any], info: dict[str, Any]) -> None:

@@ -89,6 +89,9 @@ class RunDir:
 
     root: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))  # a str is taken too
+
     @property
     def metadata(self) -> Path:
         return self.root / METADATA_DIR

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -170,14 +171,19 @@ class MetricsWriter:
         """Write the buffer. On an error (a full disk) what was not written stays buffered,
         starting exactly where the write stopped, and the error propagates: a retry later
         writes it once, never dropped, never glued to a torn fragment."""
-        while self._buffer:
-            try:
-                written = os.write(self._fd, self._buffer)
-            except OSError as exc:  # nothing of this call was written: the tail is intact
-                self.error = exc
-                self._pending = self._buffer.count(b"\n")
-                raise
-            del self._buffer[:written]
+        deferred = _defer_signals()
+        try:
+            while self._buffer:
+                try:
+                    written = os.write(self._fd, self._buffer)
+                except OSError as exc:  # nothing of this call was written: the tail is intact
+                    self.error = exc
+                    self._pending = self._buffer.count(b"\n")
+                    raise
+                del self._buffer[:written]
+        finally:
+            if deferred is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, deferred)
         self._pending = 0
         self._retry_at = self.flush_every
         self.error = None
@@ -195,6 +201,18 @@ class MetricsWriter:
                 if self._fd >= 0:
                     os.close(self._fd)
                     self._fd = -1
+
+
+#: signals whose Python handler raises (SIGTERM, a scheduler's warning): held back while a
+#: write is under way in the main thread, so a handler never runs between a write and the
+#: buffer's trim (the written bytes would be written again)
+_DEFERRED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
+
+
+def _defer_signals() -> set[signal.Signals] | None:
+    if threading.current_thread() is not threading.main_thread():
+        return None  # Python runs signal handlers in the main thread only
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
 
 
 def _read_keys(path: Path) -> list[str]:
@@ -289,19 +307,44 @@ def read_records(
 
 
 def latest_per_step(records: list[dict[str, Any]], step: str = "step") -> list[dict[str, Any]]:
-    """One record per step, the latest winning, in the order of those latest records.
+    """One row per step, from the latest attempt that logged it.
 
     A run resumed from a checkpoint logs again the steps logged after that checkpoint; both
-    attempts stay on disk, and this is what readers show by default. Records without the
-    ``step`` key are all kept.
+    attempts stay on disk, and this is what readers show by default. A new attempt starts
+    where the step goes back. Records of one attempt at the same step (``loss`` then ``acc``
+    at step 5) are merged into one row, later keys winning. Records without ``step`` are all
+    kept.
     """
-    last: dict[Any, int] = {}
-    for number, record in enumerate(records):
-        if step in record:
-            last[record[step]] = number
-    if len(last) == sum(step in r for r in records):  # no step twice: nothing to drop
+    steps = [r[step] for r in records if step in r]
+    try:
+        if len(set(steps)) == len(steps):  # no step twice: nothing to merge or drop
+            return records
+    except TypeError:  # an unhashable step value: leave the log as it is
         return records
-    return [r for number, r in enumerate(records) if step not in r or last[r[step]] == number]
+    out: list[dict[str, Any] | None] = []
+    where: dict[Any, tuple[int, int]] = {}  # step -> (attempt, row in out)
+    attempt, previous = 0, None
+    for record in records:
+        if step not in record:
+            out.append(record)
+            continue
+        value = record[step]
+        try:
+            if previous is not None and value < previous:
+                attempt += 1
+        except TypeError:  # steps of mixed types: no order to read attempts from
+            pass
+        previous = value
+        seen = where.get(value)
+        if seen is not None and seen[0] == attempt:
+            row = out[seen[1]]
+            out[seen[1]] = {**row, **record} if row is not None else record
+            continue
+        if seen is not None:
+            out[seen[1]] = None  # an earlier attempt's row: superseded
+        where[value] = (attempt, len(out))
+        out.append(record)
+    return [r for r in out if r is not None]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

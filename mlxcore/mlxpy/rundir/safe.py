@@ -15,8 +15,17 @@ from mlxpy.errors import LogDirError
 
 #: metadata files (info, config, options, run.json) larger than this are not read
 MAX_METADATA_BYTES = 16 * 1024 * 1024
+
+
 #: a metric log larger than this is skipped whole (``MLXPY_MAX_METRICS_BYTES`` changes it)
-MAX_METRICS_BYTES = int(os.environ.get("MLXPY_MAX_METRICS_BYTES", 4 * 1024**3))
+def _bytes_from_env(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:  # a typo in the environment must not break `import mlxpy`
+        return default
+
+
+MAX_METRICS_BYTES = _bytes_from_env("MLXPY_MAX_METRICS_BYTES", 4 * 1024**3)
 #: one metric record (one line) longer than this is skipped, without holding it in memory
 MAX_LINE_BYTES = 1024 * 1024
 
