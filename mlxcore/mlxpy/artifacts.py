@@ -164,7 +164,7 @@ def artifact_path(root: Path, base: Path, name: str, extension: str) -> Path:
     try:
         path = safe_relative_path(base, name, extension)
     except ValueError:
-        if isinstance(name, str) and not Path(name).is_absolute():
+        if isinstance(name, str) and not Path(name).is_absolute() and ".." not in name:
             check_inside(root, base / name)  # a link is why it leaves: say so
         raise
     check_inside(root, path)

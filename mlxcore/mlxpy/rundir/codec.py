@@ -41,9 +41,10 @@ def encode_record(record: dict[str, Any]) -> bytes:
 
 def encode(obj: Any) -> bytes:
     """A document (nested dicts and lists); unknown types are written as their ``str``."""
-    if _has_non_finite(obj):
+    blob = orjson.dumps(obj, option=_DOC, default=str)
+    if b"null" in blob and _has_non_finite(obj):  # orjson wrote a NaN or an infinity as null
         return json.dumps(obj, default=str, allow_nan=True, separators=(",", ":")).encode()
-    return orjson.dumps(obj, option=_DOC, default=str)
+    return blob
 
 
 def decode(blob: bytes | str) -> Any:

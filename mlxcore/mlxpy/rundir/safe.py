@@ -36,15 +36,21 @@ class UnsafePathError(LogDirError, OSError):
 
 def check_inside(root: Path, path: Path) -> None:
     """Refuse ``path`` unless every component below ``root`` is a real directory (or absent),
-    never a symlink; so nothing written or read under ``root`` lands outside it."""
-    root, path = Path(root), Path(path)
-    try:
-        relative = path.relative_to(root)
-    except ValueError:
-        raise UnsafePathError(f"{path} is not inside the run directory {root}") from None
-    current = root
-    for part in relative.parts:
-        current = current / part
+    never a symlink; so nothing written or read under ``root`` lands outside it. (String
+    operations, not pathlib: the Reader calls this for every file of every run.)"""
+    root_text, path_text = os.fspath(root).rstrip(os.sep) or os.sep, os.fspath(path)
+    if path_text == root_text:
+        return
+    prefix = root_text if root_text.endswith(os.sep) else root_text + os.sep
+    if not path_text.startswith(prefix):
+        raise UnsafePathError(f"{path} is not inside the run directory {root}")
+    current = root_text.rstrip(os.sep)
+    for part in path_text[len(prefix) :].split(os.sep):
+        if not part or part == ".":
+            continue
+        if part == "..":
+            raise UnsafePathError(f"{path} leaves the run directory {root}")
+        current = f"{current}{os.sep}{part}"
         try:
             mode = os.lstat(current).st_mode
         except FileNotFoundError:

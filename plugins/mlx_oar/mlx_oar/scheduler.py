@@ -43,6 +43,8 @@ class OARScheduler(Scheduler):
     array_index_var = "OAR_ARRAY_INDEX"
     array_index_base = 1
     warning_signals: ClassVar[dict[str, str]] = {"SIGUSR2": RunStatus.TIMEOUT.value}
+    #: ``mlxpy status``/``cancel`` pass only OAR's integer job ids to oarstat/oardel
+    job_id_pattern: ClassVar[str] = r"[0-9]+"
     requeue_exit_code = 99  # with type idempotent, OAR resubmits a job ending so
 
     def __init__(

@@ -111,3 +111,15 @@ def test_cancelled_only_by_oardel(types, cancelled):
 )
 def test_reservation_is_seen_in_option_cmd(option_cmd, reserved):
     assert _has_reservation(option_cmd) is reserved
+
+
+@pytest.mark.parametrize("job_id, valid", [("7", True), (31, True), ("7_1", False), ("-t", False)])
+def test_only_oar_job_ids_reach_oar(job_id, valid):
+    from mlx_oar.scheduler import OARScheduler
+    from mlxpy.job_status import InvalidJobIdError, check_job_id
+
+    if valid:
+        assert check_job_id(OARScheduler, job_id) == str(job_id)
+    else:
+        with pytest.raises(InvalidJobIdError):
+            check_job_id(OARScheduler, job_id)

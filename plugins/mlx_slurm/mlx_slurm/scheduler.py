@@ -38,6 +38,9 @@ class SLURMScheduler(Scheduler):
     array_index_var = "SLURM_ARRAY_TASK_ID"
     array_index_base = 0
     warning_signals = {"SIGUSR1": RunStatus.TIMEOUT.value}
+    #: ``mlxpy status``/``cancel`` pass only ids of this shape to squeue/scancel: a job id, or
+    #: an array task's ``<array job>_<task>``
+    job_id_pattern = r"[0-9]+(_[0-9]+)?"
 
     def __init__(
         self,
