@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,20 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str):
+    """A real tmpfs of ``size`` (``2m``) mounted at ``mount`` (as root; CI runs as root), lazily
+    unmounted afterwards. A failed mount fails the test: full-disk tests never skip."""
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
 # The README's quick start, kept in one file that the README test checks against the README.
 QUICKSTART_MAIN = (REPO / "examples" / "quickstart" / "main.py").read_text()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import mlxpy
 import pytest
 import yaml
+from conftest import tmpfs
 from mlxpy.rundir import codec
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.metrics import TornLineWarning, read_metrics
@@ -24,13 +25,8 @@ from mlxpy.testing import ProjectDir
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A real 2 MiB tmpfs, mounted for the test (as root) and unmounted after it."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def fill(path: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import mlxpy
 import pytest
 import yaml
+from conftest import tmpfs
 from mlxpy.index import IndexWarning
 from mlxpy.rundir.info import write_info
 from mlxpy.rundir.layout import INDEX_FILE, RunDir
@@ -147,13 +148,8 @@ def test_corrupt_index_is_rebuilt(logs, garbage):
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 1 MiB tmpfs, unmounted at the end."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def _fill(disk: Path) -> None:

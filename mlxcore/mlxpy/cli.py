@@ -77,18 +77,22 @@ def _emit(frame: Any, fmt: str) -> None:
             print(frame.to_string() if not frame.empty else "(no runs)")
 
 
+def _setup_error(exc: Exception) -> int:
+    """One ``mlxpy: error:`` line (a bad query says so), exit status 2."""
+    from mlxpy.query import QueryError
+
+    what = "bad query: " if isinstance(exc, QueryError) else ""
+    print(f"mlxpy: error: {what}{exc}", file=sys.stderr)
+    return 2
+
+
 def _runs(args: argparse.Namespace) -> int:
     from mlxpy.errors import MlxpyError
-    from mlxpy.query import QueryError
 
     try:
         runs = _open_reader(args.parent_log_dir).filter(args.query or "")
-    except QueryError as exc:
-        print(f"mlxpy: error: bad query: {exc}", file=sys.stderr)
-        return 2
     except MlxpyError as exc:
-        print(f"mlxpy: error: {exc}", file=sys.stderr)
-        return 2
+        return _setup_error(exc)
     columns = _select_columns(runs, args.columns)
     if args.group_by:
         keys = [k.strip() for k in args.group_by.split(",")]
@@ -178,17 +182,12 @@ def _status(args: argparse.Namespace) -> int:
 
     from mlxpy import job_status
     from mlxpy.errors import MlxpyError
-    from mlxpy.query import QueryError
 
     with _mlxpy_warnings() as caught:
         try:
             rows = job_status.collect(args.parent_log_dir, args.query or "")
-        except QueryError as exc:
-            print(f"mlxpy: error: bad query: {exc}", file=sys.stderr)
-            return 2
         except MlxpyError as exc:
-            print(f"mlxpy: error: {exc}", file=sys.stderr)
-            return 2
+            return _setup_error(exc)
         finally:
             _print_warnings(caught)
     frame = pd.DataFrame(
