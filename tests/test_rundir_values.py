@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -438,6 +439,13 @@ else:
         runs.mlxpy.artifact("thing", artifact_type="acme")
     except ValueError as exc:
         print("typed_error", exc)
+try:
+    runs.mlxpy.artifact("best")
+except mlxpy.MlxpyError as exc:
+    print("best_untyped", type(exc).__name__, exc)
+print("marker_untyped", os.path.exists(marker))
+print("ckpt", runs.mlxpy.artifact("last_ckpt", artifact_type="pickle").tolist())
+print("no_ckpt", runs.mlxpy.artifact("nothing", artifact_type="pickle").tolist())
 print("last", runs.mlxpy.checkpoint().tolist())
 print("marker_before_best", os.path.exists(marker))
 print("best", [type(v).__name__ for v in runs.mlxpy.checkpoint("best")])
@@ -483,11 +491,103 @@ def test_checkpoints_and_artifact_types_from_the_reader(tmp_path):
     assert missing["typed_error"].startswith("artifact type 'acme' is not installed")
     # loading a checkpoint is unpickling: only the explicit call does it
     assert missing["marker_at_start"] == "False" and missing["last"] == "[{'epoch': 3}]"
+    # the accessor's artifact() finds checkpoints, and unpickles only when asked by type
+    assert missing["best_untyped"].startswith("ExplicitTypeError 'best' is a checkpoint")
+    assert 'artifact_type="pickle"' in missing["best_untyped"]
+    assert missing["marker_untyped"] == "False"
+    assert missing["ckpt"] == "[{'epoch': 3}]" and missing["no_ckpt"] == "[None]"
     assert missing["marker_before_best"] == "False"
     assert missing["best"] == "['TextIOWrapper']" and missing["marker_after_best"] == "True"
     marker.unlink()
     assert read("installed")["thing"] == "['hello']"
     assert read("given")["thing"] == "['ACME:HELLO']"
+
+
+CSV_TYPES_PLUGIN = """
+import mlxpy
+
+class CsvTypes:
+    @mlxpy.hookimpl
+    def mlxpy_register_artifact_types(self):
+        def save(rows, path):
+            with open(path, "w") as fh:
+                fh.write("\\n".join(",".join(map(str, row)) for row in rows))
+        def load(path):
+            with open(path) as fh:
+                return [line.split(",") for line in fh.read().splitlines()]
+        return [mlxpy.ArtifactType("csv", save, load, ".csv")]
+
+plugin = CsvTypes()
+"""
+
+CSV_TASK = """
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    ctx.logger.log_artifacts([[1, 2], [3, 4]], "table", "csv")
+    ctx.logger.log_artifacts("plain", "note", "text")
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+def install_site(site: Path, dist: str, version: str, module: str, source: str) -> None:
+    """A real installed distribution (a ``.dist-info`` with an ``mlxpy`` entry point) in a
+    directory a process finds it in only when ``site`` is on its ``PYTHONPATH``."""
+    (site / module).mkdir(parents=True)
+    (site / module / "__init__.py").write_text(source)
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[mlxpy]\n{module} = {module}:plugin\n")
+
+
+def test_a_missing_artifact_type_names_the_distribution_that_provided_it(tmp_path):
+    site = tmp_path / "site"
+    install_site(site, "mlx-csv-types", "0.3.1", "csvtypes", CSV_TYPES_PLUGIN)
+    project = ProjectDir(tmp_path / "p", CSV_TASK)
+    project.write_config({"seed": 0})
+    with_plugin = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    project.env["PYTHONPATH"] = with_plugin
+    done = project.run()
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = project.run_dirs()
+    assert json.loads((run_dir / "metadata" / "artifacts.json").read_text()) == {
+        "note": "text",
+        "table": {
+            "type": "csv",
+            "plugin": "csvtypes",
+            "distribution": "mlx-csv-types",
+            "version": "0.3.1",
+        },
+    }
+    script = (
+        "import sys, mlxpy\n"
+        "runs = mlxpy.Reader(sys.argv[1]).filter()\n"
+        "print(runs.mlxpy.artifact('note').tolist())\n"
+        "try:\n"
+        "    print(runs.mlxpy.artifact('table').tolist())\n"
+        "except mlxpy.MlxpyError as exc:\n"
+        "    print(type(exc).__name__, exc.distribution, exc)\n"
+    )
+
+    def read(pythonpath: str) -> list[str]:
+        env = {**os.environ, "PYTHONPATH": pythonpath}
+        cmd = [sys.executable, "-c", script, str(project.logs)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
+
+    note, table = read(os.environ.get("PYTHONPATH", ""))  # the plugin is not installed here
+    assert note == "['plain']"
+    assert table.startswith(
+        "MissingArtifactTypeError mlx-csv-types run 1 logged 'table' as 'csv': artifact type "
+        "'csv' is not installed: install mlx-csv-types (it provided plugin 'csvtypes' "
+        "(distribution mlx-csv-types 0.3.1) where it was logged)"
+    ), table
+    assert read(with_plugin)[1] == "[[['1', '2'], ['3', '4']]]"
 
 
 def test_job_script_forwards_warnings_with_awkward_log_paths(tmp_path):

@@ -30,7 +30,12 @@ from mlxpy.rundir.info import (
     write_info,
 )
 from mlxpy.rundir.layout import FORMAT_VERSION, RunDir
-from mlxpy.rundir.manifest import artifact_key, read_artifact_types, write_artifact_types
+from mlxpy.rundir.manifest import (
+    ArtifactRecord,
+    artifact_key,
+    read_artifact_records,
+    write_artifact_records,
+)
 from mlxpy.rundir.metrics import MetricsWriter, check_log_name, is_disk_full
 from mlxpy.rundir.safe import check_inside
 from mlxpy.rundir.status import RunStatus
@@ -117,7 +122,8 @@ class DefaultLogger(Logger):
         self.ctx: Context | None = None
         self._writers: dict[str, MetricsWriter] = {}
         self._artifact_types = {kind.name: kind for kind in BUILTIN_ARTIFACT_TYPES}
-        self._artifact_manifest: dict[str, str] = {}  # name -> type, for readers
+        self._artifact_manifest: dict[str, ArtifactRecord] = {}  # by name, for readers
+        self._artifact_providers: dict[str, ArtifactRecord] = {}  # plugin types, by type
         self._lock: claim.RunLock | None = None
         self.run: RunDir | None = None
         self._streams: Any = None
@@ -164,7 +170,7 @@ class DefaultLogger(Logger):
             ctx.info.uid = claim.new_uid()
             ctx.info.heartbeat_interval_s = self.heartbeat_interval_s
             self._resume_if_any(ctx)
-            self._artifact_manifest = read_artifact_types(run)
+            self._artifact_manifest = read_artifact_records(run)
             self._config = ctx.config_dict()
             atomic_write_yaml(run.config, self._config)
             atomic_write_yaml(run.options, ctx.mlxpy_dict())
@@ -179,9 +185,7 @@ class DefaultLogger(Logger):
             if isinstance(exc, OSError) and not isinstance(exc, LogDirError):
                 raise self._setup_error(parent, exc) from exc
             raise
-        for kinds in ctx.hook.mlxpy_register_artifact_types():
-            for kind in kinds or []:
-                self._artifact_types.setdefault(kind.name, kind)
+        self._add_plugin_artifact_types(ctx)
         hook = getattr(ctx.hook, "mlxpy_after_metrics_logged", None)
         self._metrics_hook = hook if hasattr(hook, "get_hookimpls") else None
         if self.log_streams_to_file:
@@ -555,10 +559,27 @@ class DefaultLogger(Logger):
         return writer
 
     # -- artifacts ----------------------------------------------------------------------
+    def _add_plugin_artifact_types(self, ctx: Any) -> None:
+        """The installed plugins' artifact types, each with the distribution providing it,
+        which the manifest records so another machine can say what to install."""
+        if not hasattr(getattr(ctx.hook, "mlxpy_register_artifact_types", None), "get_hookimpls"):
+            return  # a context built by hand has no plugins
+        from mlxpy.plugins import get_plugins
+
+        for name, (kind, plugin) in get_plugins().artifact_types().items():
+            if name in self._artifact_types:
+                continue
+            self._artifact_types[name] = kind
+            if plugin is not None and plugin.distribution:
+                self._artifact_providers[name] = ArtifactRecord(
+                    name, plugin.name, plugin.distribution, plugin.version
+                )
+
     def register_artifact_type(self, name: str, save: Any, load: Any, extension: str = "") -> None:
         """Teach the logger a new type: ``save(obj, path)``, ``load(path)``."""
         check_log_name(name, "artifact type name")
         self._artifact_types[name] = ArtifactType(name, save, load, extension)
+        self._artifact_providers.pop(name, None)  # the task's own type now
 
     def _artifact_type(self, artifact_type: str) -> ArtifactType:
         try:
@@ -580,9 +601,10 @@ class DefaultLogger(Logger):
         path = artifact_path(self.run.root, base, artifact_name, kind.extension)
         self._save(kind, artifact, path)
         key = artifact_key(artifact_name)
-        if self._artifact_manifest.get(key) != artifact_type:  # a reader finds it by name
-            self._artifact_manifest[key] = artifact_type
-            write_artifact_types(self.run, self._artifact_manifest)
+        record = self._artifact_providers.get(artifact_type) or ArtifactRecord(artifact_type)
+        if self._artifact_manifest.get(key) != record:  # a reader finds it by name
+            self._artifact_manifest[key] = record
+            write_artifact_records(self.run, self._artifact_manifest)
         if self.ctx is not None:
             self.ctx.hook.mlxpy_after_artifact_logged(
                 ctx=self.ctx, name=artifact_name, artifact_type=artifact_type, path=str(path)
@@ -597,9 +619,8 @@ class DefaultLogger(Logger):
         if artifact_type:
             kinds = [self._artifact_type(artifact_type)]
         else:  # the type recorded for it first (metadata/artifacts.json), then the others
-            recorded = self._artifact_types.get(
-                self._artifact_manifest.get(artifact_key(artifact_name), "")
-            )
+            entry = self._artifact_manifest.get(artifact_key(artifact_name))
+            recorded = self._artifact_types.get(entry.type) if entry else None
             kinds = [recorded] if recorded is not None else []
             kinds += [k for k in self._artifact_types.values() if k is not recorded]
         found = find_artifact(self.run.root, artifact_name, kinds, typed=bool(artifact_type))

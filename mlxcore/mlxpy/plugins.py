@@ -217,6 +217,24 @@ class PluginRegistry:
         lines.append("Install the plugin that provides it, or give a full dotted class path.")
         return "\n".join(lines)
 
+    def artifact_types(self) -> dict[str, tuple[Any, PluginRecord | None]]:
+        """Every artifact type the registered plugins provide, by name, with the record of
+        the plugin that provides it (for a shared name, the one pluggy calls first wins)."""
+        types: dict[str, tuple[Any, PluginRecord | None]] = {}
+        hook = self.pm.hook.mlxpy_register_artifact_types
+        for impl in reversed(hook.get_hookimpls()):  # pluggy calls the last registered first
+            record = self.records.get(impl.plugin_name)
+            try:
+                provided = impl.function() or []
+            except Exception as exc:  # a plugin's hook failed: record it, go on
+                if record is not None:
+                    record.status = "failed"
+                    record.error = f"mlxpy_register_artifact_types() raised {exc!r}"
+                continue
+            for kind in provided:
+                types.setdefault(kind.name, (kind, record))
+        return types
+
     # -- reporting ----------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:
         self._registries()

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType
+from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType, ExplicitTypeError
 from mlxpy.errors import MlxpyError
 from mlxpy.index import SkippedRunsWarning
 from mlxpy.rundir.layout import RunDir
-from mlxpy.rundir.manifest import artifact_key, read_artifact_types
+from mlxpy.rundir.manifest import ArtifactRecord, artifact_key, read_artifact_records
 from mlxpy.rundir.metrics import check_log_name, latest_per_step, read_records
 from mlxpy.rundir.safe import check_inside
 
@@ -22,14 +22,26 @@ from mlxpy.rundir.safe import check_inside
 class MissingArtifactTypeError(MlxpyError, ValueError):
     """An artifact's type is not installed here (its plugin is missing), or unknown."""
 
-    def __init__(self, type_name: str, known: dict[str, ArtifactType], context: str = "") -> None:
+    def __init__(
+        self,
+        type_name: str,
+        known: dict[str, ArtifactType],
+        context: str = "",
+        record: ArtifactRecord | None = None,
+    ) -> None:
+        provider = record.provider() if record is not None else ""
+        if provider:
+            install = f"install {record.distribution} (it provided {provider} where it was logged)"
+        else:
+            install = "install the plugin that provides it"
         message = (
-            f"artifact type {type_name!r} is not installed: install the plugin that provides "
-            f"it, or pass artifact_type=mlxpy.ArtifactType({type_name!r}, save, load, "
+            f"artifact type {type_name!r} is not installed: {install}, "
+            f"or pass artifact_type=mlxpy.ArtifactType({type_name!r}, save, load, "
             f"extension). Installed types: {', '.join(sorted(known))}"
         )
         super().__init__(f"{context}: {message}" if context else message)
         self.type_name = type_name
+        self.distribution = record.distribution if record is not None else None
 
 
 def artifact_types() -> dict[str, ArtifactType]:
@@ -38,9 +50,8 @@ def artifact_types() -> dict[str, ArtifactType]:
     from mlxpy.plugins import get_plugins
 
     types = {kind.name: kind for kind in BUILTIN_ARTIFACT_TYPES}
-    for kinds in get_plugins().hook.mlxpy_register_artifact_types():
-        for kind in kinds or []:
-            types.setdefault(kind.name, kind)
+    for name, (kind, _) in get_plugins().artifact_types().items():
+        types.setdefault(name, kind)
     return types
 
 
@@ -110,6 +121,8 @@ class RunsAccessor:
         torch file) is never loaded unless asked for by name: it runs code. Types are the
         builtin ones and those of the installed plugins; a type the task registered itself
         (``register_artifact_type``) is passed here as the same :class:`mlxpy.ArtifactType`.
+        A checkpoint is found too, by its name, when a run has no artifact so named: it is a
+        pickle, so ask for it with ``artifact_type="pickle"``.
         """
         from mlxpy.artifacts import find_artifact
 
@@ -122,14 +135,36 @@ class RunsAccessor:
         values = {}
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
             run = RunDir(Path(log_dir))
-            wanted = artifact_type or read_artifact_types(run).get(artifact_key(name))
+            record = read_artifact_records(run).get(artifact_key(name))
+            wanted = artifact_type or (record.type if record else None)
             if wanted is not None and wanted not in known:
                 context = f"run {log_id} logged {name!r} as {wanted!r}"
-                raise MissingArtifactTypeError(wanted, known, context)
+                raise MissingArtifactTypeError(wanted, known, context, record)
             kinds = [known[wanted]] if wanted else list(known.values())  # runs without manifest
             found = find_artifact(run.root, name, kinds, typed=artifact_type is not None)
+            if found is None and wanted in (None, "pickle"):
+                found = self._checkpoint_file(run, name, known["pickle"], typed=wanted is not None)
             values[log_id] = None if found is None else found[0].load(str(found[1]))
         return pd.Series(values, name=name, dtype=object)
+
+    @staticmethod
+    def _checkpoint_file(
+        run: RunDir, name: str, pickled: ArtifactType, typed: bool
+    ) -> tuple[ArtifactType, Path] | None:
+        try:
+            check_log_name(name, "checkpoint name")
+        except ValueError:
+            return None  # an artifact path such as 'a/b' is never a checkpoint name
+        path = run.checkpoint(name)
+        check_inside(run.root, path)  # never through a planted link
+        if not path.is_file():
+            return None
+        if not typed:
+            raise ExplicitTypeError(
+                f"{name!r} is a checkpoint ({path}); loading one is unpickling, which runs "
+                f'code from the file, so it is never chosen for you: pass artifact_type="pickle"'
+            )
+        return pickled, path
 
     def checkpoint(self, name: str = "last_ckpt") -> pd.Series:
         """The checkpoint ``name`` of each run (None where a run has none). Loading one is
@@ -138,10 +173,8 @@ class RunsAccessor:
         pickled = artifact_types()["pickle"]
         values = {}
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
-            run = RunDir(Path(log_dir))
-            path = run.checkpoint(name)
-            check_inside(run.root, path)  # never through a planted link
-            values[log_id] = pickled.load(str(path)) if path.is_file() else None
+            found = self._checkpoint_file(RunDir(Path(log_dir)), name, pickled, typed=True)
+            values[log_id] = None if found is None else pickled.load(str(found[1]))
         return pd.Series(values, name=name, dtype=object)
 
     def plot(
