@@ -281,7 +281,7 @@ class Launcher:
             f"usage: python {Path(sys.argv[0]).name} [--help] [--cfg job|mlxpy|all] [OVERRIDE ...]",
             "",
             f"Runs '{self.task.__name__}' with the config composed from "
-            f"{self.config_dir}/config.yaml.",
+            f"{self.config_dir / CONFIG_FILE}.",
             "",
             "Overrides:  key=value (change)  +key=value (add or set)  ++key=value (force)  ~key",
             "            key=a,b,c (sweep: one run per combination)  group=option",
