@@ -34,7 +34,7 @@ import sys, time
 from pathlib import Path
 import mlxpy
 from mlxpy.context import Context, RunInfo, as_config
-from mlxpy.logger import DefaultLogger
+from mlxpy import DefaultLogger
 
 parent, n = Path(sys.argv[1]), int(sys.argv[2])
 for i in range(n):

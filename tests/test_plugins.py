@@ -20,9 +20,7 @@ from mlxpy.plugins import PluginLoadWarning, PluginRegistry
 @pytest.fixture
 def registry():
     """A fresh registry with autoload off, holding only the builtins."""
-    reg = PluginRegistry(load_entry_points=False)
-    reg.register(__import__("mlxpy.builtin_plugin", fromlist=["x"]), name="builtins")
-    return reg
+    return PluginRegistry(load_entry_points=False)  # builtins come first, in every registry
 
 
 class MemoryLogger(mlxpy.DefaultLogger):
@@ -99,14 +97,17 @@ def test_duplicate_names_name_both_providers(registry):
             return [DefaultLogger]
 
     registry.register(Other(), name="other")
-    with pytest.raises(mlxpy.PluginError, match="'builtins' and 'other'|'other' and 'builtins'"):
+    with pytest.raises(
+        mlxpy.PluginError,
+        match="'mlxpy.rundir.logger' and 'other'|'other' and 'mlxpy.rundir.logger'",
+    ):
         registry.resolve("logger", "DefaultLogger")
 
 
 def test_dotted_path_must_subclass_the_base(registry):
     assert registry.resolve("logger", "mlxpy.logger.DefaultLogger") is mlxpy.DefaultLogger
     with pytest.raises(mlxpy.PluginError, match="subclass of mlxpy.logger.Logger"):
-        registry.resolve("logger", "mlxpy.version_manager.GitVM")
+        registry.resolve("logger", "mlxpy.versioning.base.GitVM")
 
 
 # -- real distributions, found through their entry points ---------------------------------
@@ -231,8 +232,13 @@ def test_plugins_command_lists_distributions(acme_site):
         check=True,
     ).stdout
     rows = {row["name"]: row for row in json.loads(out)}
-    assert rows["builtins"]["distribution"] == "mlxpy"
-    assert rows["builtins"]["provides"] == [
+    builtins = {name: row for name, row in rows.items() if row["distribution"] == "mlxpy"}
+    assert list(builtins) == [
+        "mlxpy.rundir.logger",
+        "mlxpy.scheduling.local",
+        "mlxpy.versioning.base",
+    ]
+    assert [p for row in builtins.values() for p in row["provides"]] == [
         "logger:DefaultLogger",
         "scheduler:Scheduler",
         "scheduler:LocalScheduler",

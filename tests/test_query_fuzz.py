@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mlxpy.query import MAX_DEPTH, MAX_NUMBER_LENGTH, QueryError, evaluate, parse
+from mlxpy.reading.query import MAX_DEPTH, MAX_NUMBER_LENGTH, QueryError, evaluate, parse
 
 FRAME = pd.DataFrame(
     {

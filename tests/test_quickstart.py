@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import yaml
-from mlxpy.options import DEFAULT_OPTIONS_YAML
+from mlxpy.launching.options import DEFAULT_OPTIONS_YAML
 
 EXPECTED_DEFAULTS = {
     "logger": {

@@ -13,7 +13,7 @@ import warnings
 
 import mlxpy
 import pytest
-from mlxpy import index as index_module
+from mlxpy.reading import index as index_module
 
 TASK = """
 import time

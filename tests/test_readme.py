@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import REPO
-from mlxpy.options import DEFAULT_OPTIONS_YAML
+from mlxpy.launching.options import DEFAULT_OPTIONS_YAML
 
 README = (REPO / "README.md").read_text()
 

@@ -20,7 +20,7 @@ import mlxpy
 import pytest
 import yaml
 from conftest import tmpfs
-from mlxpy.index import IndexWarning
+from mlxpy.reading.index import IndexWarning
 from mlxpy.rundir.info import write_info
 from mlxpy.rundir.layout import INDEX_FILE, RunDir
 from mlxpy.testing import ProjectDir
@@ -260,7 +260,7 @@ def test_status_never_imports_a_scheduler_named_by_a_run(tmp_path):
 
 
 def _state_root() -> Path:
-    from mlxpy.local_scheduler import _state_root
+    from mlxpy.scheduling.local import _state_root
 
     return _state_root()
 
@@ -277,8 +277,8 @@ def _proc_start(pid: int) -> str:
 
 @pytest.mark.parametrize("bad", ["../x_0", "-x", "1 2", "", "a/b_0", "\n1"])
 def test_cancel_refuses_malformed_job_ids(tmp_path, bad):
-    from mlxpy import job_status
     from mlxpy.errors import MlxpyError
+    from mlxpy.scheduling import status as job_status
 
     logs = tmp_path / "logs"
     _submitted_run(logs, 1, {"name": "LocalScheduler", "job_id": bad})

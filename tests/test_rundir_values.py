@@ -364,7 +364,7 @@ def test_scheduled_jobs_with_awkward_log_paths(tmp_path):
 )
 def test_hydra_quote_reads_back_unchanged(value):
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from mlxpy.submission import hydra_quote
+    from mlxpy.scheduling.submission import hydra_quote
 
     (override,) = OverridesParser.create().parse_overrides([f"+mlxpy.x={hydra_quote(value)}"])
     assert not override.is_sweep_override() and override.value() == value
@@ -597,8 +597,8 @@ def test_job_script_forwards_warnings_with_awkward_log_paths(tmp_path):
     import signal
     import time
 
-    from mlxpy import job_script
-    from mlxpy.scheduler import ScheduledJob, Scheduler
+    from mlxpy.scheduling import job_script
+    from mlxpy.scheduling.base import ScheduledJob, Scheduler
 
     class Warned(Scheduler):
         name = "Warned"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from mlxpy.artifacts import ArtifactType
+from mlxpy import _moved
 from mlxpy.context import Config, Context, RunInfo
 from mlxpy.errors import (
     ConfigError,
@@ -19,14 +19,17 @@ from mlxpy.errors import (
     UnknownPluginError,
 )
 from mlxpy.hookspecs import hookimpl
-from mlxpy.launcher import launch
-from mlxpy.logger import DefaultLogger, Logger
+from mlxpy.launching.launcher import launch
 from mlxpy.rundir import FORMAT_VERSION, RunDir, RunStatus
+from mlxpy.rundir.artifacts import ArtifactType
+from mlxpy.rundir.logger import DefaultLogger, Logger
 from mlxpy.rundir.metrics import read_metrics
-from mlxpy.scheduler import JobState, ScheduledJob, Scheduler, SubmissionError
-from mlxpy.version_manager import GitVM, VersionManager
+from mlxpy.scheduling.base import JobState, ScheduledJob, Scheduler, SubmissionError
+from mlxpy.versioning.base import GitVM, VersionManager
 
-_LAZY = {"Reader": "mlxpy.reader", "QueryError": "mlxpy.query"}
+_moved.install()  # old module paths (mlxpy.logger, ...) still import
+
+_LAZY = {"Reader": "mlxpy.reading.reader", "QueryError": "mlxpy.reading.query"}
 
 
 def __getattr__(name: str):  # the reader needs pandas: import it on first use only

@@ -29,7 +29,7 @@ def _plugins(args: argparse.Namespace) -> int:
 
 
 def _open_reader(parent: str) -> Any:
-    from mlxpy.reader import Reader
+    from mlxpy.reading.reader import Reader
 
     def progress(done: int, total: int) -> None:
         if total >= 1000:
@@ -79,7 +79,7 @@ def _emit(frame: Any, fmt: str) -> None:
 
 def _setup_error(exc: Exception) -> int:
     """One ``mlxpy: error:`` line (a bad query says so), exit status 2."""
-    from mlxpy.query import QueryError
+    from mlxpy.reading.query import QueryError
 
     what = "bad query: " if isinstance(exc, QueryError) else ""
     print(f"mlxpy: error: {what}{exc}", file=sys.stderr)
@@ -114,7 +114,7 @@ def _runs(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import yaml
 
-    from mlxpy.index import read_run
+    from mlxpy.reading.index import read_run
     from mlxpy.rundir.layout import RunDir, is_run_id
 
     parent = Path(args.parent_log_dir)
@@ -180,8 +180,8 @@ def _print_warnings(caught: list[Any]) -> None:
 def _status(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from mlxpy import job_status
     from mlxpy.errors import MlxpyError
+    from mlxpy.scheduling import status as job_status
 
     with _mlxpy_warnings() as caught:
         try:
@@ -207,8 +207,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from mlxpy import job_status
     from mlxpy.errors import MlxpyError
+    from mlxpy.scheduling import status as job_status
 
     with _mlxpy_warnings() as caught:
         try:
@@ -225,13 +225,13 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from mlxpy.errors import MlxpyError
-    from mlxpy.query import QueryError
+    from mlxpy.reading.query import QueryError
 
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # files only: no window
-        from mlxpy.plotting import figure_bytes, html_report
+        from mlxpy.reading.plotting import figure_bytes, html_report
 
         runs = _open_reader(args.parent_log_dir).filter(args.query or "")
         by = [k.strip() for k in args.by.split(",")] if args.by else []

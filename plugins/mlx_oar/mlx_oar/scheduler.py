@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mlxpy import RunStatus, Scheduler
-from mlxpy.scheduler import JobState, ScheduledJob, SubmissionError
+from mlxpy.scheduling.base import JobState, ScheduledJob, SubmissionError
 
 _JOB_ID = re.compile(r"^OAR_JOB_ID=(-?\d+)\s*$", re.M)
 # "Resubmiting job 2 => 3 (...)" after exit code 99; "... (new id = 5)" after a preemption

@@ -116,7 +116,7 @@ def test_reservation_is_seen_in_option_cmd(option_cmd, reserved):
 @pytest.mark.parametrize("job_id, valid", [("7", True), (31, True), ("7_1", False), ("-t", False)])
 def test_only_oar_job_ids_reach_oar(job_id, valid):
     from mlx_oar.scheduler import OARScheduler
-    from mlxpy.job_status import InvalidJobIdError, check_job_id
+    from mlxpy.scheduling.status import InvalidJobIdError, check_job_id
 
     if valid:
         assert check_job_id(OARScheduler, job_id) == str(job_id)

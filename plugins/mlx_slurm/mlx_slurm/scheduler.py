@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mlxpy import RunStatus, Scheduler
-from mlxpy.scheduler import JobState, ScheduledJob, SubmissionError
+from mlxpy.scheduling.base import JobState, ScheduledJob, SubmissionError
 
 _FIELD = re.compile(r"(\w+)=(\S*)")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from mlx_slurm.scheduler import SLURMScheduler
-from mlxpy.job_status import InvalidJobIdError, check_job_id
+from mlxpy.scheduling.status import InvalidJobIdError, check_job_id
 
 
 @pytest.mark.parametrize("job_id", ["7", "123456", "12_3", 42])

@@ -123,7 +123,7 @@ def test_offline_run_holds_config_and_metrics(tmp_path):
     assert info["wandb"]["mode"] == "offline" and info["status"] == "COMPLETE"
     assert path.name == f"run-{info['wandb']['run_id']}.wandb"
     # the local record is complete too: the Reader works on it
-    from mlxpy.reader import Reader
+    from mlxpy.reading.reader import Reader
 
     assert Reader(project.logs).filter().iloc[0]["train.loss.last"] == 1.0 / 3
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlxpy import query as query_lang
 from mlxpy.errors import MlxpyError
-from mlxpy.index import RunIndex
+from mlxpy.reading import query as query_lang
+from mlxpy.reading.index import RunIndex
 from mlxpy.rundir.claim import is_locked
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.status import RunStatus
@@ -234,4 +234,4 @@ def _dtype_name(series: pd.Series) -> str | None:
 
 
 # the pandas accessor ``runs.mlxpy`` is registered with the Reader
-from mlxpy import runs_accessor  # noqa: E402,F401
+from mlxpy.reading import accessor  # noqa: E402,F401

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlxpy.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType, ExplicitTypeError
 from mlxpy.errors import MlxpyError
-from mlxpy.index import SkippedRunsWarning
+from mlxpy.reading.index import SkippedRunsWarning
+from mlxpy.rundir.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType, ExplicitTypeError
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.manifest import ArtifactRecord, artifact_key, read_artifact_records
 from mlxpy.rundir.metrics import check_log_name, latest_per_step, read_records
@@ -87,7 +87,7 @@ class RunsAccessor:
         """
         if attempts not in ("latest", "all"):
             raise ValueError(f"attempts must be 'latest' or 'all', got {attempts!r}")
-        from mlxpy.reader import INDEX_NAME, typed_frame
+        from mlxpy.reading.reader import INDEX_NAME, typed_frame
 
         check_log_name(log_name)  # a clear error, not an OSError, for a bad or long name
         config = list(self.varying_config() if config is None else config)
@@ -124,7 +124,7 @@ class RunsAccessor:
         A checkpoint is found too, by its name, when a run has no artifact so named: it is a
         pickle, so ask for it with ``artifact_type="pickle"``.
         """
-        from mlxpy.artifacts import find_artifact
+        from mlxpy.rundir.artifacts import find_artifact
 
         known = artifact_types()
         if isinstance(artifact_type, ArtifactType):
@@ -188,7 +188,7 @@ class RunsAccessor:
     ) -> Any:
         """Learning curves of ``metric`` (``train.loss``): mean ± std per group against the
         step; returns the matplotlib figure (``pip install 'mlxpy[plot]'``)."""
-        from mlxpy.plotting import plot_curves
+        from mlxpy.reading.plotting import plot_curves
 
         return plot_curves(self._runs, metric, by=by, over=over, logx=logx, logy=logy, ax=ax)
 

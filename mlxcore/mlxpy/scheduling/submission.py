@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlxpy import job_script
 from mlxpy.errors import MlxpyError
-from mlxpy.run_info import now_iso
 from mlxpy.rundir.atomic import atomic_write_text
+from mlxpy.rundir.info import now_iso
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.status import RunStatus
-from mlxpy.scheduler import ScheduledJob, Scheduler
+from mlxpy.scheduling import job_script
+from mlxpy.scheduling.base import ScheduledJob, Scheduler
 
 SUBMITTED = RunStatus.SUBMITTED.value
 SUBMIT_FAILED = RunStatus.SUBMIT_FAILED.value
@@ -49,7 +49,7 @@ class Submission:
         env: dict[str, str],
         use_arrays: bool,
     ) -> None:
-        self.runs = list(runs)  # mlxpy.runner.Run objects, one per job
+        self.runs = list(runs)  # mlxpy.launching.runner.Run objects, one per job
         self.scheduler = scheduler
         self.script = script
         self.workdir = workdir

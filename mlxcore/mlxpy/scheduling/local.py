@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from mlxpy.errors import MlxpyWarning
+from mlxpy.hookspecs import hookimpl
 from mlxpy.rundir.layout import RunDir
-from mlxpy.scheduler import JobState, ScheduledJob, Scheduler, SubmissionError
+from mlxpy.scheduling.base import JobState, ScheduledJob, Scheduler, SubmissionError
 
 INDEX_VAR = "MLXPY_LOCAL_TASK"
 #: set in each job's environment to its job id: with the start time, what proves a process
@@ -119,7 +120,7 @@ class LocalScheduler(Scheduler):
         args = [
             sys.executable,
             "-m",
-            "mlxpy.local_scheduler",
+            "mlxpy.scheduling.local",
             str(queue),
             str(script),
             str(count),
@@ -247,3 +248,9 @@ def _supervise(
 if __name__ == "__main__":  # the detached supervisor
     _q, _script, _count, _workers, _gpus, _shell, _mode = sys.argv[1:8]
     _supervise(Path(_q), _script, int(_count), int(_workers), json.loads(_gpus), _shell, _mode)
+
+
+@hookimpl
+def mlxpy_register_schedulers() -> list[type]:
+    """The builtin's registration, as a plugin's ``plugin.py`` would write it."""
+    return [Scheduler, LocalScheduler]

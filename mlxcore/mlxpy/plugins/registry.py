@@ -1,8 +1,8 @@
 """Plugin discovery (entry-point group ``mlxpy``), isolation of broken plugins, and selection
 of implementations by name.
 
-The core's own builtins are declared as an entry point of the ``mlxpy`` distribution, so they
-take exactly the path a third-party plugin takes.
+The core's builtins (:data:`mlxpy.plugins.builtins.BUILTIN_PLUGINS`) are modules registered
+through the same call as a third-party plugin's, before the entry points are loaded.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ ENTRY_POINT_GROUP = "mlxpy"
 # role -> (registration hook, dotted path of the role's base class)
 ROLES: dict[str, tuple[str, str]] = {
     "logger": ("mlxpy_register_loggers", "mlxpy.logger.Logger"),
-    "scheduler": ("mlxpy_register_schedulers", "mlxpy.scheduler.Scheduler"),
-    "version_manager": ("mlxpy_register_version_managers", "mlxpy.version_manager.VersionManager"),
+    "scheduler": ("mlxpy_register_schedulers", "mlxpy.scheduling.base.Scheduler"),
+    "version_manager": ("mlxpy_register_version_managers", "mlxpy.versioning.base.VersionManager"),
 }
 
 
@@ -73,6 +73,7 @@ class PluginRegistry:
             self.pm.add_hookspecs(spec)
         self.records: dict[str, PluginRecord] = {}
         self._classes: dict[str, dict[str, list[tuple[type, str]]]] | None = None
+        self.load_builtins()
         if load_entry_points:
             self.load_entry_points()
 
@@ -81,6 +82,15 @@ class PluginRegistry:
         return self.pm.hook
 
     # -- registration -------------------------------------------------------------------
+    def load_builtins(self) -> None:
+        """Register the core's builtin modules (a failure here is a bug: it raises)."""
+        from mlxpy import __version__
+        from mlxpy.plugins.builtins import BUILTIN_PLUGINS
+
+        for module in BUILTIN_PLUGINS:
+            record = PluginRecord(name=module, distribution="mlxpy", version=__version__)
+            self._register(importlib.import_module(module), record)
+
     def load_entry_points(self, entry_points: Any = None) -> None:
         """Load and register every entry point, each in isolation: one broken plugin is a
         warning and a ``failed`` record, never a crash."""
@@ -88,6 +98,8 @@ class PluginRegistry:
             entry_points = _metadata().entry_points(group=ENTRY_POINT_GROUP)
         for ep in entry_points:
             dist = getattr(ep, "dist", None)
+            if dist is not None and dist.metadata["Name"] == PROJECT_NAME:
+                continue  # the builtins, registered by load_builtins (older installs list them)
             record = PluginRecord(
                 name=ep.name,
                 distribution=dist.metadata["Name"] if dist is not None else None,

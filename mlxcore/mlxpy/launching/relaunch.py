@@ -16,9 +16,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mlxpy.configs import CONFIG_FILE
 from mlxpy.errors import MlxpyWarning
-from mlxpy.options import OPTIONS_FILE
+from mlxpy.launching.configs import CONFIG_FILE
+from mlxpy.launching.options import OPTIONS_FILE
 from mlxpy.rundir.atomic import atomic_write_text
 
 ENV_VAR = "MLXPY_LAUNCH"

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlxpy.component import Component
 from mlxpy.errors import MlxpyError, MlxpyWarning
+from mlxpy.hookspecs import hookimpl
+from mlxpy.plugins.component import Component
 from mlxpy.rundir.layout import METADATA_DIR, PATCH_FILE, REQUIREMENTS_FILE
 
 
@@ -88,7 +89,7 @@ class GitVM(VersionManager):
         return repo
 
     def make_working_directory(self, script_path: str, ignore: Sequence[str] = ()) -> str:
-        from mlxpy.git_snapshot import build_snapshot
+        from mlxpy.versioning.git_snapshot import build_snapshot
 
         script = Path(script_path).resolve()
         repo = self._open_repo(script)
@@ -140,7 +141,7 @@ class GitVM(VersionManager):
 
     def _settle(self, repo: Any, changed: list[str], untracked: list[str]) -> None:
         """Ask (on a terminal) or warn/refuse (otherwise) about uncommitted work."""
-        from mlxpy import prompts
+        from mlxpy.versioning import prompts
 
         if self.interactive_mode and sys.stdin is not None and sys.stdin.isatty():
             to_add = prompts.choose_untracked(untracked) if untracked else []
@@ -189,3 +190,9 @@ class GitVM(VersionManager):
             )
             parts.append(out.stdout)
         return "\n".join(p.rstrip("\n") for p in parts if p) + "\n"
+
+
+@hookimpl
+def mlxpy_register_version_managers() -> list[type]:
+    """The builtin's registration, as a plugin's ``plugin.py`` would write it."""
+    return [GitVM]

@@ -77,7 +77,7 @@ def check_job_id(scheduler: type, job_id: Any) -> str:
 
 
 def _runs(parent: str, query: str) -> Any:
-    from mlxpy.reader import Reader
+    from mlxpy.reading.reader import Reader
 
     runs = Reader(parent).filter(query)
     if "info.scheduler.job_id" not in runs.columns:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mlxpy.component import build_component, check_settings
 from mlxpy.context import Config, Context, as_config
 from mlxpy.errors import LogDirError, MlxpyError, RunInterrupted, UnknownPluginError
-from mlxpy.options import Options
+from mlxpy.launching.options import Options
 from mlxpy.plugins import get_plugins
-from mlxpy.run_info import describe_error, error_message, exit_status, finish, new_run_info
+from mlxpy.plugins.component import build_component, check_settings
+from mlxpy.rundir.info import describe_error, error_message, exit_status, finish, new_run_info
 from mlxpy.rundir.status import RunStatus
 
 COMPLETE, FAILED, INTERRUPTED = RunStatus.COMPLETE, RunStatus.FAILED, RunStatus.INTERRUPTED
@@ -134,7 +134,7 @@ def act_on_early_warning(warning_signals: dict[str, str] | None) -> None:
     installed is left as a note (see ``job_script``): act on it now, as if just received."""
     if not warning_signals:
         return
-    from mlxpy.job_script import WARNING_ENV  # only scheduled runs get here
+    from mlxpy.scheduling.job_script import WARNING_ENV  # only scheduled runs get here
 
     note = os.environ.get(WARNING_ENV)
     if not note:

@@ -16,15 +16,27 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mlxpy.configs import CONFIG_FILE, Composer, check_depth, check_flat, ensure_config_files
 from mlxpy.context import Config, as_config
 from mlxpy.errors import ConfigError, DiskFullError, MlxpyError, MlxpyWarning
-from mlxpy.options import OPTIONS_FILE, Options, apply_override, read_options, validate_top_level
-from mlxpy.overrides import OPTIONS_PREFIX, expand_sweeps, parse_command_line, split_job
-from mlxpy.runner import Job, Run, make_component, make_job
-from mlxpy.snapshot_launch import ENV_VAR as LAUNCH_ENV
-from mlxpy.snapshot_launch import freeze, relaunch_from_snapshot, take_launch_record
-from mlxpy.submission import SCHEDULED_ENV, Submission
+from mlxpy.launching.configs import (
+    CONFIG_FILE,
+    Composer,
+    check_depth,
+    check_flat,
+    ensure_config_files,
+)
+from mlxpy.launching.options import (
+    OPTIONS_FILE,
+    Options,
+    apply_override,
+    read_options,
+    validate_top_level,
+)
+from mlxpy.launching.overrides import OPTIONS_PREFIX, expand_sweeps, parse_command_line, split_job
+from mlxpy.launching.relaunch import ENV_VAR as LAUNCH_ENV
+from mlxpy.launching.relaunch import freeze, relaunch_from_snapshot, take_launch_record
+from mlxpy.launching.runner import Job, Run, make_component, make_job
+from mlxpy.scheduling.submission import SCHEDULED_ENV, Submission
 
 Task = Callable[..., Any]
 

@@ -328,7 +328,7 @@ class LoggerSuite:
         assert saved["logger"]["name"] == self.logger_name
 
     def test_metrics_artifacts_and_reader(self, logged: ProjectDir) -> None:
-        from mlxpy.reader import Reader
+        from mlxpy.reading.reader import Reader
         from mlxpy.rundir.metrics import read_metrics
 
         assert logged.run().returncode == 0

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlxpy.rundir.layout import RunDir
-from mlxpy.scheduler import ScheduledJob, Scheduler
+from mlxpy.scheduling.base import ScheduledJob, Scheduler
 
 WARNING_ENV = "MLXPY_WARNING_NOTE"
 WARNING_NOTE = ".scheduler-warning"

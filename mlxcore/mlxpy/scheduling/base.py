@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mlxpy.component import Component
 from mlxpy.errors import MlxpyError
+from mlxpy.plugins.component import Component
 from mlxpy.rundir.layout import RunDir
 
 

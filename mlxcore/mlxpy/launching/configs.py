@@ -9,7 +9,7 @@ from typing import Any
 
 from mlxpy.context import Config, as_config
 from mlxpy.errors import ConfigError
-from mlxpy.options import DEFAULT_OPTIONS_YAML, OPTIONS_FILE, load_yaml_file
+from mlxpy.launching.options import DEFAULT_OPTIONS_YAML, OPTIONS_FILE, load_yaml_file
 from mlxpy.rundir.atomic import create_exclusive
 from mlxpy.rundir.flat import MAX_DEPTH, FlattenError, flatten
 

@@ -1,0 +1,2 @@
+"""Launching: the ``@mlxpy.launch`` decorator, options, configs, overrides, jobs and runs,
+and the re-exec from a frozen snapshot."""

@@ -1,0 +1,680 @@
+"""Loggers store each run in its own directory; :class:`DefaultLogger` is the builtin one."""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from abc import abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlxpy.errors import DiskFullError, LogDirError, MlxpyWarning
+from mlxpy.hookspecs import hookimpl
+from mlxpy.plugins.component import Component
+from mlxpy.rundir import claim, layout
+from mlxpy.rundir.artifacts import (
+    BUILTIN_ARTIFACT_TYPES,
+    ArtifactType,
+    artifact_path,
+    atomic_save,
+    find_artifact,
+)
+from mlxpy.rundir.atomic import atomic_write_text, atomic_write_yaml
+from mlxpy.rundir.info import (
+    KEPT_ON_RESUME,
+    carry_history,
+    config_changes,
+    iso_time,
+    read_info,
+    read_yaml,
+    write_info,
+)
+from mlxpy.rundir.layout import FORMAT_VERSION, RunDir
+from mlxpy.rundir.manifest import (
+    ArtifactRecord,
+    artifact_key,
+    read_artifact_records,
+    write_artifact_records,
+)
+from mlxpy.rundir.metrics import MetricsWriter, check_log_name, is_disk_full
+from mlxpy.rundir.safe import check_inside
+from mlxpy.rundir.status import RunStatus
+
+if TYPE_CHECKING:
+    from mlxpy.context import Context
+
+
+#: what a live run keeps allocated in its dir (``metadata/.reserve``): given back when the disk
+#: is full, so the run can still record how it ended (info, run.json, error.log)
+RESERVE_BYTES = 256 * 1024
+
+
+class ConfigChangedWarning(MlxpyWarning):
+    """A resumed run was relaunched with a config different from the one it had."""
+
+
+class MetricsWriteWarning(MlxpyWarning):
+    """Buffered metrics could not be written (a full disk); they are kept and retried."""
+
+
+class Logger(Component):
+    """Base class of loggers. Subclass it, give it a ``name``, register it with
+    ``mlxpy_register_loggers`` and select it in ``mlxpy.yaml`` (``logger.name``)."""
+
+    role = "logger"
+
+    log_id: Any = None
+    log_dir: Path | None = None
+
+    @abstractmethod
+    def start_run(self, ctx: Context) -> None:
+        """Claim storage for the run; set ``log_id`` and ``log_dir``; keep ``ctx``."""
+
+    @abstractmethod
+    def save_info(self, info: dict[str, Any]) -> None:
+        """Persist the run info; called at start, on status changes and at the end."""
+
+    def finish_metrics(self) -> BaseException | None:
+        """Write the metrics still buffered, before the final status is recorded; return the
+        error that kept them from disk (it fails a run that completed), or None."""
+        return None
+
+    def end_run(self, ctx: Context, status: str) -> None:
+        """The task ended with ``status``; the info is saved by the caller just before."""
+
+    def save_metadata_text(self, name: str, text: str) -> None:
+        """Keep a small text file with the run's metadata (a patch, requirements)."""
+
+    @abstractmethod
+    def log_metrics(self, metrics: dict[str, Any], log_name: str = "train", step: Any = None):
+        """Append one record of scalar metrics to the log ``log_name``."""
+
+
+class DefaultLogger(Logger):
+    """Stores everything as files under ``parent_log_dir/<log id>/``.
+
+    Ids are claimed with an exclusive ``mkdir``; metrics are buffered append-only JSON lines;
+    artifacts and checkpoints are written atomically; a heartbeat file's mtime shows the run
+    is alive. ``forced_log_id >= 0`` resumes that run, which must exist. ``claimed_log_id`` is
+    not for users: a scheduled job's command sets it to start the run dir claimed (SUBMITTED)
+    at submission, or to restart it when the scheduler requeues the job.
+    """
+
+    name = "DefaultLogger"
+
+    def __init__(
+        self,
+        parent_log_dir: str = "./logs",
+        forced_log_id: int = -1,
+        log_streams_to_file: bool = False,
+        flush_every: int = 1000,
+        flush_interval_s: float = 1.0,
+        heartbeat_interval_s: float = 10.0,
+        claimed_log_id: int = -1,
+    ) -> None:
+        self.parent_log_dir = parent_log_dir
+        self.forced_log_id = forced_log_id
+        self.claimed_log_id = claimed_log_id
+        self.log_streams_to_file = log_streams_to_file
+        self.flush_every = flush_every
+        self.flush_interval_s = flush_interval_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.ctx: Context | None = None
+        self._writers: dict[str, MetricsWriter] = {}
+        self._artifact_types = {kind.name: kind for kind in BUILTIN_ARTIFACT_TYPES}
+        self._artifact_manifest: dict[str, ArtifactRecord] = {}  # by name, for readers
+        self._artifact_providers: dict[str, ArtifactRecord] = {}  # plugin types, by type
+        self._lock: claim.RunLock | None = None
+        self.run: RunDir | None = None
+        self._streams: Any = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._metrics_hook: Any = None
+        self._config: dict[str, Any] = {}
+        self._reserved = False
+        self._abandon_unwritten = False
+        self._write_failure: BaseException | None = None  # while background flushes fail
+
+    # -- run directory ------------------------------------------------------------------
+    def _parent(self, ctx: Context) -> Path:
+        parent = Path(os.path.expanduser(self.parent_log_dir))
+        return parent if parent.is_absolute() else Path(ctx.info.project_dir) / parent
+
+    def start_run(self, ctx: Context) -> None:
+        self.ctx = ctx
+        parent = self._parent(ctx)
+        fresh = self.forced_log_id < 0 and self.claimed_log_id < 0
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            parent = parent.resolve()
+            if fresh:
+                self.log_id, self.log_dir = claim.claim_new(parent)
+            else:
+                self.log_id, self.log_dir = self._existing_run(parent)
+            self.run = run = RunDir(self.log_dir)
+            for path in self._written_paths(run):
+                check_inside(run.root, path)
+            for sub in (run.metadata, run.metrics):
+                sub.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise self._setup_error(parent, exc) from exc
+        self._lock = claim.RunLock(run.lock)
+        try:
+            self._lock.acquire(self.log_id)
+            if not fresh:  # again under the lock, which every starting process takes first
+                self._check_resumable(parent, read_info(run.root))
+            self._take_reserve()
+            ctx.info.log_id = self.log_id
+            ctx.info.log_dir = str(self.log_dir)
+            ctx.info.format = FORMAT_VERSION
+            ctx.info.uid = claim.new_uid()
+            ctx.info.heartbeat_interval_s = self.heartbeat_interval_s
+            self._resume_if_any(ctx)
+            self._artifact_manifest = read_artifact_records(run)
+            self._config = ctx.config_dict()
+            atomic_write_yaml(run.config, self._config)
+            atomic_write_yaml(run.options, ctx.mlxpy_dict())
+            self._beat()
+        except BaseException as exc:
+            self._release_reserve()
+            self._lock.release()
+            if fresh:  # a dir claimed for nothing: no run is left half-made
+                import shutil  # not at import: it loads the compression modules
+
+                shutil.rmtree(run.root, ignore_errors=True)
+            if isinstance(exc, OSError) and not isinstance(exc, LogDirError):
+                raise self._setup_error(parent, exc) from exc
+            raise
+        self._add_plugin_artifact_types(ctx)
+        hook = getattr(ctx.hook, "mlxpy_after_metrics_logged", None)
+        self._metrics_hook = hook if hasattr(hook, "get_hookimpls") else None
+        if self.log_streams_to_file:
+            from mlxpy.rundir.streams import StreamCapture
+
+            self._streams = StreamCapture(self.log_dir)
+            self._streams.start()
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick, name="mlxpy-logger", daemon=True)
+        self._ticker.start()
+
+    @staticmethod
+    def _setup_error(parent: Path, exc: OSError) -> LogDirError:
+        if is_disk_full(exc):
+            error: LogDirError = DiskFullError(
+                f"cannot start a run in {parent}: the disk holding it is full "
+                f"({exc.strerror}). Free space there (df -h {parent}) or set "
+                "logger.parent_log_dir to a disk with room"
+            )
+            error.errno = exc.errno
+            return error
+        return LogDirError(
+            f"cannot create a run directory in {parent} (logger.parent_log_dir): {exc}"
+        )
+
+    def _existing_run(self, parent: Path) -> tuple[int, Path]:
+        """The run dir a forced (resumed) or claimed (scheduled) id names. Nothing is
+        created in it unless it has run info, which a fresh launch writes only once it holds
+        the dir's lock: a forced id can never slip into a dir that a launch is claiming."""
+        log_id = self.claimed_log_id if self.claimed_log_id >= 0 else self.forced_log_id
+        root = parent / str(log_id)
+        if not os.path.lexists(root):
+            option = "claimed_log_id" if self.claimed_log_id >= 0 else "forced_log_id"
+            raise LogDirError(
+                f"run {log_id} does not exist in {parent}; logger.{option} resumes an existing "
+                f"run: check the id (the runs are the numbered dirs of {parent}), or leave "
+                "the option out to start a new run"
+            )
+        check_inside(parent, root)
+        if not root.is_dir():
+            raise LogDirError(f"{root} is not a run directory")
+        for path in self._written_paths(RunDir(root)):  # before reading: a link is no run
+            check_inside(root, path)
+        self.log_id = log_id
+        self._check_resumable(parent, read_info(root))
+        return log_id, root
+
+    def _check_resumable(self, parent: Path, info: dict[str, Any] | None) -> None:
+        log_id = self.log_id
+        if info is None:
+            raise LogDirError(
+                f"{parent / str(log_id)} has no run info ({layout.METADATA_DIR}/"
+                f"{layout.INFO_FILE}): it is not a run, or one still being created; only a "
+                "run that started can be resumed"
+            )
+        status = info.get("status")
+        if self.claimed_log_id >= 0:
+            if status != RunStatus.SUBMITTED and "submit_time" not in info:
+                raise LogDirError(
+                    f"run {log_id} in {parent} was not claimed by a submission (status "
+                    f"{status}); logger.claimed_log_id is set by mlxpy in a scheduled job's "
+                    "command. Resume a run with +mlxpy.logger.forced_log_id=N"
+                )
+        elif status == RunStatus.SUBMITTED:
+            raise LogDirError(
+                f"run {log_id} in {parent} is SUBMITTED: its scheduled job will start it. To "
+                f"run it here instead, cancel the job (mlxpy cancel {log_id}) and resume it "
+                "once mlxpy status shows it CANCELLED"
+            )
+
+    def _take_reserve(self) -> None:
+        """Allocate ``RESERVE_BYTES`` in the run dir; a disk without that room fails here,
+        before the task starts, not half-way."""
+        assert self.run is not None
+        path = self.run.reserve
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o666)
+        try:
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise
+                view = memoryview(bytes(RESERVE_BYTES))  # no fallocate here: write it
+                while view:
+                    view = view[os.write(fd, view) :]
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        os.close(fd)
+        self._reserved = True
+
+    def _release_reserve(self) -> bool:
+        """Give the reserved room back; True if there was some."""
+        if not self._reserved or self.run is None:
+            return False
+        self._reserved = False
+        try:
+            os.unlink(self.run.reserve)
+        except FileNotFoundError:
+            pass
+        return True
+
+    def _disk_full(self, exc: OSError, what: str, then: str | None = None) -> DiskFullError:
+        """The one message for a full disk: what was not written, where, how to go on."""
+        parent = self.log_dir.parent if self.log_dir is not None else self.parent_log_dir
+        if then is None:
+            then = (
+                " or move logger.parent_log_dir to another disk, then resume the run with "
+                f"+mlxpy.logger.forced_log_id={self.log_id}"
+            )
+        error = DiskFullError(
+            f"cannot write {what}: the disk holding {parent} is full ({exc.strerror}). Free "
+            f"space on it (df -h {parent}){then}"
+        )
+        error.errno = exc.errno
+        return error
+
+    def _write_with_reserve(self, write: Any, what: str) -> None:
+        """``write()``; on a full disk, give back the reserve and try once more."""
+        try:
+            write()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            if not self._release_reserve():
+                raise self._disk_full(exc, what) from exc
+            try:
+                write()
+            except OSError as again:
+                if not is_disk_full(again):
+                    raise
+                raise self._disk_full(again, what) from again
+
+    def _written_paths(self, run: RunDir) -> list[Path]:
+        """What the run writes at fixed names: none may be a symbolic link (a planted one
+        would lead writes outside the run dir). Artifact and metric paths are checked when
+        written."""
+        paths = [run.metadata, run.metrics, run.artifacts, run.checkpoints]
+        paths += [run.lock, run.heartbeat, run.info, run.run_json, run.config, run.options]
+        if self.log_streams_to_file:
+            paths += [run.root / layout.STREAM_STDOUT, run.root / layout.STREAM_STDERR]
+        return paths
+
+    def prepare_submission(self, ctx: Context) -> None:
+        """Claim a run dir for a job that a scheduler will start later, and write its
+        metadata (status SUBMITTED), so ids are fixed at submission time."""
+        self.ctx = ctx
+        parent = self._parent(ctx)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.log_id, self.log_dir = claim.claim_new(parent.resolve())
+            self.run = run = RunDir(self.log_dir)
+            run.metadata.mkdir()
+        except OSError as exc:
+            raise LogDirError(f"cannot create a run directory in {parent}: {exc}") from exc
+        ctx.info.log_id = self.log_id
+        ctx.info.log_dir = str(self.log_dir)
+        ctx.info.format = FORMAT_VERSION
+        ctx.info.uid = claim.new_uid()
+        self._config = ctx.config_dict()
+        atomic_write_yaml(run.config, self._config)
+        atomic_write_yaml(run.options, ctx.mlxpy_dict())
+        self.save_info(dict(ctx.info))
+
+    def _resume_if_any(self, ctx: Context) -> None:
+        assert self.run is not None
+        run = self.run
+        previous = read_yaml(run.info, run.root)
+        if not isinstance(previous, dict):
+            return
+        claim.remove_stale_temps(run.root)
+        for key in KEPT_ON_RESUME:  # set when claimed or submitted, kept
+            if key in previous:
+                ctx.info[key] = previous[key]
+        if previous.get("status") == RunStatus.SUBMITTED:  # its first start, not a restart
+            return
+        if previous.get("status") == RunStatus.RUNNING:  # killed before recording its end
+            previous = {**previous, **self._lost_attempt(run.heartbeat)}
+        carry_history(previous, ctx.info)
+        old_config = read_yaml(run.config, run.root) or {}
+        changes = config_changes(old_config, ctx.config_dict())
+        if changes:
+            kept = run.metadata / layout.before_restart_config(ctx.info.restarts)
+            atomic_write_yaml(kept, old_config)
+            warnings.warn(
+                f"run {self.log_id} resumes with a different config (the earlier one is kept in "
+                f"{kept.name}): " + "; ".join(changes),
+                ConfigChangedWarning,
+                stacklevel=2,
+            )
+
+    @staticmethod
+    def _lost_attempt(heartbeat: Path) -> dict[str, Any]:
+        """An attempt killed without a word (SIGKILL, preemption, a lost node) is LOST, as
+        the reader calls it; it ended about when its heartbeat stopped."""
+        try:
+            end = iso_time(heartbeat.stat().st_mtime)
+            return {"status": RunStatus.LOST.value, "end_time": end}
+        except OSError:
+            return {"status": RunStatus.LOST.value}
+
+    def save_info(self, info: dict[str, Any]) -> None:
+        assert self.log_dir is not None and self.ctx is not None
+        log_dir = self.log_dir
+        self._write_with_reserve(
+            lambda: write_info(log_dir, info, self._config), f"the run info of run {self.log_id}"
+        )
+
+    def save_error(self, text: str) -> None:
+        """Keep the traceback; on a full disk it is given up (``info.error`` names it)."""
+        try:
+            self.save_metadata_text(layout.ERROR_LOG, text)
+        except DiskFullError:
+            pass
+
+    def save_metadata_text(self, name: str, text: str) -> None:
+        check_log_name(name, "metadata file name")
+        self._require_dir()
+        assert self.run is not None
+        path = self.run.metadata / name
+        self._write_with_reserve(lambda: atomic_write_text(path, text), str(path))
+
+    def _beat(self) -> None:
+        assert self.run is not None
+        path = self.run.heartbeat
+        try:
+            os.utime(path, follow_symlinks=False)  # a link planted later: its own mtime
+        except FileNotFoundError:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+            os.close(fd)
+
+    def _tick(self) -> None:
+        """Background: flush metrics every ``flush_interval_s``, beat every
+        ``heartbeat_interval_s``, so an idle run still persists what it logged."""
+        since_beat = 0.0
+        while not self._stop.wait(self.flush_interval_s):
+            try:
+                self._flush_in_background()
+            except Exception:  # pragma: no cover - a bug here must not stop the flushing
+                pass
+            since_beat += self.flush_interval_s
+            if since_beat >= self.heartbeat_interval_s:
+                since_beat = 0.0
+                try:
+                    self._beat()
+                except OSError:
+                    pass
+
+    def _flush_in_background(self) -> None:
+        """Never raises, so the ticker never dies: records that cannot be written stay
+        buffered and are retried on the next tick. Warns once when writes start failing and
+        once when every record is on disk again."""
+        retry = f"retried every {self.flush_interval_s:g} s"
+        try:
+            self.flush()
+        except Exception as exc:
+            if self._write_failure is None:
+                self._write_failure = exc
+                cause = exc.__cause__
+                if isinstance(cause, OSError) and is_disk_full(cause):
+                    text = str(self._disk_full(cause, self._unwritten(), f"; they are {retry}"))
+                else:
+                    text = f"{exc}; the records are kept in memory and {retry}"
+                warnings.warn(text, MetricsWriteWarning, stacklevel=1)
+        else:
+            if self._write_failure is not None:
+                self._write_failure = None
+                warnings.warn(
+                    f"metrics of run {self.log_id} are written again: every record kept in "
+                    "memory is on disk",
+                    MetricsWriteWarning,
+                    stacklevel=1,
+                )
+
+    def flush(self) -> None:
+        """Write every buffered metric record now. On a full disk raises
+        :class:`~mlxpy.errors.DiskFullError`; the records stay buffered for a retry."""
+        first: BaseException | None = None
+        for writer in list(self._writers.values()):
+            try:
+                writer.flush()
+            except OSError as exc:
+                if first is None:
+                    first = self._write_error(writer, exc)
+                    first.__cause__ = exc
+        if first is not None:
+            raise first
+
+    def _unwritten(self) -> str:
+        waiting = [w for w in list(self._writers.values()) if w.pending]
+        paths = ", ".join(str(w.path) for w in waiting)
+        return f"{sum(w.pending for w in waiting)} metric record(s) to {paths}"
+
+    def _write_error(self, writer: MetricsWriter, exc: OSError) -> BaseException:
+        what = f"{writer.pending} metric record(s) to {writer.path}"
+        if is_disk_full(exc):
+            return self._disk_full(exc, what)
+        return LogDirError(f"cannot write {what}: {exc.strerror or exc}")
+
+    def finish_metrics(self) -> BaseException | None:
+        # the ticker stops first: after a failed final flush it must not write the records
+        # the run's record is about to call lost (into room the reserve gives back)
+        self._stop.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join()
+        try:
+            self.flush()
+        except (OSError, LogDirError) as exc:
+            self._abandon_unwritten = True  # the record says they are lost: keep it true
+            return exc
+        return None
+
+    def end_run(self, ctx: Context, status: str) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        for writer in self._writers.values():
+            try:
+                writer.close(flush=not self._abandon_unwritten)
+            except OSError:  # reported by finish_metrics, or the run failed anyway
+                pass
+        self._abandon_unwritten = False
+        self._writers.clear()
+        if self._streams is not None:
+            self._streams.stop()
+            self._streams = None
+        self._release_reserve()
+        try:
+            self._beat()
+        except OSError:
+            pass
+        if self._lock is not None:
+            self._lock.release()
+
+    def _require_dir(self) -> Path:
+        if self.log_dir is None:
+            raise LogDirError("the logger is used before its run started")
+        return self.log_dir
+
+    # -- metrics ------------------------------------------------------------------------
+    def log_metrics(self, metrics: dict[str, Any], log_name: str = "train", step: Any = None):
+        """Append ``metrics`` (scalars) to ``metrics/<log_name>.json``; ``step`` is stored
+        as the record's ``step`` key."""
+        writer = self._writers.get(log_name)
+        if writer is None:
+            writer = self._open_writer(log_name)
+        try:
+            record = writer.write(metrics, step)
+        except OSError as exc:  # failing writes kept more than memory should hold
+            raise self._write_error(writer, exc) from exc
+        hook = self._metrics_hook
+        if hook is not None and hook.get_hookimpls():  # skip pluggy's call cost when unused
+            hook(ctx=self.ctx, metrics=record, log_name=log_name, step=step)
+
+    def _open_writer(self, log_name: str) -> MetricsWriter:
+        check_log_name(log_name)
+        self._require_dir()
+        assert self.run is not None
+        path, keys = self.run.metrics_file(log_name), self.run.keys_file(log_name)
+        check_inside(self.run.root, path)
+        check_inside(self.run.root, keys)
+        try:
+            writer = MetricsWriter(path, keys, log_name, self.flush_every)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise self._disk_full(exc, str(path)) from exc
+            raise
+        self._writers[log_name] = writer
+        return writer
+
+    # -- artifacts ----------------------------------------------------------------------
+    def _add_plugin_artifact_types(self, ctx: Any) -> None:
+        """The installed plugins' artifact types, each with the distribution providing it,
+        which the manifest records so another machine can say what to install."""
+        if not hasattr(getattr(ctx.hook, "mlxpy_register_artifact_types", None), "get_hookimpls"):
+            return  # a context built by hand has no plugins
+        from mlxpy.plugins import get_plugins
+
+        for name, (kind, plugin) in get_plugins().artifact_types().items():
+            if name in self._artifact_types:
+                continue
+            self._artifact_types[name] = kind
+            if plugin is not None and plugin.distribution:
+                self._artifact_providers[name] = ArtifactRecord(
+                    name, plugin.name, plugin.distribution, plugin.version
+                )
+
+    def register_artifact_type(self, name: str, save: Any, load: Any, extension: str = "") -> None:
+        """Teach the logger a new type: ``save(obj, path)``, ``load(path)``."""
+        check_log_name(name, "artifact type name")
+        self._artifact_types[name] = ArtifactType(name, save, load, extension)
+        self._artifact_providers.pop(name, None)  # the task's own type now
+
+    def _artifact_type(self, artifact_type: str) -> ArtifactType:
+        try:
+            return self._artifact_types[artifact_type]
+        except KeyError:
+            known = ", ".join(sorted(self._artifact_types))
+            raise ValueError(
+                f"unknown artifact type {artifact_type!r}; known types: {known}. "
+                "Add one with ctx.logger.register_artifact_type(name, save, load, extension)."
+            ) from None
+
+    def log_artifacts(self, artifact: Any, artifact_name: str, artifact_type: str) -> Path:
+        """Save ``artifact`` atomically to ``artifacts/<type>/<name><extension>``, and record
+        its type name in ``metadata/artifacts.json`` for readers."""
+        kind = self._artifact_type(artifact_type)
+        self._require_dir()
+        assert self.run is not None
+        base = self.run.artifacts / artifact_type
+        path = artifact_path(self.run.root, base, artifact_name, kind.extension)
+        self._save(kind, artifact, path)
+        key = artifact_key(artifact_name)
+        record = self._artifact_providers.get(artifact_type) or ArtifactRecord(artifact_type)
+        if self._artifact_manifest.get(key) != record:  # a reader finds it by name
+            self._artifact_manifest[key] = record
+            write_artifact_records(self.run, self._artifact_manifest)
+        if self.ctx is not None:
+            self.ctx.hook.mlxpy_after_artifact_logged(
+                ctx=self.ctx, name=artifact_name, artifact_type=artifact_type, path=str(path)
+            )
+        return path
+
+    def load_artifacts(self, artifact_name: str, artifact_type: str | None = None) -> Any:
+        """Load an artifact; without ``artifact_type`` every type is tried but pickle and
+        torch (loading them runs code from the file: ask for them by name)."""
+        self._require_dir()
+        assert self.run is not None
+        if artifact_type:
+            kinds = [self._artifact_type(artifact_type)]
+        else:  # the type recorded for it first (metadata/artifacts.json), then the others
+            entry = self._artifact_manifest.get(artifact_key(artifact_name))
+            recorded = self._artifact_types.get(entry.type) if entry else None
+            kinds = [recorded] if recorded is not None else []
+            kinds += [k for k in self._artifact_types.values() if k is not recorded]
+        found = find_artifact(self.run.root, artifact_name, kinds, typed=bool(artifact_type))
+        if found is None:
+            raise FileNotFoundError(f"no artifact {artifact_name!r} in {self.run.artifacts}")
+        return found[0].load(str(found[1]))
+
+    # -- checkpoints --------------------------------------------------------------------
+    def log_checkpoint(self, checkpoint: Any, log_name: str = "last_ckpt") -> Path:
+        """Pickle ``checkpoint`` atomically to ``checkpoints/<log_name>.pkl`` (after flushing
+        metrics, so metrics and checkpoint agree after a crash)."""
+        check_log_name(log_name, "checkpoint name")
+        self.flush()
+        kind = self._artifact_types["pickle"]
+        self._require_dir()
+        assert self.run is not None
+        path = self.run.checkpoint(log_name)
+        check_inside(self.run.root, path)
+        self._save(kind, checkpoint, path)
+        if self.ctx is not None:
+            self.ctx.hook.mlxpy_after_checkpoint_logged(ctx=self.ctx, name=log_name, path=str(path))
+        return path
+
+    def _save(self, kind: ArtifactType, obj: Any, path: Path) -> None:
+        try:
+            atomic_save(kind, obj, path)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise self._disk_full(exc, str(path)) from exc
+            raise
+
+    def load_checkpoint(self, log_name: str = "last_ckpt") -> Any:
+        """The last checkpoint saved under ``log_name``, or None when there is none."""
+        check_log_name(log_name, "checkpoint name")
+        kind = self._artifact_types["pickle"]
+        self._require_dir()
+        assert self.run is not None
+        path = self.run.checkpoint(log_name)
+        check_inside(self.run.root, path)
+        if not path.is_file():
+            return None
+        return kind.load(str(path))
+
+
+# their public name (as numpy's ``set_module``): ``type(ctx.logger)`` prints
+# ``mlxpy.logger.DefaultLogger``, the dotted path users write in mlxpy.yaml
+Logger.__module__ = DefaultLogger.__module__ = "mlxpy.logger"
+
+
+@hookimpl
+def mlxpy_register_loggers() -> list[type]:
+    """The builtin's registration, as a plugin's ``plugin.py`` would write it."""
+    return [DefaultLogger]
+
+
+__all__ = ["ConfigChangedWarning", "DefaultLogger", "Logger", "MetricsWriteWarning", "write_info"]

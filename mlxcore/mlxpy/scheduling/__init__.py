@@ -1,0 +1,2 @@
+"""Scheduling: the ``Scheduler`` base, the builtin LocalScheduler, submission, job scripts
+and job status."""

@@ -1,0 +1,1 @@
+"""Versioning: the ``VersionManager`` base, GitVM, its snapshots and its prompts."""
