@@ -166,18 +166,10 @@ class PluginRegistry:
         for record in self.records.values():
             record.provides = []
         for role, (hook_name, _) in ROLES.items():
-            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                record = self.records.get(impl.plugin_name)
-                try:
-                    provided = impl.function() or []
-                except Exception as exc:  # a plugin's hook failed: record it, go on
-                    if record is not None:
-                        record.status = "failed"
-                        record.error = f"{hook_name}() raised {type(exc).__name__}: {exc}"
-                    continue
+            for plugin_name, record, provided in self._answers(hook_name):
                 for cls in provided:
                     cls_name = getattr(cls, "name", None) or cls.__name__
-                    classes[role].setdefault(cls_name, []).append((cls, impl.plugin_name))
+                    classes[role].setdefault(cls_name, []).append((cls, plugin_name))
                     if record is not None:
                         record.provides.append(f"{role}:{cls_name}")
         self._classes = classes
@@ -233,19 +225,28 @@ class PluginRegistry:
         """Every artifact type the registered plugins provide, by name, with the record of
         the plugin that provides it (for a shared name, the one pluggy calls first wins)."""
         types: dict[str, tuple[Any, PluginRecord | None]] = {}
-        hook = self.pm.hook.mlxpy_register_artifact_types
-        for impl in reversed(hook.get_hookimpls()):  # pluggy calls the last registered first
-            record = self.records.get(impl.plugin_name)
-            try:
-                provided = impl.function() or []
-            except Exception as exc:  # a plugin's hook failed: record it, go on
-                if record is not None:
-                    record.status = "failed"
-                    record.error = f"mlxpy_register_artifact_types() raised {exc!r}"
-                continue
+        answers = self._answers("mlxpy_register_artifact_types")
+        for _, record, provided in reversed(answers):  # pluggy calls the last registered first
             for kind in provided:
                 types.setdefault(kind.name, (kind, record))
         return types
+
+    def _answers(self, hook_name: str) -> list[tuple[str, PluginRecord | None, list[Any]]]:
+        """Each plugin's answer to a registration hook, in registration order: ``(plugin
+        name, its record, what it returned)``. A plugin whose hook raises is recorded as
+        failed and left out, so one broken plugin never hides the others."""
+        answers = []
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            record = self.records.get(impl.plugin_name)
+            try:
+                provided = list(impl.function() or [])
+            except Exception as exc:  # isolate any failure of third-party code
+                if record is not None:
+                    record.status = "failed"
+                    record.error = f"{hook_name}() raised {type(exc).__name__}: {exc}"
+                continue
+            answers.append((impl.plugin_name, record, provided))
+        return answers
 
     # -- reporting ----------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:
