@@ -198,3 +198,61 @@ def test_metrics_reader_refuses_links_fifos_and_huge_files(tmp_path, monkeypatch
     monkeypatch.setattr(safe, "MAX_METRICS_BYTES", 4)
     with pytest.raises(safe.UnsafePathError, match="more than the 4"):
         metrics.read_records(outside)
+
+
+def _matches(value: object, declared: str) -> bool:
+    """Does ``value`` have a type of the schema's ``declared`` ("float|null: ...")?"""
+    kinds = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "bool": lambda v: isinstance(v, bool),
+        "null": lambda v: v is None,
+        "list": lambda v: isinstance(v, list),
+        "dict": lambda v: isinstance(v, dict),
+    }
+    spec = declared.split(":", 1)[0] if not declared.startswith("{") else "dict"
+    return any(kinds[part.split("[", 1)[0].strip()](value) for part in spec.split("|"))
+
+
+INFO_TASK = """
+import sys
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    ctx.logger.log_checkpoint({"step": 1})
+    if ctx.config.mode == "exit":
+        sys.exit(3)
+    if ctx.config.mode == "fail":
+        raise ValueError("on purpose")
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+def test_run_info_holds_only_schema_keys_of_the_schema_types(tmp_path):
+    """Every key the core writes is in INFO_SCHEMA with the declared type: a completed, a
+    failed, an exited and a resumed run (the schema is what docs/run-directory.md lists)."""
+    from mlxpy.rundir.info import INFO_SCHEMA
+    from mlxpy.testing import ProjectDir
+
+    project = ProjectDir(tmp_path / "p", INFO_TASK)
+    project.write_config({"seed": 0, "mode": "ok"})
+    assert project.run().returncode == 0
+    assert project.run("mode=fail").returncode == 1
+    assert project.run("mode=exit").returncode == 3
+    assert project.run("+mlxpy.logger.forced_log_id=1").returncode == 0
+    infos = [project.info(run_dir) for run_dir in project.run_dirs()]
+    assert [info["status"] for info in infos] == ["COMPLETE", "FAILED", "FAILED"]
+    seen = set()
+    for info in infos:
+        for key, value in info.items():
+            assert key in INFO_SCHEMA, f"{key!r} is written but not in INFO_SCHEMA"
+            assert _matches(value, INFO_SCHEMA[key]), (key, value, INFO_SCHEMA[key])
+            seen.add(key)
+    assert {"error", "exit_code", "restarts", "history", "end_time"} <= seen
+    documented = (ROOT / "docs" / "run-directory.md").read_text()
+    missing = [key for key in INFO_SCHEMA if f"`{key}`" not in documented]
+    assert not missing, f"INFO_SCHEMA keys not in docs/run-directory.md: {missing}"
