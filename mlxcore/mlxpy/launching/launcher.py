@@ -36,6 +36,7 @@ from mlxpy.launching.overrides import OPTIONS_PREFIX, expand_sweeps, parse_comma
 from mlxpy.launching.relaunch import ENV_VAR as LAUNCH_ENV
 from mlxpy.launching.relaunch import freeze, relaunch_from_snapshot, take_launch_record
 from mlxpy.launching.runner import Job, Run, make_component, make_job
+from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import SCHEDULED_ENV, Submission
 
 Task = Callable[..., Any]
@@ -272,8 +273,7 @@ class Launcher:
         for job in jobs:
             parent = getattr(job.logger, "parent_log_dir", None)
             if isinstance(parent, str):
-                path = Path(os.path.expanduser(parent))
-                dirs.add(str(path if path.is_absolute() else self.task_file.parent / path))
+                dirs.add(str(resolve_parent_log_dir(parent, self.task_file.parent)))
         return sorted(dirs)
 
     def print_configs(self, jobs: list[Job], which: str) -> None:

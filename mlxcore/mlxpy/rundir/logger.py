@@ -31,6 +31,7 @@ from mlxpy.rundir.info import (
     write_info,
 )
 from mlxpy.rundir.layout import FORMAT_VERSION, RunDir
+from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.rundir.manifest import (
     ArtifactRecord,
     artifact_key,
@@ -96,7 +97,9 @@ class DefaultLogger(Logger):
 
     Ids are claimed with an exclusive ``mkdir``; metrics are buffered append-only JSON lines;
     artifacts and checkpoints are written atomically; a heartbeat file's mtime shows the run
-    is alive. ``forced_log_id >= 0`` resumes that run, which must exist. ``claimed_log_id`` is
+    is alive. ``forced_log_id >= 0`` resumes that run, which must exist. A relative
+    ``parent_log_dir`` is relative to the project dir (:mod:`mlxpy.rundir.location`).
+    ``claimed_log_id`` is
     not for users: a scheduled job's command sets it to start the run dir claimed (SUBMITTED)
     at submission, or to restart it when the scheduler requeues the job.
     """
@@ -138,8 +141,7 @@ class DefaultLogger(Logger):
 
     # -- run directory ------------------------------------------------------------------
     def _parent(self, ctx: Context) -> Path:
-        parent = Path(os.path.expanduser(self.parent_log_dir))
-        return parent if parent.is_absolute() else Path(ctx.info.project_dir) / parent
+        return resolve_parent_log_dir(self.parent_log_dir, ctx.info.project_dir)
 
     def start_run(self, ctx: Context) -> None:
         self.ctx = ctx
