@@ -1,7 +1,8 @@
 """The requeue contract between a run and its scheduler, without a cluster: a scheduled run
-(``MLXPY_SCHEDULED``, as job scripts start it) receives its scheduler's warning signal, and
-the scheduler plugin, given by dotted path, decides whether and how the job is requeued. A
-repeated warning does not interrupt the checkpoint the first one started.
+(started with a launch record naming its scheduler, as job scripts start it) receives its
+scheduler's warning signal, and the scheduler plugin, given by dotted path and built with the
+record's settings, decides whether and how the job is requeued. A repeated warning does not
+interrupt the checkpoint the first one started.
 The SLURM and OAR plugins test the same against their real clusters."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import signal
 
 import pytest
+from mlxpy.launching.record import ENV_VAR, LaunchRecord, SchedulerChoice
 
 SCHEDULER = """
 import os
@@ -73,16 +75,19 @@ def test_warning_signal_requeue_decision(project, tmp_path, exit_code, can, retu
     project.write_main(TASK)
     (project.root / "warned_scheduler.py").write_text(SCHEDULER)
     project.write_config("seed: 0\n")
-    project.write_config(
-        "scheduler:\n"
-        "  name: warned_scheduler.WarnedScheduler\n"
-        f"  exit_code: {exit_code}\n"
-        f"  can: {can}\n"
-        "use_scheduler: false\n",
-        "mlxpy.yaml",
-    )
+    # mlxpy.yaml says otherwise: a job's scheduler is the one its launch record names
+    project.write_config("scheduler:\n  name: Scheduler\nuse_scheduler: false\n", "mlxpy.yaml")
+    # the record a submission writes, without the run dir claim (the job claims a new one)
+    record = LaunchRecord(
+        project_dir=str(project.root),
+        config_dir=str(project.configs),
+        argv=[str(project.root / "main.py")],
+        scheduler=SchedulerChoice(
+            "warned_scheduler.WarnedScheduler", {"exit_code": exit_code, "can": can}
+        ),
+    ).write(tmp_path / "launch.json")
     mark = tmp_path / "requeue-mark"
-    result = project.run(env={"MLXPY_SCHEDULED": "WarnedScheduler", "REQUEUE_MARK": str(mark)})
+    result = project.run(env={ENV_VAR: str(record), "REQUEUE_MARK": str(mark)})
     assert result.returncode == returncode, result.stderr
     (run_dir,) = project.run_dirs()
     info = project.info(run_dir)

@@ -10,12 +10,14 @@ import re
 import subprocess
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import mlxpy
 import pytest
 import yaml
 from conftest import tmpfs
+from mlxpy.launching.record import ENV_VAR, LaunchRecord, RunClaim
 from mlxpy.rundir import codec
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.metrics import TornLineWarning, read_metrics
@@ -331,7 +333,10 @@ def test_a_scheduled_job_starts_only_the_dir_claimed_for_it(tmp_path):
     assert project.run("seed=1,2").returncode == 0
     first, second = project.run_dirs()
     script = RunDir(second).job_script.read_text()
-    assert "+mlxpy.logger.claimed_log_id=2" in script and "forced_log_id" not in script
+    record_path = RunDir(second).launch_record
+    assert f"export {ENV_VAR}={record_path}\n" in script and "log_id" not in script
+    record = LaunchRecord.read(record_path)
+    assert record.claim == RunClaim(2, str(second))
     # run 2 waits for the one worker: it is SUBMITTED, and its job will start it
     assert project.info(second)["status"] == "SUBMITTED"
     local = ["+mlxpy.use_scheduler=false", "mode=ok"]
@@ -342,11 +347,22 @@ def test_a_scheduled_job_starts_only_the_dir_claimed_for_it(tmp_path):
     assert [i.get("restarts") for i in infos] == [None, None]  # started, not resumed
 
     assert project.run(*local).returncode == 0  # run 3, never submitted
-    stray = project.run(*local, "+mlxpy.logger.claimed_log_id=3")
+
+    def job_of(log_id: int) -> subprocess.CompletedProcess:
+        """Start a job as its script would, with a record that claims ``log_id``."""
+        claim = RunClaim(log_id, str(project.logs / str(log_id)))
+        path = replace(record, claim=claim).write(tmp_path / f"launch-{log_id}.json")
+        project.env = {ENV_VAR: str(path)}
+        try:
+            return project.run("mode=ok")
+        finally:
+            project.env = {}
+
+    stray = job_of(3)
     assert stray.returncode == 2 and "was not claimed by a submission" in stray.stderr
-    missing = project.run(*local, "+mlxpy.logger.claimed_log_id=9")
+    missing = job_of(9)
     assert missing.returncode == 2 and "run 9 does not exist" in missing.stderr
     # a requeued job restarts its claimed dir, whatever the last attempt's status
-    again = project.run(*local, "+mlxpy.logger.claimed_log_id=1")
+    again = job_of(1)
     assert again.returncode == 0, again.stderr
     assert project.info(first)["restarts"] == 1

@@ -359,17 +359,6 @@ def test_scheduled_jobs_with_awkward_log_paths(tmp_path):
     assert runs["train.loss.last"].tolist() == [0.5, 1.0]
 
 
-@pytest.mark.parametrize(
-    "value", ["logs, o'neil é", "a\\", "a\\'b", "\\\\'", "x\\y", "${b}", "[1,2]", "a=b", "'", ""]
-)
-def test_hydra_quote_reads_back_unchanged(value):
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from mlxpy.scheduling.submission import hydra_quote
-
-    (override,) = OverridesParser.create().parse_overrides([f"+mlxpy.x={hydra_quote(value)}"])
-    assert not override.is_sweep_override() and override.value() == value
-
-
 ACME_PLUGIN = """
 import mlxpy
 from mlxpy import ArtifactType

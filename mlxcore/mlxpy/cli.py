@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlxpy import __version__
+from mlxpy.rundir.location import DEFAULT_PARENT_LOG_DIR, resolve_parent_log_dir
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -272,32 +273,46 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(func=_plugins)
 
-    runs = sub.add_parser("runs", help="list, filter and group runs")
-    runs.add_argument("parent_log_dir", nargs="?", default="./logs")
+    # a relative log dir is relative to the project dir, as in the task (mlxpy.rundir.location)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--project-dir",
+        help="the project a relative log dir belongs to, as in the task (default: the current "
+        "directory): mlxpy runs ./logs --project-dir path/to/project",
+    )
+
+    runs = sub.add_parser("runs", help="list, filter and group runs", parents=[where])
+    runs.add_argument("parent_log_dir", nargs="?", default=DEFAULT_PARENT_LOG_DIR)
     runs.add_argument("-q", "--query", help="e.g. \"info.status == 'COMPLETE' & config.lr < 1e-2\"")
     runs.add_argument("-c", "--columns", help="comma-separated columns, wildcards allowed")
     runs.add_argument("--group-by", help="comma-separated keys: mean and std per group")
     runs.add_argument("--format", choices=["table", "csv", "json"], default="table")
     runs.set_defaults(func=_runs)
 
-    show = sub.add_parser("show", help="one run: config, info, metric summaries, artifacts")
+    show = sub.add_parser(
+        "show", help="one run: config, info, metric summaries, artifacts", parents=[where]
+    )
     show.add_argument("log_id")
-    show.add_argument("parent_log_dir", nargs="?", default="./logs")
+    show.add_argument("parent_log_dir", nargs="?", default=DEFAULT_PARENT_LOG_DIR)
     show.set_defaults(func=_show)
 
-    status = sub.add_parser("status", help="scheduler state of submitted runs (one query)")
-    status.add_argument("parent_log_dir", nargs="?", default="./logs")
+    status = sub.add_parser(
+        "status", help="scheduler state of submitted runs (one query)", parents=[where]
+    )
+    status.add_argument("parent_log_dir", nargs="?", default=DEFAULT_PARENT_LOG_DIR)
     status.add_argument("-q", "--query")
     status.add_argument("--format", choices=["table", "csv", "json"], default="table")
     status.set_defaults(func=_status)
 
-    cancel = sub.add_parser("cancel", help="cancel the jobs of runs, by log id")
+    cancel = sub.add_parser("cancel", help="cancel the jobs of runs, by log id", parents=[where])
     cancel.add_argument("log_ids", nargs="+")
-    cancel.add_argument("-d", "--parent-log-dir", default="./logs")
+    cancel.add_argument("-d", "--parent-log-dir", default=DEFAULT_PARENT_LOG_DIR)
     cancel.set_defaults(func=_cancel)
 
-    plot = sub.add_parser("plot", help="learning curves (mean ± std) and an HTML report")
-    plot.add_argument("parent_log_dir", nargs="?", default="./logs")
+    plot = sub.add_parser(
+        "plot", help="learning curves (mean ± std) and an HTML report", parents=[where]
+    )
+    plot.add_argument("parent_log_dir", nargs="?", default=DEFAULT_PARENT_LOG_DIR)
     plot.add_argument("-q", "--query")
     plot.add_argument(
         "-m",
@@ -319,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "parent_log_dir", None) is not None:  # one rule, as the task's logger
+        args.parent_log_dir = str(resolve_parent_log_dir(args.parent_log_dir, args.project_dir))
     try:
         return args.func(args)
     except BrokenPipeError:  # `mlxpy runs | head`

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import json
-import os
 import sys
 import traceback
 import warnings
@@ -33,10 +31,11 @@ from mlxpy.launching.options import (
     validate_top_level,
 )
 from mlxpy.launching.overrides import OPTIONS_PREFIX, expand_sweeps, parse_command_line, split_job
-from mlxpy.launching.relaunch import ENV_VAR as LAUNCH_ENV
-from mlxpy.launching.relaunch import freeze, relaunch_from_snapshot, take_launch_record
-from mlxpy.launching.runner import Job, Run, make_component, make_job
-from mlxpy.scheduling.submission import SCHEDULED_ENV, Submission
+from mlxpy.launching.record import LaunchRecord, SchedulerChoice, take_launch_record
+from mlxpy.launching.relaunch import config_dir_for_jobs, freeze, relaunch_from_snapshot
+from mlxpy.launching.runner import Job, Run, make_job
+from mlxpy.rundir.location import resolve_parent_log_dir
+from mlxpy.scheduling.submission import Submission
 
 Task = Callable[..., Any]
 
@@ -100,11 +99,9 @@ class Launcher:
     ) -> None:
         self.task = task
         self.task_file = task_file
+        self.project_dir = task_file.parent
         self.config_dir = config_dir.resolve()
         self.seeding_function = seeding_function
-        self.launch_record: dict[str, Any] | None = None
-        self.scheduled_by: str | None = None  # set in a job started by a scheduler
-        self.job_scheduler: Any = None
 
     def _options(self, option_overrides: list[Any]) -> Options:
         options_file = self.config_dir / OPTIONS_FILE
@@ -114,7 +111,9 @@ class Launcher:
         validate_top_level(options)
         return options
 
-    def build_jobs(self, overrides: list[str]) -> list[Job]:
+    def build_jobs(
+        self, overrides: list[str], scheduled: SchedulerChoice | None = None
+    ) -> list[Job]:
         ensure_config_files(self.config_dir)
         jobs = []
         composer = Composer(self.config_dir)
@@ -126,7 +125,8 @@ class Launcher:
                 if job_overrides:
                     where += f" with the overrides {' '.join(job_overrides)}"
                 self._check_config(config, where)
-                jobs.append(make_job(config, self._options(split.options), job_overrides))
+                options = self._options(split.options)
+                jobs.append(make_job(config, options, job_overrides, scheduled))
         return jobs
 
     def _check_config(self, config: Config, where: str) -> None:
@@ -162,13 +162,14 @@ class Launcher:
             return self._main(argv)
 
     def _main(self, argv: list[str]) -> Any:
-        self.launch_record = take_launch_record()
-        self.scheduled_by = os.environ.pop(SCHEDULED_ENV, None)
-        if self.launch_record and self.launch_record.get("config_dir"):
-            self.config_dir = Path(self.launch_record["config_dir"])
         try:
+            record = take_launch_record()
+            if record is not None:  # started by a launch: its record says where things are
+                self.project_dir = Path(record.project_dir)
+                self.config_dir = Path(record.config_dir)
+            scheduled = record.scheduler if record is not None else None
             command = parse_command_line(argv)
-            jobs = self.build_jobs(command.overrides)
+            jobs = self.build_jobs(command.overrides, scheduled)
             if command.show_help:
                 print(self.help_text(jobs[0]))
                 return None
@@ -183,16 +184,22 @@ class Launcher:
                     "run directory. Remove the sweep or the forced id."
                 )
             vm = jobs[0].version_manager
-            if jobs[0].scheduler is not None and self.scheduled_by is None:
+            if jobs[0].scheduler is not None:
                 return self._submit(jobs)
-            if vm is not None and self.launch_record is None:
+            if vm is not None and record is None:
                 relaunch_from_snapshot(
-                    vm, self.task_file, self.config_dir, argv, ignore=self._log_dirs(jobs)
+                    vm,
+                    self.task_file,
+                    self.project_dir,
+                    self.config_dir,
+                    argv,
+                    ignore=self._log_dirs(jobs),
                 )
-            if self.scheduled_by is not None:
-                self.job_scheduler = make_component(jobs[0].options, "scheduler", force=True)
+            job_scheduler = None
+            if record is not None and record.scheduler is not None:
+                job_scheduler = self._job_scheduler(record, jobs)
             if len(jobs) == 1:
-                run = self._run(jobs[0])
+                run = self._run(jobs[0], record, job_scheduler)
                 run.start()
         except MlxpyError as exc:
             print(f"mlxpy: error: {exc}", file=sys.stderr)
@@ -203,12 +210,27 @@ class Launcher:
             except DiskFullError as exc:  # recorded in the run; one line, not a traceback
                 print(f"mlxpy: error: {exc}", file=sys.stderr)
                 raise SystemExit(1) from None
-        return self._run_sweep(jobs)
+        return self._run_sweep(jobs, record)
 
-    def _run_sweep(self, jobs: list[Job]) -> list[Any]:
+    def _job_scheduler(self, record: LaunchRecord, jobs: list[Job]) -> Any:
+        """In a job a scheduler started: the scheduler as it was when the job was submitted
+        (from the launch record, not from ``mlxpy.yaml``, which may have changed since)."""
+        assert record.scheduler is not None
+        if record.claim is not None:
+            logger = jobs[0].logger
+            if len(jobs) != 1 or not hasattr(logger, "adopt_claim"):
+                raise MlxpyError(
+                    f"this job was submitted to start run {record.claim.log_id} "
+                    f"({record.claim.log_dir}), but its command line now makes {len(jobs)} "
+                    "job(s) or its logger cannot start a claimed run dir (use_logger and "
+                    "logger.name in mlxpy.yaml must stay as they were at submission)"
+                )
+        return record.scheduler.build(where="the launch record of this job")
+
+    def _run_sweep(self, jobs: list[Job], record: LaunchRecord | None) -> list[Any]:
         results, failed = [], 0
         for number, job in enumerate(jobs, start=1):
-            run = self._run(job)
+            run = self._run(job, record)
             try:
                 run.start()
             except MlxpyError as exc:  # this job cannot start; the others still can
@@ -232,31 +254,34 @@ class Launcher:
             raise SystemExit(1)
         return results
 
-    def _run(self, job: Job) -> Run:
-        return Run(
-            self.task,
-            job,
-            self.task_file,
-            self.seeding_function,
-            self.launch_record,
-            self.job_scheduler,
-        )
+    def _run(self, job: Job, record: LaunchRecord | None = None, job_scheduler: Any = None) -> Run:
+        return Run(self.task, job, self.task_file, self.seeding_function, record, job_scheduler)
 
     def _submit(self, jobs: list[Job]) -> None:
         """Submit every job to the selected scheduler and return without waiting."""
         scheduler = jobs[0].scheduler
         vm = jobs[0].version_manager
-        script, workdir, env = self.task_file, Path.cwd(), {}
+        block = jobs[0].options.block("scheduler")
+        choice = SchedulerChoice(block.pop("name"), block)
+        script, workdir = self.task_file, Path.cwd()
         if vm is not None:
-            script, record_path = freeze(vm, self.task_file, self.config_dir, self._log_dirs(jobs))
-            self.launch_record = json.loads(record_path.read_text())
-            workdir, env = script.parent, {LAUNCH_ENV: str(record_path)}
+            script, record = freeze(
+                vm, self.task_file, self.project_dir, self.config_dir, self._log_dirs(jobs)
+            )
+            workdir = script.parent
+        else:
+            record = LaunchRecord(
+                project_dir=str(self.project_dir),
+                config_dir=str(config_dir_for_jobs(self.config_dir, self.task_file, None)),
+                argv=list(sys.argv),
+            )
         submission = Submission(
-            [self._run(job) for job in jobs],
+            [self._run(job, record) for job in jobs],
             scheduler,
+            choice,
             script,
             workdir,
-            env,
+            record,
             use_arrays=getattr(scheduler, "use_arrays", True),
         )
         submission.prepare()
@@ -272,8 +297,7 @@ class Launcher:
         for job in jobs:
             parent = getattr(job.logger, "parent_log_dir", None)
             if isinstance(parent, str):
-                path = Path(os.path.expanduser(parent))
-                dirs.add(str(path if path.is_absolute() else self.task_file.parent / path))
+                dirs.add(str(resolve_parent_log_dir(parent, self.project_dir)))
         return sorted(dirs)
 
     def print_configs(self, jobs: list[Job], which: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from mlxpy.context import Config, Context, as_config
 from mlxpy.errors import LogDirError, MlxpyError, RunInterrupted, UnknownPluginError
 from mlxpy.launching.options import Options
+from mlxpy.launching.record import LaunchRecord, SchedulerChoice
 from mlxpy.plugins import get_plugins
 from mlxpy.plugins.component import build_component, check_settings
 from mlxpy.rundir.info import describe_error, error_message, exit_status, finish, new_run_info
@@ -36,9 +37,18 @@ class Job:
     scheduler: Any = None
 
 
-def make_job(config: Config, options: Options, overrides: list[str]) -> Job:
+def make_job(
+    config: Config, options: Options, overrides: list[str], scheduled: SchedulerChoice | None = None
+) -> Job:
     """Validate a job's options against the selected classes before anything runs, so a bad
-    option fails the whole launch up front instead of half-way through a sweep."""
+    option fails the whole launch up front instead of half-way through a sweep.
+
+    A job a scheduler started (``scheduled``: the scheduler of its launch record) neither
+    submits nor freezes code again; its options show the scheduler that submitted it, and the
+    scheduler block of ``mlxpy.yaml``, which may have changed since, is not read."""
+    if scheduled is not None:
+        options.data["scheduler"] = {"name": scheduled.name, **scheduled.settings}
+        return Job(config, options, overrides, logger=make_component(options, "logger"))
     return Job(
         config,
         options,
@@ -175,26 +185,27 @@ class Run:
         job: Job,
         task_file: Path,
         seeding_function: Callable[[Any], Any] | None = None,
-        launch_record: dict[str, Any] | None = None,
+        record: LaunchRecord | None = None,
         job_scheduler: Any = None,
     ) -> None:
         self.task = task
         self.job = job
         self.seeding_function = seeding_function
         self.plugins = get_plugins()
-        record = launch_record or {}
-        self.run_files: dict[str, str] = record.get("run_files") or {}
+        self.record = record
+        self.run_files: dict[str, str] = dict(record.run_files) if record else {}
         self.info = new_run_info(
             str(task_file),
-            record.get("project_dir") or str(task_file.parent),
+            record.project_dir if record else str(task_file.parent),
             job.overrides,
             self.plugins.versions(),
         )
-        if record.get("version_manager"):
-            self.info.version_manager = record["version_manager"]
-        if record.get("argv"):  # the command the user typed, not its re-run from the copy
-            self.info.argv = record["argv"]
-            self.info.command = shlex.join([sys.executable, *record["argv"]])
+        if record is not None:
+            if record.version_manager:
+                self.info.version_manager = record.version_manager
+            # the command the user typed, not its re-run from the copy or the job script
+            self.info.argv = list(record.argv)
+            self.info.command = shlex.join([sys.executable, *record.argv])
         self.ctx = Context(
             config=job.config,
             mlxpy=as_config(job.options.data),
@@ -209,6 +220,8 @@ class Run:
         logger = self.job.logger
         if logger is None:
             return
+        if self.record is not None and self.record.claim is not None:
+            logger.adopt_claim(self.record.claim.log_dir)
         logger.start_run(self.ctx)
         try:
             if self.job_scheduler is not None:

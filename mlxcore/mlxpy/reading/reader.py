@@ -18,6 +18,7 @@ from mlxpy.reading import query as query_lang
 from mlxpy.reading.index import RunIndex
 from mlxpy.rundir.claim import is_locked
 from mlxpy.rundir.layout import RunDir
+from mlxpy.rundir.location import DEFAULT_PARENT_LOG_DIR, resolve_parent_log_dir
 from mlxpy.rundir.status import RunStatus
 
 STALE_AFTER_BEATS = 3
@@ -65,18 +66,23 @@ def honest_status(row: dict[str, Any], now: float) -> str | None:
 class Reader:
     """All runs of ``parent_log_dir``, indexed on disk beside them.
 
-    Opening refreshes the index incrementally: only runs whose files changed since the last
-    open are read again. ``reload=True`` rebuilds it. An empty dir gives an empty frame; a
-    missing or unreadable one is an :class:`MlxpyError`.
+    A relative ``parent_log_dir`` is relative to ``project_dir`` (default: the current
+    directory), as the logger's is to the task's directory: ``Reader("./logs",
+    project_dir="path/to/project")`` reads the runs ``path/to/project/main.py`` wrote
+    (:mod:`mlxpy.rundir.location`). Opening refreshes the index incrementally: only runs whose
+    files changed since the last open are read again. ``reload=True`` rebuilds it. An empty
+    dir gives an empty frame; a missing or unreadable one is an :class:`MlxpyError`.
     """
 
     def __init__(
         self,
-        parent_log_dir: str | os.PathLike = "./logs",
+        parent_log_dir: str | os.PathLike = DEFAULT_PARENT_LOG_DIR,
         reload: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        *,
+        project_dir: str | os.PathLike | None = None,
     ) -> None:
-        self.parent_log_dir = Path(parent_log_dir).resolve()
+        self.parent_log_dir = resolve_parent_log_dir(parent_log_dir, project_dir).resolve()
         self._progress = progress
         try:  # a missing dir is an MlxpyError already; an unreadable one becomes one
             self._index = RunIndex(self.parent_log_dir, reload=reload)

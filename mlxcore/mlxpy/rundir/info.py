@@ -56,7 +56,8 @@ INFO_SCHEMA: dict[str, str] = {
     "restarts": "int: how many times the run was resumed",
     "history": "list[dict]: earlier attempts (start_time, end_time, status, hostname, pid, ...)",
     "requeued": "bool: the scheduler was asked to start it again",
-    "scheduler": "dict: name, job_id, array_index, ... (set at submission)",
+    "scheduler": "dict: name, settings (dict: the scheduler's constructor settings), script, "
+    "job_id, array_script, ... (set at submission)",
     "submit_time": "str",
     "version_manager": "dict: commit, dirty, snapshot dir ...",
 }

@@ -35,6 +35,8 @@ PATCH_FILE = "uncommitted.patch"
 REQUIREMENTS_FILE = "requirements.txt"
 #: ``{artifact name: type name}`` of the artifacts a run logged: names only, never code
 ARTIFACTS_MANIFEST = "artifacts.json"
+#: a submitted run's launch record: what its job needs to start it (``mlxpy.launching.record``)
+LAUNCH_RECORD = "launch.json"
 
 METRICS_SUFFIX = ".json"
 CHECKPOINT_SUFFIX = ".pkl"
@@ -143,6 +145,10 @@ class RunDir:
     @property
     def reserve(self) -> Path:
         return self.metadata / RESERVE_FILE
+
+    @property
+    def launch_record(self) -> Path:
+        return self.metadata / LAUNCH_RECORD
 
     @property
     def job_script(self) -> Path:

@@ -31,6 +31,7 @@ from mlxpy.rundir.info import (
     write_info,
 )
 from mlxpy.rundir.layout import FORMAT_VERSION, RunDir
+from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.rundir.manifest import (
     ArtifactRecord,
     artifact_key,
@@ -96,9 +97,9 @@ class DefaultLogger(Logger):
 
     Ids are claimed with an exclusive ``mkdir``; metrics are buffered append-only JSON lines;
     artifacts and checkpoints are written atomically; a heartbeat file's mtime shows the run
-    is alive. ``forced_log_id >= 0`` resumes that run, which must exist. ``claimed_log_id`` is
-    not for users: a scheduled job's command sets it to start the run dir claimed (SUBMITTED)
-    at submission, or to restart it when the scheduler requeues the job.
+    is alive. ``forced_log_id >= 0`` resumes that run, which must exist. A relative
+    ``parent_log_dir`` is relative to the project dir (:mod:`mlxpy.rundir.location`). A
+    scheduled job starts the run dir claimed for it at submission (:meth:`adopt_claim`).
     """
 
     name = "DefaultLogger"
@@ -111,11 +112,10 @@ class DefaultLogger(Logger):
         flush_every: int = 1000,
         flush_interval_s: float = 1.0,
         heartbeat_interval_s: float = 10.0,
-        claimed_log_id: int = -1,
     ) -> None:
         self.parent_log_dir = parent_log_dir
         self.forced_log_id = forced_log_id
-        self.claimed_log_id = claimed_log_id
+        self._claimed: Path | None = None  # the run dir a submission claimed for this job
         self.log_streams_to_file = log_streams_to_file
         self.flush_every = flush_every
         self.flush_interval_s = flush_interval_s
@@ -138,13 +138,19 @@ class DefaultLogger(Logger):
 
     # -- run directory ------------------------------------------------------------------
     def _parent(self, ctx: Context) -> Path:
-        parent = Path(os.path.expanduser(self.parent_log_dir))
-        return parent if parent.is_absolute() else Path(ctx.info.project_dir) / parent
+        if self._claimed is not None:
+            return self._claimed.parent
+        return resolve_parent_log_dir(self.parent_log_dir, ctx.info.project_dir)
+
+    def adopt_claim(self, log_dir: str | os.PathLike[str]) -> None:
+        """Start the run dir that a submission claimed for this job (its launch record names
+        it), or restart it when the scheduler requeued the job, instead of claiming one."""
+        self._claimed = Path(log_dir)
 
     def start_run(self, ctx: Context) -> None:
         self.ctx = ctx
         parent = self._parent(ctx)
-        fresh = self.forced_log_id < 0 and self.claimed_log_id < 0
+        fresh = self.forced_log_id < 0 and self._claimed is None
         try:
             parent.mkdir(parents=True, exist_ok=True)
             parent = parent.resolve()
@@ -216,14 +222,18 @@ class DefaultLogger(Logger):
         """The run dir a forced (resumed) or claimed (scheduled) id names. Nothing is
         created in it unless it has run info, which a fresh launch writes only once it holds
         the dir's lock: a forced id can never slip into a dir that a launch is claiming."""
-        log_id = self.claimed_log_id if self.claimed_log_id >= 0 else self.forced_log_id
+        log_id = int(self._claimed.name) if self._claimed is not None else self.forced_log_id
         root = parent / str(log_id)
         if not os.path.lexists(root):
-            option = "claimed_log_id" if self.claimed_log_id >= 0 else "forced_log_id"
+            if self._claimed is not None:
+                raise LogDirError(
+                    f"run {log_id} does not exist in {parent}: the run dir this job's launch "
+                    "record names is gone (removed after the submission?); submit the job again"
+                )
             raise LogDirError(
-                f"run {log_id} does not exist in {parent}; logger.{option} resumes an existing "
-                f"run: check the id (the runs are the numbered dirs of {parent}), or leave "
-                "the option out to start a new run"
+                f"run {log_id} does not exist in {parent}; logger.forced_log_id resumes an "
+                f"existing run: check the id (the runs are the numbered dirs of {parent}), or "
+                "leave the option out to start a new run"
             )
         check_inside(parent, root)
         if not root.is_dir():
@@ -243,12 +253,12 @@ class DefaultLogger(Logger):
                 "run that started can be resumed"
             )
         status = info.get("status")
-        if self.claimed_log_id >= 0:
+        if self._claimed is not None:
             if status != RunStatus.SUBMITTED and "submit_time" not in info:
                 raise LogDirError(
                     f"run {log_id} in {parent} was not claimed by a submission (status "
-                    f"{status}); logger.claimed_log_id is set by mlxpy in a scheduled job's "
-                    "command. Resume a run with +mlxpy.logger.forced_log_id=N"
+                    f"{status}), yet this job's launch record names it; only a submitted job "
+                    "starts a claimed run. Resume a run with +mlxpy.logger.forced_log_id=N"
                 )
         elif status == RunStatus.SUBMITTED:
             raise LogDirError(

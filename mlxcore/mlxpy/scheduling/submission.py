@@ -1,10 +1,15 @@
 """Submitting a launch's jobs to a scheduler: claim each run dir (status SUBMITTED), write its
-metadata and ``script.sh``, submit (one array or one job each), record the job ids, return."""
+metadata, its launch record and ``script.sh``, submit (one array or one job each), record the
+job ids, return.
+
+A job's command is the script with the job's own overrides, nothing added: what mlxpy tells
+the job (its claimed run dir, the scheduler and its settings, where the configs are) is in
+the run's launch record, whose path the script exports (:mod:`mlxpy.launching.record`).
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import sys
 import time
@@ -13,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlxpy.errors import MlxpyError
+from mlxpy.launching.record import ENV_VAR, LaunchRecord, RunClaim, SchedulerChoice
 from mlxpy.rundir.atomic import atomic_write_text
 from mlxpy.rundir.info import now_iso
 from mlxpy.rundir.layout import RunDir
@@ -22,15 +28,6 @@ from mlxpy.scheduling.base import ScheduledJob, Scheduler
 
 SUBMITTED = RunStatus.SUBMITTED.value
 SUBMIT_FAILED = RunStatus.SUBMIT_FAILED.value
-SCHEDULED_ENV = "MLXPY_SCHEDULED"
-
-
-def hydra_quote(value: str) -> str:
-    """``value`` as one quoted string of Hydra's override grammar, so the job reads it back
-    unchanged: a ``,`` is not a sweep, a quote does not end it, ``=`` or ``[`` mean nothing.
-    Quotes are escaped, and so are the backslashes before a quote or the closing quote."""
-    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
-    return "'" + value.replace("'", "\\'") + "'"
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -44,16 +41,18 @@ class Submission:
         self,
         runs: Sequence[Any],
         scheduler: Scheduler,
+        choice: SchedulerChoice,
         script: Path,
         workdir: Path,
-        env: dict[str, str],
+        record: LaunchRecord,
         use_arrays: bool,
     ) -> None:
         self.runs = list(runs)  # mlxpy.launching.runner.Run objects, one per job
         self.scheduler = scheduler
+        self.choice = choice  # how ``scheduler`` was selected and built, for its jobs
         self.script = script
         self.workdir = workdir
-        self.env = env
+        self.record = record
         self.use_arrays = use_arrays
         self.jobs: list[ScheduledJob] = []
 
@@ -71,28 +70,28 @@ class Submission:
             run.info.status = SUBMITTED
             run.info.submit_time = now_iso()
             logger.prepare_submission(run.ctx)
-            parent = Path(run.info.log_dir).parent
-            command = [
-                sys.executable,
-                str(self.script),
-                *run.job.overrides,
-                "+mlxpy.use_scheduler=false",
-                "+mlxpy.use_version_manager=false",
-                f"+mlxpy.logger.claimed_log_id={run.info.log_id}",
-                f"+mlxpy.logger.parent_log_dir={hydra_quote(str(parent))}",
-            ]
+            for name, text in self.record.run_files.items():  # kept in the run from now on
+                logger.save_metadata_text(name, text)
+            run_dir = RunDir(Path(run.info.log_dir))
+            claim = RunClaim(run.info.log_id, str(run_dir.root))
+            record_path = self.record.for_job(self.choice, claim).write(run_dir.launch_record)
+            command = [sys.executable, str(self.script), *run.job.overrides]
             job = ScheduledJob(
                 log_id=run.info.log_id,
-                log_dir=Path(run.info.log_dir),
+                log_dir=run_dir.root,
                 overrides=list(run.job.overrides),
                 name=f"{self.script.stem}-{run.info.log_id}",
             )
-            job.script_path = RunDir(job.log_dir).job_script
-            env = {**self.env, SCHEDULED_ENV: self.scheduler.name}
+            job.script_path = run_dir.job_script
+            env = {ENV_VAR: str(record_path)}
             text = job_script.run_script(self.scheduler, job, command, self.workdir, env)
             atomic_write_text(job.script_path, text)
             os.chmod(job.script_path, 0o755)
-            run.info.scheduler = {"name": self.scheduler.name, "script": str(job.script_path)}
+            run.info.scheduler = {
+                "name": self.scheduler.name,
+                "settings": dict(self.choice.settings),
+                "script": str(job.script_path),
+            }
             logger.save_info(dict(run.info))
             run.ctx.hook.mlxpy_before_job_submit(job=job)
             self.jobs.append(job)
