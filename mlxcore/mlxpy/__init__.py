@@ -5,9 +5,8 @@ Importing mlxpy is cheap: Hydra, pandas, git and plugins load only when they are
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from mlxpy import _moved
+from mlxpy._version import __version__
 from mlxpy.context import Config, Context, RunInfo
 from mlxpy.errors import (
     ConfigError,

@@ -84,7 +84,7 @@ class PluginRegistry:
     # -- registration -------------------------------------------------------------------
     def load_builtins(self) -> None:
         """Register the core's builtin modules (a failure here is a bug: it raises)."""
-        from mlxpy import __version__
+        from mlxpy._version import __version__
         from mlxpy.plugins.builtins import BUILTIN_PLUGINS
 
         for module in BUILTIN_PLUGINS:

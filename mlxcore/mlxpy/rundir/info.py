@@ -176,7 +176,7 @@ LAUNCH_ID = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 def new_run_info(
     script_path: str, project_dir: str, overrides: list[str], plugin_versions: dict[str, str]
 ) -> RunInfo:
-    from mlxpy import __version__
+    from mlxpy._version import __version__
 
     return RunInfo(
         status=RunStatus.RUNNING.value,

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mlxpy import RunStatus, Scheduler
-from mlxpy.scheduling.base import JobState, ScheduledJob, SubmissionError
+from mlxpy import JobState, RunStatus, ScheduledJob, Scheduler, SubmissionError
 
 _JOB_ID = re.compile(r"^OAR_JOB_ID=(-?\d+)\s*$", re.M)
 # "Resubmiting job 2 => 3 (...)" after exit code 99; "... (new id = 5)" after a preemption

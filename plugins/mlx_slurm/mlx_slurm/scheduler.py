@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlxpy import RunStatus, Scheduler
-from mlxpy.scheduling.base import JobState, ScheduledJob, SubmissionError
+from mlxpy import JobState, RunStatus, ScheduledJob, Scheduler, SubmissionError
 
 _FIELD = re.compile(r"(\w+)=(\S*)")
 
