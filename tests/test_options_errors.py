@@ -77,3 +77,22 @@ def test_partial_options_file_gets_defaults(seeded):
     result = seeded.run()
     assert result.returncode == 0, result.stderr
     assert (seeded.root / "other" / "1" / "metadata" / "info.yaml").exists()
+
+
+def test_a_value_refused_by_a_plugin_constructor_is_an_options_error(seeded):
+    (seeded.root / "picky.py").write_text(
+        "import mlxpy\n\n\n"
+        "class PickyLogger(mlxpy.DefaultLogger):\n"
+        "    def __init__(self, colour: str = 'red', **kwargs):\n"
+        "        if colour not in ('red', 'green'):\n"
+        "            raise ValueError(f'colour must be red or green, got {colour!r}')\n"
+        "        super().__init__(**kwargs)\n"
+    )
+    result = seeded.run("+mlxpy.logger.name=picky.PickyLogger", "+mlxpy.logger.colour=blue")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("mlxpy: error: logger 'PickyLogger' refused its options")
+    assert "(logger.colour='blue' (override '+mlxpy.logger.colour=blue')):" in result.stderr
+    assert "colour must be red or green, got 'blue'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert seeded.run_dirs() == []
+    assert seeded.run("+mlxpy.logger.name=picky.PickyLogger").returncode == 0

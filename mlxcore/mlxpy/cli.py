@@ -43,6 +43,8 @@ def _open_reader(parent: str) -> Any:
 def _select_columns(runs: Any, spec: str | None) -> list[str]:
     import fnmatch
 
+    from mlxpy.errors import MlxpyError
+
     if spec:
         wanted = [c.strip() for c in spec.split(",") if c.strip()]
         columns = []
@@ -51,7 +53,7 @@ def _select_columns(runs: Any, spec: str | None) -> list[str]:
             if not matches and fnmatch.fnmatchcase(runs.index.name, pattern):
                 continue  # log_id, the index, is always shown
             if not matches:
-                raise SystemExit(f"mlxpy: error: no column matches {pattern!r}")
+                raise MlxpyError(f"no column matches {pattern!r}")
             columns += [c for c in matches if c not in columns]
         return columns
     if runs.empty:
@@ -79,7 +81,8 @@ def _emit(frame: Any, fmt: str) -> None:
 
 
 def _setup_error(exc: Exception) -> int:
-    """One ``mlxpy: error:`` line (a bad query says so), exit status 2."""
+    """One ``mlxpy: error:`` line (a bad query says so), exit status 2: every command's
+    :class:`~mlxpy.errors.MlxpyError` ends here (:func:`main`)."""
     from mlxpy.reading.query import QueryError
 
     what = "bad query: " if isinstance(exc, QueryError) else ""
@@ -88,12 +91,7 @@ def _setup_error(exc: Exception) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from mlxpy.errors import MlxpyError
-
-    try:
-        runs = _open_reader(args.parent_log_dir).filter(args.query or "")
-    except MlxpyError as exc:
-        return _setup_error(exc)
+    runs = _open_reader(args.parent_log_dir).filter(args.query or "")
     columns = _select_columns(runs, args.columns)
     if args.group_by:
         keys = [k.strip() for k in args.group_by.split(",")]
@@ -181,14 +179,11 @@ def _print_warnings(caught: list[Any]) -> None:
 def _status(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from mlxpy.errors import MlxpyError
     from mlxpy.scheduling import status as job_status
 
     with _mlxpy_warnings() as caught:
         try:
             rows = job_status.collect(args.parent_log_dir, args.query or "")
-        except MlxpyError as exc:
-            return _setup_error(exc)
         finally:
             _print_warnings(caught)
     frame = pd.DataFrame(
@@ -208,15 +203,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from mlxpy.errors import MlxpyError
     from mlxpy.scheduling import status as job_status
 
     with _mlxpy_warnings() as caught:
         try:
             done = job_status.cancel(args.parent_log_dir, args.log_ids)
-        except MlxpyError as exc:
-            print(f"mlxpy: error: {exc}", file=sys.stderr)
-            return 2
         finally:
             _print_warnings(caught)
     for log_id, job_id in done:
@@ -225,9 +216,6 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from mlxpy.errors import MlxpyError
-    from mlxpy.reading.query import QueryError
-
     try:
         import matplotlib
 
@@ -240,10 +228,7 @@ def _plot(args: argparse.Namespace) -> int:
             m: runs.mlxpy.plot(m, by=by, over=args.over, logx=args.logx, logy=args.logy)
             for m in args.metric
         }
-    except QueryError as exc:
-        print(f"mlxpy: error: bad query: {exc}", file=sys.stderr)
-        return 2
-    except (MlxpyError, ValueError, KeyError) as exc:
+    except (ValueError, KeyError) as exc:
         print(f"mlxpy: error: {exc}", file=sys.stderr)
         return 2
     except ImportError:
@@ -333,11 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mlxpy.errors import MlxpyError
+
     args = build_parser().parse_args(argv)
     if getattr(args, "parent_log_dir", None) is not None:  # one rule, as the task's logger
         args.parent_log_dir = str(resolve_parent_log_dir(args.parent_log_dir, args.project_dir))
     try:
         return args.func(args)
+    except MlxpyError as exc:  # a setup error of any command: one line, exit status 2
+        return _setup_error(exc)
     except BrokenPipeError:  # `mlxpy runs | head`
         sys.stderr.close()
         return 0

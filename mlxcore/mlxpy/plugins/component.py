@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import types
 import typing
 from abc import ABC
@@ -100,7 +101,14 @@ def build_component(cls: type[Component], role: str, settings: dict[str, Any], w
             f"{role} '{cls.name}' needs the option(s) {', '.join(f'{role}.{k}' for k in missing)} "
             f"({where(None)})."
         )
-    return cls(**settings)
+    try:
+        return cls(**settings)
+    except ValueError as exc:  # the constructor refused a value: a setup error, not a traceback
+        named = [k for k in settings if re.search(rf"\b{re.escape(k)}\b", str(exc))]
+        given = "; ".join(f"{role}.{k}={settings[k]!r} ({where(k)})" for k in named or settings)
+        raise OptionsError(
+            f"{role} '{cls.name}' refused its options ({given or where(None)}): {exc}"
+        ) from exc
 
 
 def check_settings(
