@@ -4,13 +4,13 @@ user's package, is found through its entry point, selected by name, and passes L
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 
+import importlib_metadata
 from mlxpy.testing import LoggerSuite, ProjectDir
 
 
 def test_example_package_is_installed_with_its_entry_point():
-    dist = importlib.metadata.distribution("acme-logger")  # fails if CI did not install it
+    dist = importlib_metadata.distribution("acme-logger")  # fails if CI did not install it
     (entry,) = [ep for ep in dist.entry_points if ep.group == "mlxpy"]
     assert entry.value == "acme_logger"
 

@@ -8,12 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import mlxpy
 import pytest
 import yaml
+from importlib_metadata import EntryPoint
 from mlxpy.plugins import PluginLoadWarning, PluginRegistry
 
 

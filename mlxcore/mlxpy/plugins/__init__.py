@@ -9,7 +9,6 @@ from mlxpy.plugins.registry import (
     PluginRecord,
     PluginRegistry,
     get_plugins,
-    reset_plugins,
 )
 
 __all__ = [
@@ -19,5 +18,4 @@ __all__ = [
     "PluginRecord",
     "PluginRegistry",
     "get_plugins",
-    "reset_plugins",
 ]

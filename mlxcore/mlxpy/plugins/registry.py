@@ -56,14 +56,6 @@ def _import_object(path: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def _metadata() -> Any:
-    try:
-        import importlib_metadata as metadata
-    except ImportError:  # pragma: no cover - the dependency is declared
-        import importlib.metadata as metadata
-    return metadata
-
-
 class PluginRegistry:
     """A pluggy manager plus the records and class registries built from its plugins."""
 
@@ -94,8 +86,10 @@ class PluginRegistry:
     def load_entry_points(self, entry_points: Any = None) -> None:
         """Load and register every entry point, each in isolation: one broken plugin is a
         warning and a ``failed`` record, never a crash."""
-        if entry_points is None:
-            entry_points = _metadata().entry_points(group=ENTRY_POINT_GROUP)
+        if entry_points is None:  # the declared backport, the same API on every Python
+            import importlib_metadata
+
+            entry_points = importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)
         for ep in entry_points:
             dist = getattr(ep, "dist", None)
             if dist is not None and dist.metadata["Name"] == PROJECT_NAME:
@@ -281,9 +275,3 @@ def get_plugins() -> PluginRegistry:
     if _default is None:
         _default = PluginRegistry()
     return _default
-
-
-def reset_plugins() -> None:
-    """Forget the process-wide registry, so the next use scans entry points again."""
-    global _default
-    _default = None

@@ -129,8 +129,6 @@ class Reader:
             out[column] = kind
         return out
 
-    searchable = fields
-
     def filter(self, query_string: str = "", result_format: str = "pandas") -> Any:
         """The runs matching ``query_string``, one row per run; the index is ``log_id``.
         ``result_format="records"`` gives a list of dicts, each with its ``log_id``."""

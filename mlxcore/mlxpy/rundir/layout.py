@@ -170,11 +170,3 @@ class RunDir:
 
     def checkpoint(self, name: str) -> Path:
         return self.checkpoints / f"{name}{CHECKPOINT_SUFFIX}"
-
-    def metric_logs(self) -> list[str]:
-        """The names of the run's metric logs."""
-        try:
-            names = [p.name for p in self.metrics.iterdir()]
-        except OSError:
-            return []
-        return sorted(n[: -len(METRICS_SUFFIX)] for n in names if n.endswith(METRICS_SUFFIX))
