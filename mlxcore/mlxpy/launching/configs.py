@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,8 @@ class Composer:
     def compose(
         self,
         groups: list[str],
-        values: list[str] = (),
-        deletions: list[tuple[str, str]] = (),
+        values: Sequence[str] = (),
+        deletions: Sequence[tuple[str, str]] = (),
     ) -> Config:
         """Hydra composes the defaults list (``groups``) once per distinct choice; the value
         overrides are then applied to a copy with Hydra's own override code, so a sweep of
@@ -88,8 +88,8 @@ class Composer:
             raise ConfigError(
                 f"cannot compose {config_file} with the overrides {shown}:\n{exc}"
             ) from exc
-        for key, text in deletions:
-            _delete(cfg, key, text, config_file)
+        for dotted_key, text in deletions:
+            _delete(cfg, dotted_key, text, config_file)
         try:
             OmegaConf.resolve(cfg)
         except Exception as exc:
@@ -120,7 +120,7 @@ def check_flat(config: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _apply_values(values: list[str], cfg: Any) -> None:
+def _apply_values(values: Sequence[str], cfg: Any) -> None:
     if not values:
         return
     from hydra._internal.config_loader_impl import ConfigLoaderImpl

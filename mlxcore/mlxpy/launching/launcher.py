@@ -10,7 +10,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -74,7 +74,7 @@ def cli_warnings() -> Iterator[None]:
     """On the command line, mlxpy's own warnings print as one ``mlxpy: warning:`` line."""
     original = warnings.showwarning
 
-    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+    def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, MlxpyWarning):
             print(f"mlxpy: warning: {message}", file=sys.stderr, flush=True)
         else:
@@ -131,7 +131,7 @@ class Launcher:
 
     def _check_config(self, config: Config, where: str) -> None:
         """What Hydra accepts but a run cannot keep or use, refused before anything runs."""
-        data = OmegaConf.to_container(config, resolve=True)
+        data = cast(dict[str, Any], OmegaConf.to_container(config, resolve=True))
         check_flat(data, where)  # colliding dotted keys, too deep a nesting
         if OPTIONS_PREFIX in data:
             raise ConfigError(
@@ -228,7 +228,8 @@ class Launcher:
         return record.scheduler.build(where="the launch record of this job")
 
     def _run_sweep(self, jobs: list[Job], record: LaunchRecord | None) -> list[Any]:
-        results, failed = [], 0
+        results: list[Any] = []
+        failed = 0
         for number, job in enumerate(jobs, start=1):
             run = self._run(job, record)
             try:

@@ -157,8 +157,8 @@ class PluginRegistry:
         if self._classes is not None:
             return self._classes
         classes: dict[str, dict[str, list[tuple[type, str]]]] = {role: {} for role in ROLES}
-        for record in self.records.values():
-            record.provides = []
+        for known in self.records.values():
+            known.provides = []
         for role, (hook_name, _) in ROLES.items():
             for plugin_name, record, provided in self._answers(hook_name):
                 for cls in provided:
@@ -262,7 +262,7 @@ class PluginRegistry:
         return {
             r.distribution: r.version
             for r in self.records.values()
-            if r.distribution and r.status == "active"
+            if r.distribution and r.version and r.status == "active"
         }
 
 

@@ -30,7 +30,7 @@ class MissingArtifactTypeError(MlxpyError, ValueError):
         record: ArtifactRecord | None = None,
     ) -> None:
         provider = record.provider() if record is not None else ""
-        if provider:
+        if record is not None and provider:
             install = f"install {record.distribution} (it provided {provider} where it was logged)"
         else:
             install = "install the plugin that provides it"

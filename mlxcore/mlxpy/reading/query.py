@@ -27,7 +27,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from mlxpy.errors import MlxpyError
 
@@ -371,7 +371,7 @@ class _Evaluator:
         import pandas as pd
 
         if isinstance(right, Literal):  # the parser put a key on the left
-            return _as_bool(self.column(left).map(lambda v: _member(v, right.value)))
+            return _as_bool(self.column(cast(Key, left)).map(lambda v: _member(v, right.value)))
         if isinstance(left, Key):
             lefts = self.column(left).tolist()
         else:

@@ -41,8 +41,8 @@ def _process_gone(row: dict[str, Any]) -> bool:
 
 def _pid_alive(row: dict[str, Any]) -> bool:
     try:
-        os.kill(int(row.get("info.pid")), 0)
-    except (TypeError, ValueError, ProcessLookupError):
+        os.kill(int(row["info.pid"]), 0)
+    except (KeyError, TypeError, ValueError, ProcessLookupError):
         return False
     except PermissionError:
         return True
@@ -103,7 +103,8 @@ class Reader:
         for column in TIME_COLUMNS:
             if column in frame.columns:
                 frame[column] = _times(frame[column])
-        self._frame = frame[sorted(frame.columns, key=_column_order)]
+        columns = sorted(map(str, frame.columns), key=_column_order)
+        self._frame = frame[columns]
         self._frame.attrs["mlxpy_parent_log_dir"] = str(self.parent_log_dir)
 
     @property

@@ -207,7 +207,7 @@ class DefaultLogger(Logger):
     @staticmethod
     def _setup_error(parent: Path, exc: OSError) -> LogDirError:
         if is_disk_full(exc):
-            error: LogDirError = DiskFullError(
+            error = DiskFullError(
                 f"cannot start a run in {parent}: the disk holding it is full "
                 f"({exc.strerror}). Free space there (df -h {parent}) or set "
                 "logger.parent_log_dir to a disk with room"

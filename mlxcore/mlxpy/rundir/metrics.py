@@ -209,7 +209,7 @@ class MetricsWriter:
 _DEFERRED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
 
 
-def _defer_signals() -> set[signal.Signals] | None:
+def _defer_signals() -> set[int | signal.Signals] | None:
     if threading.current_thread() is not threading.main_thread():
         return None  # Python runs signal handlers in the main thread only
     return signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)

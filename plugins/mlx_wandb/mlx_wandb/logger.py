@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from mlxpy import DefaultLogger, RunStatus
+
+#: what ``wandb.init(mode=...)`` takes from this logger (empty: wandb's own default)
+WandbMode = Literal["online", "offline", "disabled"]
 
 
 def wandb_run_id(log_dir: str) -> str:
@@ -60,7 +63,7 @@ class WandbLogger(DefaultLogger):
         self._wandb = wandb.init(
             project=self.project,
             entity=self.entity or None,
-            mode=self.mode or None,
+            mode=cast("WandbMode | None", self.mode or None),  # checked in __init__
             id=run_id,
             resume="allow",
             name=self.run_name or str(self.log_id),
