@@ -2,7 +2,7 @@
 and as one ``sbatch`` per job (MLXP's way). Time until the launch returns, and how many
 scheduler commands were run. Jobs are cancelled right after submission.
 
-Usage: python bench/submit.py [--jobs N]   (needs tests/clusters/slurm.sh start)
+Usage: python bench/submit.py [--jobs N]   (needs scripts/clusters/slurm.sh start)
 """
 
 from __future__ import annotations

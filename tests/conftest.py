@@ -15,11 +15,32 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: set by scripts/test (so in CI): a test that would skip for want of root or chromium fails
+STRICT = os.environ.get("MLXPY_TEST_STRICT") == "1"
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip the test for want of something only root has or can install (the fast path:
+    ``pytest -m "not cluster"`` as a user); fail it instead under ``MLXPY_TEST_STRICT=1``."""
+    if available:
+        return
+    if STRICT:
+        pytest.fail(f"{reason} (MLXPY_TEST_STRICT=1: every test must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.root`` tests need root: checked before their fixtures mount anything."""
+    if item.get_closest_marker("root"):
+        require(os.geteuid() == 0, "needs root to mount a tmpfs: run as root, or -m 'not root'")
+
 
 @contextlib.contextmanager
 def tmpfs(mount: Path, size: str):
-    """A real tmpfs of ``size`` (``2m``) mounted at ``mount`` (as root; CI runs as root), lazily
-    unmounted afterwards. A failed mount fails the test: full-disk tests never skip."""
+    """A real tmpfs of ``size`` (``2m``) mounted at ``mount``, lazily unmounted afterwards;
+    needs root, so a test using it carries ``@pytest.mark.root``. A failed mount fails the
+    test: full-disk tests never skip as root."""
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
     try:

@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import mlxpy  # noqa: E402
 import pytest  # noqa: E402
+from conftest import require  # noqa: E402
 
 TASK = """
 import time
@@ -130,7 +131,7 @@ def test_html_report_rendered_by_chromium(sweep, tmp_path):
     text = report.read_text()
     assert text.startswith("<!DOCTYPE html>") and "data:image/png;base64," in text
     chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed: apt-get install chromium"
+    require(chromium is not None, "needs chromium: apt-get install chromium (as root)")
     flags = [
         "--headless",
         "--no-sandbox",

@@ -98,6 +98,7 @@ def disk_line(step: int) -> bytes:
     return codec.encode_record(record)
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("freed", [True, False], ids=["space-freed", "still-full"])
 def test_full_disk_while_logging_keeps_records_once_and_ends_honestly(
     project, small_disk, tmp_path, freed
@@ -171,6 +172,7 @@ def test_full_disk_while_logging_keeps_records_once_and_ends_honestly(
         assert [w.category for w in torn] == [TornLineWarning]
 
 
+@pytest.mark.root
 def test_launch_onto_a_full_disk_is_a_setup_error(seeded, small_disk):
     logs = small_disk / "logs"
     logs.mkdir()

@@ -167,6 +167,7 @@ def _fill(disk: Path) -> None:
     assert os.statvfs(disk).f_bavail == 0
 
 
+@pytest.mark.root
 def test_full_disk_falls_back_like_a_read_only_one(tmp_path, base, tiny_disk, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     logs = tiny_disk / "logs"
@@ -180,6 +181,7 @@ def test_full_disk_falls_back_like_a_read_only_one(tmp_path, base, tiny_disk, mo
     reader.close()
 
 
+@pytest.mark.root
 def test_disk_filling_under_an_existing_index(tmp_path, base, tiny_disk, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     logs = tiny_disk / "logs"

@@ -1,5 +1,5 @@
 """OARScheduler against the real single-node OAR 2.5 cluster started by
-tests/clusters/oar.sh. OAR refuses jobs from root, so the tests launch as the unprivileged
+scripts/clusters/oar.sh. OAR refuses jobs from root, so the tests launch as the unprivileged
 user that script creates, from a directory that user owns. They fail, not skip, without the
 cluster: CI starts it."""
 
@@ -15,9 +15,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mlx_oar.scheduler import OARScheduler
 from mlxpy.rundir.metrics import read_metrics
 from mlxpy.testing import RESUMABLE_TASK, SUITE_TASK, ProjectDir, SchedulerSuite
+
+pytestmark = [pytest.mark.cluster, pytest.mark.oar]
 
 SUITE_CONFIG = {"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0}
 OAR_USER = os.environ.get("OAR_TEST_USER", "mlxpyoar")
@@ -55,10 +58,10 @@ def wait_for_scheduler_state(project: ProjectDir, state: str, timeout: float) ->
 
 
 def test_cluster_is_up():
-    assert shutil.which("oarsub"), "oarsub is not installed: run tests/clusters/oar.sh start"
+    assert shutil.which("oarsub"), "oarsub is not installed: run scripts/clusters/oar.sh start"
     nodes = subprocess.run(["oarnodes", "-s"], capture_output=True, text=True)
     assert nodes.returncode == 0 and "Alive" in nodes.stdout, (
-        f"no OAR cluster answers ({nodes.stderr.strip()}): run tests/clusters/oar.sh start"
+        f"no OAR cluster answers ({nodes.stderr.strip()}): run scripts/clusters/oar.sh start"
     )
 
 

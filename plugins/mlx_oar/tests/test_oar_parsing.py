@@ -1,5 +1,5 @@
 """How OARScheduler reads OAR's answers, on records as the real OAR 2.5 cluster of
-tests/clusters/oar.sh gave them (the cluster tests cover the same paths end to end; these
+scripts/clusters/oar.sh gave them (the cluster tests cover the same paths end to end; these
 pin the cases a cluster does not produce on demand)."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from mlx_oar.scheduler import (
     _resubmitted_as,
     _was_cancelled,
 )
+
+pytestmark = pytest.mark.oar
 
 RESUBMITTED = {
     "state": "Terminated",

@@ -1,4 +1,4 @@
-"""SLURMScheduler against the real single-node cluster started by tests/clusters/slurm.sh.
+"""SLURMScheduler against the real single-node cluster started by scripts/clusters/slurm.sh.
 
 These tests fail (they do not skip) when the cluster is missing: CI starts it.
 """
@@ -16,12 +16,14 @@ from mlx_slurm import SLURMScheduler
 from mlxpy.rundir.metrics import read_metrics
 from mlxpy.testing import RESUMABLE_TASK, ProjectDir, SchedulerSuite
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
+
 
 def test_cluster_is_up():
-    assert shutil.which("sbatch"), "sbatch is not installed: run tests/clusters/slurm.sh start"
+    assert shutil.which("sbatch"), "sbatch is not installed: run scripts/clusters/slurm.sh start"
     state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
     assert state.returncode == 0 and state.stdout.split(), (
-        f"no SLURM cluster answers ({state.stderr.strip()}): run tests/clusters/slurm.sh start"
+        f"no SLURM cluster answers ({state.stderr.strip()}): run scripts/clusters/slurm.sh start"
     )
 
 

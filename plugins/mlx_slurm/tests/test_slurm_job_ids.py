@@ -7,6 +7,8 @@ import pytest
 from mlx_slurm.scheduler import SLURMScheduler
 from mlxpy.scheduling.status import InvalidJobIdError, check_job_id
 
+pytestmark = pytest.mark.slurm
+
 
 @pytest.mark.parametrize("job_id", ["7", "123456", "12_3", 42])
 def test_slurm_job_ids_pass(job_id):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster on this machine, for the tests: install, start, stop.
-#   tests/clusters/slurm.sh install   Debian packages (root)
-#   tests/clusters/slurm.sh start     munged, slurmctld, slurmd; waits until the node is idle
-#   tests/clusters/slurm.sh stop      cancels jobs, stops the daemons by pid
+#   scripts/clusters/slurm.sh install   Debian packages (root)
+#   scripts/clusters/slurm.sh start     munged, slurmctld, slurmd; waits until the node is idle
+#   scripts/clusters/slurm.sh stop      cancels jobs, stops the daemons by pid
 # Everything listens on 127.0.0.1. State lives in $SLURM_TEST_DIR (default /var/tmp/mlxpy-slurm).
 set -euo pipefail
 DIR="${SLURM_TEST_DIR:-/var/tmp/mlxpy-slurm}"
