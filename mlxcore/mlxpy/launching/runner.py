@@ -269,14 +269,14 @@ class Run:
                     outcome.result = self.task(ctx)
                 finally:
                     signals.disarm()
-            except SystemExit as error:  # sys.exit() in the task: its code decides
-                if error.code not in (None, 0):
-                    outcome.status, outcome.error = FAILED, error
-            except BaseException as error:  # record every way a run can end, then decide
-                outcome.status = FAILED if isinstance(error, Exception) else INTERRUPTED
-                if isinstance(error, RunInterrupted):
-                    outcome.status = error.status
-                outcome.error = error
+            except SystemExit as exc:  # sys.exit() in the task: its code decides
+                if exc.code not in (None, 0):
+                    outcome.status, outcome.error = FAILED, exc
+            except BaseException as exc:  # record every way a run can end, then decide
+                outcome.status = FAILED if isinstance(exc, Exception) else INTERRUPTED
+                if isinstance(exc, RunInterrupted):
+                    outcome.status = exc.status
+                outcome.error = exc
             finally:
                 failure = self._record_end(outcome, started)
         if outcome.requeued:  # last: the scheduler stops this process once the job is requeued
