@@ -36,6 +36,7 @@ from mlxpy.launching.overrides import OPTIONS_PREFIX, expand_sweeps, parse_comma
 from mlxpy.launching.relaunch import ENV_VAR as LAUNCH_ENV
 from mlxpy.launching.relaunch import freeze, relaunch_from_snapshot, take_launch_record
 from mlxpy.launching.runner import Job, Run, make_component, make_job
+from mlxpy.plugins import get_plugins
 from mlxpy.scheduling.submission import SCHEDULED_ENV, Submission
 
 Task = Callable[..., Any]
@@ -183,12 +184,15 @@ class Launcher:
                     "run directory. Remove the sweep or the forced id."
                 )
             vm = jobs[0].version_manager
+            # the launch's scheduler and version manager hear its events (freeze, submission)
             if jobs[0].scheduler is not None and self.scheduled_by is None:
-                return self._submit(jobs)
+                with get_plugins().selected(jobs[0].scheduler, vm):
+                    return self._submit(jobs)
             if vm is not None and self.launch_record is None:
-                relaunch_from_snapshot(
-                    vm, self.task_file, self.config_dir, argv, ignore=self._log_dirs(jobs)
-                )
+                with get_plugins().selected(vm):
+                    relaunch_from_snapshot(
+                        vm, self.task_file, self.config_dir, argv, ignore=self._log_dirs(jobs)
+                    )
             if self.scheduled_by is not None:
                 self.job_scheduler = make_component(jobs[0].options, "scheduler", force=True)
             if len(jobs) == 1:
@@ -257,7 +261,7 @@ class Launcher:
             script,
             workdir,
             env,
-            use_arrays=getattr(scheduler, "use_arrays", True),
+            use_arrays=scheduler.use_arrays,
         )
         submission.prepare()
         try:
@@ -270,7 +274,7 @@ class Launcher:
         """Log dirs of the jobs (not code: the version manager must not snapshot them)."""
         dirs = set()
         for job in jobs:
-            parent = getattr(job.logger, "parent_log_dir", None)
+            parent = job.logger.parent_log_dir if job.logger is not None else None
             if isinstance(parent, str):
                 path = Path(os.path.expanduser(parent))
                 dirs.add(str(path if path.is_absolute() else self.task_file.parent / path))

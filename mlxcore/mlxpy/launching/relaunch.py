@@ -19,6 +19,7 @@ from typing import Any
 from mlxpy.errors import MlxpyWarning
 from mlxpy.launching.configs import CONFIG_FILE
 from mlxpy.launching.options import OPTIONS_FILE
+from mlxpy.plugins import get_plugins
 from mlxpy.rundir.atomic import atomic_write_text
 
 ENV_VAR = "MLXPY_LAUNCH"
@@ -41,6 +42,7 @@ def freeze(vm: Any, task_file: Path, config_dir: Path, ignore: list[str]) -> tup
     """Freeze the code with ``vm``; return the script's path in the frozen copy and the
     launch record (the file ``MLXPY_LAUNCH`` names) for the processes that run from it."""
     snapshot_script = Path(vm.make_working_directory(str(task_file), ignore=ignore))
+    get_plugins().hook.mlxpy_after_workdir_created(info=vm.info)
     snapshot_root = Path(vm.info.get("snapshot_path") or snapshot_script.parent)
     record: dict[str, Any] = {
         "project_dir": str(task_file.parent),

@@ -7,10 +7,12 @@ through the same call as a third-party plugin's, before the entry points are loa
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import inspect
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +56,23 @@ class PluginRecord:
 def _import_object(path: str) -> Any:
     module_name, _, attr = path.rpartition(".")
     return getattr(importlib.import_module(module_name), attr)
+
+
+_IMPL_MARKER = f"{PROJECT_NAME}_impl"  # the attribute @hookimpl sets on what it marks
+_implements_hooks: dict[type, bool] = {}
+
+
+def implements_hooks(cls: type) -> bool:
+    """Whether ``cls`` has ``@hookimpl`` methods (cached per class: a selected instance whose
+    class has none is not registered, which keeps a sweep's per-job cost at a lookup)."""
+    found = _implements_hooks.get(cls)
+    if found is None:
+        found = any(
+            getattr(inspect.getattr_static(cls, attr), _IMPL_MARKER, None) is not None
+            for attr in dir(cls)
+        )
+        _implements_hooks[cls] = found
+    return found
 
 
 def _metadata() -> Any:
@@ -134,6 +153,29 @@ class PluginRegistry:
         self.records.pop(name, None)
         self._classes = None
 
+    @contextlib.contextmanager
+    def selected(self, *instances: Any) -> Iterator[None]:
+        """Register the selected logger, scheduler or version manager instances (None ones
+        are skipped) for the block's duration, so their ``@hookimpl`` methods fire with the
+        broadcast hooks; unregister them after. One already registered is left as it is.
+
+        Raises :class:`PluginError` if a class implements a hook that does not exist.
+        """
+        names = []
+        try:
+            for instance in instances:
+                if instance is None or not implements_hooks(type(instance)):
+                    continue
+                if self.pm.is_registered(instance):
+                    continue
+                name = f"selected {type(instance).__name__} ({id(instance):#x})"
+                self._register(instance, PluginRecord(name=name))
+                names.append(name)
+            yield
+        finally:
+            for name in reversed(names):
+                self.unregister(name)
+
     def _register(self, plugin: Any, record: PluginRecord) -> None:
         try:
             self.pm.register(plugin, name=record.name)
@@ -165,8 +207,14 @@ class PluginRegistry:
         classes: dict[str, dict[str, list[tuple[type, str]]]] = {role: {} for role in ROLES}
         for record in self.records.values():
             record.provides = []
+        hook = self.pm.hook
+        implementations = {  # each is called on its own, so one that raises fails alone
+            "logger": hook.mlxpy_register_loggers.get_hookimpls(),
+            "scheduler": hook.mlxpy_register_schedulers.get_hookimpls(),
+            "version_manager": hook.mlxpy_register_version_managers.get_hookimpls(),
+        }
         for role, (hook_name, _) in ROLES.items():
-            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            for impl in implementations[role]:
                 record = self.records.get(impl.plugin_name)
                 try:
                     provided = impl.function() or []
@@ -233,8 +281,8 @@ class PluginRegistry:
         """Every artifact type the registered plugins provide, by name, with the record of
         the plugin that provides it (for a shared name, the one pluggy calls first wins)."""
         types: dict[str, tuple[Any, PluginRecord | None]] = {}
-        hook = self.pm.hook.mlxpy_register_artifact_types
-        for impl in reversed(hook.get_hookimpls()):  # pluggy calls the last registered first
+        implementations = self.pm.hook.mlxpy_register_artifact_types.get_hookimpls()
+        for impl in reversed(implementations):  # pluggy calls the last registered first
             record = self.records.get(impl.plugin_name)
             try:
                 provided = impl.function() or []

@@ -61,7 +61,7 @@ def _scheduler_class(name: Any) -> type:
 
 def check_job_id(scheduler: type, job_id: Any) -> str:
     """``job_id`` if it is a valid id for ``scheduler`` (see :data:`JOB_ID`)."""
-    pattern = getattr(scheduler, "job_id_pattern", None)
+    pattern = scheduler.job_id_pattern
     text = job_id if isinstance(job_id, str) else str(job_id)
     if (
         isinstance(job_id, (str, numbers.Integral))
@@ -71,8 +71,7 @@ def check_job_id(scheduler: type, job_id: Any) -> str:
     ):
         return text
     raise InvalidJobIdError(
-        f"invalid job id {text[:60]!r} for {getattr(scheduler, 'name', scheduler)}: not passed "
-        "to the scheduler"
+        f"invalid job id {text[:60]!r} for {scheduler.name}: not passed to the scheduler"
     )
 
 
