@@ -33,11 +33,24 @@ class RunInfo(dict):
         self[key] = value
 
 
+class _NoHook:
+    """A hook with no implementation: calling it does nothing."""
+
+    def __call__(self, **kwargs: Any) -> list[Any]:
+        return []
+
+    def get_hookimpls(self) -> list[Any]:
+        return []
+
+
 class _NoHooks:
     """Stands in for the plugin hook relay when a context is built by hand (in tests)."""
 
-    def __getattr__(self, name: str) -> Any:
-        return lambda **kwargs: []
+    def __getattr__(self, name: str) -> _NoHook:
+        return _NO_HOOK
+
+
+_NO_HOOK = _NoHook()
 
 
 @dataclass

@@ -34,6 +34,7 @@ from mlxpy.launching.overrides import OPTIONS_PREFIX, expand_sweeps, parse_comma
 from mlxpy.launching.record import LaunchRecord, SchedulerChoice, take_launch_record
 from mlxpy.launching.relaunch import config_dir_for_jobs, freeze, relaunch_from_snapshot
 from mlxpy.launching.runner import Job, Run, make_job
+from mlxpy.plugins import get_plugins
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
 
@@ -184,17 +185,20 @@ class Launcher:
                     "run directory. Remove the sweep or the forced id."
                 )
             vm = jobs[0].version_manager
+            # the launch's scheduler and version manager hear its events (freeze, submission)
             if jobs[0].scheduler is not None:
-                return self._submit(jobs)
+                with get_plugins().selected(jobs[0].scheduler, vm):
+                    return self._submit(jobs)
             if vm is not None and record is None:
-                relaunch_from_snapshot(
-                    vm,
-                    self.task_file,
-                    self.project_dir,
-                    self.config_dir,
-                    argv,
-                    ignore=self._log_dirs(jobs),
-                )
+                with get_plugins().selected(vm):
+                    relaunch_from_snapshot(
+                        vm,
+                        self.task_file,
+                        self.project_dir,
+                        self.config_dir,
+                        argv,
+                        ignore=self._log_dirs(jobs),
+                    )
             job_scheduler = None
             if record is not None and record.scheduler is not None:
                 job_scheduler = self._job_scheduler(record, jobs)
@@ -283,7 +287,7 @@ class Launcher:
             script,
             workdir,
             record,
-            use_arrays=getattr(scheduler, "use_arrays", True),
+            use_arrays=scheduler.use_arrays,
         )
         submission.prepare()
         try:
@@ -296,7 +300,7 @@ class Launcher:
         """Log dirs of the jobs (not code: the version manager must not snapshot them)."""
         dirs = set()
         for job in jobs:
-            parent = getattr(job.logger, "parent_log_dir", None)
+            parent = job.logger.parent_log_dir if job.logger is not None else None
             if isinstance(parent, str):
                 dirs.add(str(resolve_parent_log_dir(parent, self.project_dir)))
         return sorted(dirs)

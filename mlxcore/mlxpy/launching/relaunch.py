@@ -19,6 +19,7 @@ from mlxpy.errors import MlxpyWarning
 from mlxpy.launching.configs import CONFIG_FILE
 from mlxpy.launching.options import OPTIONS_FILE
 from mlxpy.launching.record import ENV_VAR, LaunchRecord
+from mlxpy.plugins import get_plugins
 
 
 class UncommittedConfigWarning(MlxpyWarning):
@@ -51,6 +52,7 @@ def freeze(
     """Freeze the code with ``vm``; return the script's path in the frozen copy and the
     launch record of the processes that run from it (not written: its writer decides where)."""
     snapshot_script = Path(vm.make_working_directory(str(task_file), ignore=ignore))
+    get_plugins().hook.mlxpy_after_workdir_created(info=vm.info)
     record = LaunchRecord(
         project_dir=str(project_dir),
         config_dir=str(config_dir_for_jobs(config_dir, task_file, snapshot_script)),

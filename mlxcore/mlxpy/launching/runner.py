@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -213,32 +214,47 @@ class Run:
             logger=job.logger,
             hook=self.plugins.hook,
         )
-        self._selected: str | None = None
         self.job_scheduler = job_scheduler  # set when this process is a scheduled job
+        # the run's selected instances, registered as plugins from start to the recorded end
+        self._selection = contextlib.ExitStack()
+
+    def _select(self) -> None:
+        """Register the run's logger, version manager and scheduler for the run's duration,
+        so their hook methods fire. In a scheduled job the version manager that froze the
+        code is switched off in the job's command: it is built again from its options."""
+        vm = self.job.version_manager
+        if vm is None and self.info.get("version_manager"):
+            vm = make_component(self.job.options, "version_manager", force=True)
+        self._selection.enter_context(
+            self.plugins.selected(self.job.logger, vm, self.job_scheduler)
+        )
 
     def start(self) -> None:
+        self._select()  # first: a class with a misspelled hook fails before any run dir
         logger = self.job.logger
         if logger is None:
             return
-        if self.record is not None and self.record.claim is not None:
-            logger.adopt_claim(self.record.claim.log_dir)
-        logger.start_run(self.ctx)
+        logger.ctx = self.ctx  # the logging hooks fire with it
+        try:
+            if self.record is not None and self.record.claim is not None:
+                logger.adopt_claim(self.record.claim.log_dir)
+            logger.start_run(self.ctx)
+        except BaseException:
+            self._selection.close()
+            raise
         try:
             if self.job_scheduler is not None:
                 self.info.scheduler = {
                     **(self.info.get("scheduler") or {}),
                     **self.job_scheduler.current_job(),
                 }
-            self._selected = self.plugins.register(logger, name=f"selected-logger-{id(logger)}")
             for name, text in self.run_files.items():
                 logger.save_metadata_text(name, text)
             logger.save_info(dict(self.info))
         except BaseException as error:
             # the run never started: stop its logger (ticker, lock, reserve), or a sweep's
             # next jobs would run beside a dead job's heartbeat that never goes stale
-            if self._selected is not None:
-                self.plugins.unregister(self._selected)
-                self._selected = None
+            self._selection.close()
             try:
                 logger.end_run(self.ctx, str(FAILED))
             except Exception:
@@ -257,7 +273,8 @@ class Run:
         ctx, hook = self.ctx, self.plugins.hook
         started = time.monotonic()
         outcome = RunOutcome(status=COMPLETE, log_id=self.info.log_id)
-        warnings = getattr(self.job_scheduler, "warning_signals", None)
+        scheduler = self.job_scheduler
+        warnings = scheduler.warning_signals if scheduler is not None else None
         with RunSignals(warnings) as signals:
             try:
                 try:
@@ -320,8 +337,7 @@ class Run:
                 )
 
         if logger is not None:  # metrics that cannot be written (a full disk) fail the run
-            write_metrics = getattr(logger, "finish_metrics", lambda: None)
-            attempt("write its metrics", lambda: unwritten.__setitem__(0, write_metrics()))
+            attempt("write its metrics", lambda: unwritten.__setitem__(0, logger.finish_metrics()))
             if unwritten[0] is not None and outcome.error is None:
                 outcome.status, outcome.error = FAILED, unwritten[0]
         error = outcome.error
@@ -337,10 +353,10 @@ class Run:
                     attempt(
                         "run the mlxpy_on_run_signal hooks",
                         lambda: hook.mlxpy_on_run_signal(
-                            ctx=ctx, signame=error.signame, status=error.status
+                            ctx=ctx, signame=error.signame, status=RunStatus(error.status)
                         ),
                     )
-            if logger is not None and hasattr(logger, "save_error"):
+            if logger is not None:
                 attempt("save error.log", lambda: logger.save_error(text))
             attempt(
                 "run the mlxpy_on_run_error hooks",
@@ -356,18 +372,18 @@ class Run:
             attempt("end its logging", lambda: logger.end_run(ctx, outcome.status))
         attempt(
             "run the mlxpy_after_run hooks",
-            lambda: hook.mlxpy_after_run(ctx=ctx, status=outcome.status),
+            lambda: hook.mlxpy_after_run(ctx=ctx, status=RunStatus(outcome.status)),
         )
-        if self._selected is not None:
-            selected = self._selected
-            attempt("unregister its logger", lambda: self.plugins.unregister(selected))
+        attempt(
+            "unregister its selected logger, scheduler and version manager", self._selection.close
+        )
         return failures[0] if failures else None
 
     def _wants_requeue(self, status: str) -> bool:
         scheduler = self.job_scheduler
         if not (
             scheduler is not None
-            and getattr(scheduler, "requeue", False)
+            and scheduler.requeue
             and status in set(scheduler.warning_signals.values())
         ):
             return False

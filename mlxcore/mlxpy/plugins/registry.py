@@ -7,10 +7,12 @@ through the same call as a third-party plugin's, before the entry points are loa
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import inspect
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +56,23 @@ class PluginRecord:
 def _import_object(path: str) -> Any:
     module_name, _, attr = path.rpartition(".")
     return getattr(importlib.import_module(module_name), attr)
+
+
+_IMPL_MARKER = f"{PROJECT_NAME}_impl"  # the attribute @hookimpl sets on what it marks
+_implements_hooks: dict[type, bool] = {}
+
+
+def implements_hooks(cls: type) -> bool:
+    """Whether ``cls`` has ``@hookimpl`` methods (cached per class: a selected instance whose
+    class has none is not registered, which keeps a sweep's per-job cost at a lookup)."""
+    found = _implements_hooks.get(cls)
+    if found is None:
+        found = any(
+            getattr(inspect.getattr_static(cls, attr), _IMPL_MARKER, None) is not None
+            for attr in dir(cls)
+        )
+        _implements_hooks[cls] = found
+    return found
 
 
 class PluginRegistry:
@@ -128,6 +147,29 @@ class PluginRegistry:
         self.records.pop(name, None)
         self._classes = None
 
+    @contextlib.contextmanager
+    def selected(self, *instances: Any) -> Iterator[None]:
+        """Register the selected logger, scheduler or version manager instances (None ones
+        are skipped) for the block's duration, so their ``@hookimpl`` methods fire with the
+        broadcast hooks; unregister them after. One already registered is left as it is.
+
+        Raises :class:`PluginError` if a class implements a hook that does not exist.
+        """
+        names = []
+        try:
+            for instance in instances:
+                if instance is None or not implements_hooks(type(instance)):
+                    continue
+                if self.pm.is_registered(instance):
+                    continue
+                name = f"selected {type(instance).__name__} ({id(instance):#x})"
+                self._register(instance, PluginRecord(name=name))
+                names.append(name)
+            yield
+        finally:
+            for name in reversed(names):
+                self.unregister(name)
+
     def _register(self, plugin: Any, record: PluginRecord) -> None:
         try:
             self.pm.register(plugin, name=record.name)
@@ -159,8 +201,14 @@ class PluginRegistry:
         classes: dict[str, dict[str, list[tuple[type, str]]]] = {role: {} for role in ROLES}
         for known in self.records.values():
             known.provides = []
+        hook = self.pm.hook
+        implementations = {  # each is called on its own, so one that raises fails alone
+            "logger": hook.mlxpy_register_loggers.get_hookimpls(),
+            "scheduler": hook.mlxpy_register_schedulers.get_hookimpls(),
+            "version_manager": hook.mlxpy_register_version_managers.get_hookimpls(),
+        }
         for role, (hook_name, _) in ROLES.items():
-            for plugin_name, record, provided in self._answers(hook_name):
+            for plugin_name, record, provided in self._answers(hook_name, implementations[role]):
                 for cls in provided:
                     cls_name = getattr(cls, "name", None) or cls.__name__
                     classes[role].setdefault(cls_name, []).append((cls, plugin_name))
@@ -219,18 +267,21 @@ class PluginRegistry:
         """Every artifact type the registered plugins provide, by name, with the record of
         the plugin that provides it (for a shared name, the one pluggy calls first wins)."""
         types: dict[str, tuple[Any, PluginRecord | None]] = {}
-        answers = self._answers("mlxpy_register_artifact_types")
+        implementations = self.pm.hook.mlxpy_register_artifact_types.get_hookimpls()
+        answers = self._answers("mlxpy_register_artifact_types", implementations)
         for _, record, provided in reversed(answers):  # pluggy calls the last registered first
             for kind in provided:
                 types.setdefault(kind.name, (kind, record))
         return types
 
-    def _answers(self, hook_name: str) -> list[tuple[str, PluginRecord | None, list[Any]]]:
+    def _answers(
+        self, hook_name: str, implementations: list[Any]
+    ) -> list[tuple[str, PluginRecord | None, list[Any]]]:
         """Each plugin's answer to a registration hook, in registration order: ``(plugin
         name, its record, what it returned)``. A plugin whose hook raises is recorded as
         failed and left out, so one broken plugin never hides the others."""
         answers = []
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+        for impl in implementations:
             record = self.records.get(impl.plugin_name)
             try:
                 provided = list(impl.function() or [])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import threading
 import warnings
 from abc import abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlxpy.errors import DiskFullError, LogDirError, MlxpyWarning
+from mlxpy.errors import DiskFullError, LogDirError, MlxpyWarning, PluginError
 from mlxpy.hookspecs import hookimpl
 from mlxpy.plugins.component import Component
 from mlxpy.rundir import claim, layout
@@ -59,18 +62,123 @@ class MetricsWriteWarning(MlxpyWarning):
     """Buffered metrics could not be written (a full disk); they are kept and retried."""
 
 
+# -- the logging hooks, fired by the core for any Logger ---------------------------------------
+#
+# Logger.__init_subclass__ wraps each class's own log_metrics, log_artifacts and log_checkpoint;
+# a wrapper fires its hook only when it is the method the instance's class resolves to, so an
+# override that calls super() fires once, and the class itself is left as it is.
+
+_FIRING: set[Callable[..., Any]] = set()  # what fires its own hook: never wrapped (again)
+
+
+def _fires_its_hook(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a method that fires its logging hook itself, under the same rule as the
+    wrappers (only when it is the method ``type(self)`` resolves to): DefaultLogger's hot
+    ``log_metrics``, which saves the wrapper's extra call."""
+    _FIRING.add(method)
+    return method
+
+
+def _fire_after_metrics(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def log_metrics(
+        self: Logger, metrics: dict[str, Any], log_name: str = "train", step: Any = None, **kw: Any
+    ) -> Any:
+        result = (
+            method(self, metrics, log_name, step, **kw)
+            if kw
+            else method(self, metrics, log_name, step)
+        )
+        ctx = self.ctx
+        if ctx is not None and type(self).log_metrics is log_metrics:
+            hook = ctx.hook
+            if hook.mlxpy_after_metrics_logged.get_hookimpls():  # skip pluggy's cost if unused
+                hook.mlxpy_after_metrics_logged(
+                    ctx=ctx, metrics=metrics, log_name=log_name, step=step
+                )
+        return result
+
+    return log_metrics
+
+
+def _fire_after_artifact(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def log_artifacts(
+        self: Logger, artifact: Any, artifact_name: str, artifact_type: str, **kw: Any
+    ) -> Any:
+        path = method(self, artifact, artifact_name, artifact_type, **kw)
+        ctx = self.ctx
+        if ctx is not None and type(self).log_artifacts is log_artifacts:
+            ctx.hook.mlxpy_after_artifact_logged(
+                ctx=ctx,
+                name=artifact_name,
+                artifact_type=artifact_type,
+                path="" if path is None else str(path),
+            )
+        return path
+
+    return log_artifacts
+
+
+def _fire_after_checkpoint(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def log_checkpoint(
+        self: Logger, checkpoint: Any, log_name: str = "last_ckpt", **kw: Any
+    ) -> Any:
+        path = method(self, checkpoint, log_name, **kw)
+        ctx = self.ctx
+        if ctx is not None and type(self).log_checkpoint is log_checkpoint:
+            ctx.hook.mlxpy_after_checkpoint_logged(
+                ctx=ctx, name=log_name, path="" if path is None else str(path)
+            )
+        return path
+
+    return log_checkpoint
+
+
+_FIRED_AFTER = {
+    "log_metrics": _fire_after_metrics,
+    "log_artifacts": _fire_after_artifact,
+    "log_checkpoint": _fire_after_checkpoint,
+}
+
+
 class Logger(Component):
-    """Base class of loggers. Subclass it, give it a ``name``, register it with
-    ``mlxpy_register_loggers`` and select it in ``mlxpy.yaml`` (``logger.name``)."""
+    """Base of loggers. Subclass it, give it a ``name``, register it with
+    ``mlxpy_register_loggers`` and select it in ``mlxpy.yaml`` (``logger.name``).
+
+    These are every method and attribute the core uses. After ``log_metrics``,
+    ``log_artifacts`` and ``log_checkpoint`` return, the core fires the matching
+    ``mlxpy_after_*_logged`` hook (once per call, whatever the subclass overrides).
+    """
 
     role = "logger"
 
     log_id: Any = None
     log_dir: Path | None = None
+    #: the run's context: set by the core before :meth:`start_run`; the logging hooks fire
+    #: with it (none fire while it is None)
+    ctx: Context | None = None
+    #: where this logger keeps runs on this machine, if it does: the version manager leaves
+    #: it out of the frozen copy of the code
+    parent_log_dir: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for attr, fire_after in _FIRED_AFTER.items():
+            method = cls.__dict__.get(attr)
+            if (
+                inspect.isfunction(method)
+                and method not in _FIRING
+                and not getattr(method, "__isabstractmethod__", False)
+            ):
+                wrapper = fire_after(method)
+                _FIRING.add(wrapper)
+                setattr(cls, attr, wrapper)
 
     @abstractmethod
     def start_run(self, ctx: Context) -> None:
-        """Claim storage for the run; set ``log_id`` and ``log_dir``; keep ``ctx``."""
+        """Claim storage for the run; set ``log_id`` and ``log_dir``."""
 
     @abstractmethod
     def save_info(self, info: dict[str, Any]) -> None:
@@ -87,9 +195,34 @@ class Logger(Component):
     def save_metadata_text(self, name: str, text: str) -> None:
         """Keep a small text file with the run's metadata (a patch, requirements)."""
 
+    def save_error(self, text: str) -> None:
+        """Keep the traceback of a run that failed (by default as the metadata text
+        ``error.log``)."""
+        self.save_metadata_text(layout.ERROR_LOG, text)
+
+    def prepare_submission(self, ctx: Context) -> None:
+        """Claim the run's storage for a job a scheduler starts later (status SUBMITTED), so
+        ids are fixed at submission; set ``log_id`` and ``log_dir`` and save the info. A
+        logger that cannot claim in advance keeps this default, which refuses."""
+        raise PluginError(
+            f"logger '{self.name}' cannot claim run dirs in advance, which submitting jobs to "
+            "a scheduler needs: select DefaultLogger or a subclass of it (logger.name), or "
+            "use_scheduler: false"
+        )
+
     @abstractmethod
     def log_metrics(self, metrics: dict[str, Any], log_name: str = "train", step: Any = None):
         """Append one record of scalar metrics to the log ``log_name``."""
+
+    def log_artifacts(self, artifact: Any, artifact_name: str, artifact_type: str) -> Any:
+        """Store ``artifact`` under ``artifact_name`` as ``artifact_type``; return where (a
+        path). A logger that stores no artifacts keeps this default, which refuses."""
+        raise NotImplementedError(f"logger '{self.name}' does not store artifacts")
+
+    def log_checkpoint(self, checkpoint: Any, log_name: str = "last_ckpt") -> Any:
+        """Store ``checkpoint`` under ``log_name``; return where (a path). A logger that
+        stores no checkpoints keeps this default, which refuses."""
+        raise NotImplementedError(f"logger '{self.name}' does not store checkpoints")
 
 
 class DefaultLogger(Logger):
@@ -101,6 +234,8 @@ class DefaultLogger(Logger):
     ``parent_log_dir`` is relative to the project dir (:mod:`mlxpy.rundir.location`). A
     scheduled job starts the run dir claimed for it at submission (:meth:`adopt_claim`).
     """
+
+    parent_log_dir: str
 
     name = "DefaultLogger"
 
@@ -130,7 +265,7 @@ class DefaultLogger(Logger):
         self._streams: Any = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
-        self._metrics_hook: Any = None
+        self._metrics_hook: Any = None  # set by start_run: what log_metrics fires, if anything
         self._config: dict[str, Any] = {}
         self._reserved = False
         self._abandon_unwritten = False
@@ -193,8 +328,9 @@ class DefaultLogger(Logger):
                 raise self._setup_error(parent, exc) from exc
             raise
         self._add_plugin_artifact_types(ctx)
-        hook = getattr(ctx.hook, "mlxpy_after_metrics_logged", None)
-        self._metrics_hook = hook if hasattr(hook, "get_hookimpls") else None
+        # log_metrics fires the hook itself unless a subclass's override (wrapped) does
+        own = type(self).log_metrics is DefaultLogger.log_metrics
+        self._metrics_hook = ctx.hook.mlxpy_after_metrics_logged if own else None
         if self.log_streams_to_file:
             from mlxpy.rundir.streams import StreamCapture
 
@@ -539,6 +675,7 @@ class DefaultLogger(Logger):
         return self.log_dir
 
     # -- metrics ------------------------------------------------------------------------
+    @_fires_its_hook
     def log_metrics(self, metrics: dict[str, Any], log_name: str = "train", step: Any = None):
         """Append ``metrics`` (scalars) to ``metrics/<log_name>.json``; ``step`` is stored
         as the record's ``step`` key."""
@@ -546,12 +683,12 @@ class DefaultLogger(Logger):
         if writer is None:
             writer = self._open_writer(log_name)
         try:
-            record = writer.write(metrics, step)
+            writer.write(metrics, step)
         except OSError as exc:  # failing writes kept more than memory should hold
             raise self._write_error(writer, exc) from exc
-        hook = self._metrics_hook
+        hook = self._metrics_hook  # the wrapper's work, inlined (see _fires_its_hook)
         if hook is not None and hook.get_hookimpls():  # skip pluggy's call cost when unused
-            hook(ctx=self.ctx, metrics=record, log_name=log_name, step=step)
+            hook(ctx=self.ctx, metrics=metrics, log_name=log_name, step=step)
 
     def _open_writer(self, log_name: str) -> MetricsWriter:
         check_log_name(log_name)
@@ -573,8 +710,8 @@ class DefaultLogger(Logger):
     def _add_plugin_artifact_types(self, ctx: Any) -> None:
         """The installed plugins' artifact types, each with the distribution providing it,
         which the manifest records so another machine can say what to install."""
-        if not hasattr(getattr(ctx.hook, "mlxpy_register_artifact_types", None), "get_hookimpls"):
-            return  # a context built by hand has no plugins
+        if not ctx.hook.mlxpy_register_artifact_types.get_hookimpls():
+            return  # no plugin provides types (a context built by hand has no plugins)
         from mlxpy.plugins import get_plugins
 
         for name, (kind, plugin) in get_plugins().artifact_types().items():
@@ -616,10 +753,6 @@ class DefaultLogger(Logger):
         if self._artifact_manifest.get(key) != record:  # a reader finds it by name
             self._artifact_manifest[key] = record
             write_artifact_records(self.run, self._artifact_manifest)
-        if self.ctx is not None:
-            self.ctx.hook.mlxpy_after_artifact_logged(
-                ctx=self.ctx, name=artifact_name, artifact_type=artifact_type, path=str(path)
-            )
         return path
 
     def load_artifacts(self, artifact_name: str, artifact_type: str | None = None) -> Any:
@@ -651,8 +784,6 @@ class DefaultLogger(Logger):
         path = self.run.checkpoint(log_name)
         check_inside(self.run.root, path)
         self._save(kind, checkpoint, path)
-        if self.ctx is not None:
-            self.ctx.hook.mlxpy_after_checkpoint_logged(ctx=self.ctx, name=log_name, path=str(path))
         return path
 
     def _save(self, kind: ArtifactType, obj: Any, path: Path) -> None:

@@ -46,9 +46,10 @@ class ScheduledJob:
 class Scheduler(Component):
     """Base of job schedulers; ``scheduler.name: Scheduler`` selects it (it cannot submit).
 
-    A cluster plugin sets ``directive_prefix`` and implements :meth:`submit`,
-    :meth:`statuses` and :meth:`cancel`; arrays (:meth:`submit_array`) and requeue
-    (:meth:`requeue_current_job`) are optional.
+    A cluster plugin sets ``directive_prefix`` and ``job_id_pattern`` and implements
+    :meth:`submit`, :meth:`statuses` and :meth:`cancel`; arrays (:meth:`submit_array`) and
+    requeue (:meth:`requeue_current_job`) are optional. These are every method and attribute
+    the core uses.
     """
 
     role = "scheduler"
@@ -62,6 +63,15 @@ class Scheduler(Component):
     #: exit status by which a job asks to be resubmitted (OAR's idempotent jobs: 99); None
     #: when :meth:`requeue_current_job` puts the job back itself (SLURM)
     requeue_exit_code: ClassVar[int | None] = None
+    #: a regular expression every job id this scheduler gives matches: ``mlxpy status`` and
+    #: ``mlxpy cancel`` pass only such ids to it (None: any id of digits, letters, ``._-``)
+    job_id_pattern: ClassVar[str | None] = None
+    #: whether a sweep goes as one array job, when the scheduler has arrays (a setting of
+    #: the schedulers that do)
+    use_arrays: bool = True
+    #: whether a job that received a warning signal asks to run again (a setting of the
+    #: schedulers that can requeue)
+    requeue: bool = False
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ from typing import Any
 
 from mlxpy.errors import MlxpyError
 from mlxpy.rundir.status import LIVE, RunStatus
+from mlxpy.scheduling.base import Scheduler
 
 #: scheduler states meaning the job is over, whatever the scheduler
 TERMINAL = {
@@ -44,7 +45,7 @@ class InvalidJobIdError(MlxpyError):
     """A run's recorded job id is not one its scheduler could have given."""
 
 
-def _scheduler_class(name: Any) -> type:
+def _scheduler_class(name: Any) -> type[Scheduler]:
     """The scheduler registered under ``name`` by an installed plugin. A run's info is data
     from a shared dir: a dotted class path there is never imported."""
     from mlxpy.plugins import get_plugins
@@ -59,9 +60,9 @@ def _scheduler_class(name: Any) -> type:
     return registry.resolve("scheduler", name, where="info.scheduler.name of a run")
 
 
-def check_job_id(scheduler: type, job_id: Any) -> str:
+def check_job_id(scheduler: type[Scheduler], job_id: Any) -> str:
     """``job_id`` if it is a valid id for ``scheduler`` (see :data:`JOB_ID`)."""
-    pattern = getattr(scheduler, "job_id_pattern", None)
+    pattern = scheduler.job_id_pattern
     text = job_id if isinstance(job_id, str) else str(job_id)
     if (
         isinstance(job_id, (str, numbers.Integral))
@@ -71,8 +72,7 @@ def check_job_id(scheduler: type, job_id: Any) -> str:
     ):
         return text
     raise InvalidJobIdError(
-        f"invalid job id {text[:60]!r} for {getattr(scheduler, 'name', scheduler)}: not passed "
-        "to the scheduler"
+        f"invalid job id {text[:60]!r} for {scheduler.name}: not passed to the scheduler"
     )
 
 

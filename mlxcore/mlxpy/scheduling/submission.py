@@ -62,7 +62,7 @@ class Submission:
             self.scheduler.submit(self.script)  # raises the explanation
         for run in self.runs:
             logger = run.job.logger
-            if logger is None or not hasattr(logger, "prepare_submission"):
+            if logger is None:
                 raise MlxpyError(
                     "submitting jobs needs a logger that can claim run dirs in advance "
                     "(DefaultLogger or a subclass); use_logger must be true"
@@ -93,7 +93,8 @@ class Submission:
                 "script": str(job.script_path),
             }
             logger.save_info(dict(run.info))
-            run.ctx.hook.mlxpy_before_job_submit(job=job)
+            with run.plugins.selected(logger):  # the job's own logger hears its submission
+                run.ctx.hook.mlxpy_before_job_submit(job=job)
             self.jobs.append(job)
 
     def submit(self) -> None:
@@ -141,7 +142,8 @@ class Submission:
         if array_script:
             run.info.scheduler["array_script"] = array_script
         run.job.logger.save_info(dict(run.info))
-        run.ctx.hook.mlxpy_after_job_submit(job=job, job_id=job_id)
+        with run.plugins.selected(run.job.logger):
+            run.ctx.hook.mlxpy_after_job_submit(job=job, job_id=job_id)
 
     def table(self) -> str:
         rows = [("log_id", "job_id", "overrides")]
