@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -108,8 +109,19 @@ def test_records_of_one_step_merge_and_a_later_attempt_wins():
     assert {"note": "no step"} in rows
 
 
-def test_a_signal_during_a_metrics_write_never_duplicates_records(tmp_path, monkeypatch):
+@pytest.mark.parametrize("other_thread", [False, True])
+def test_a_signal_during_a_metrics_write_never_duplicates_records(
+    tmp_path, monkeypatch, other_thread
+):
+    """With another thread alive (a data loader's), the kernel gives the signal to it while
+    the main thread masks it, and the handler may run between the write and the trim."""
+    import threading
+
     from mlxpy.rundir import metrics
+
+    idle = threading.Event()
+    if other_thread:
+        threading.Thread(target=idle.wait, daemon=True).start()
 
     def raise_interrupt(signum, frame):
         raise RunInterrupted(signum, "SIGTERM")
@@ -122,6 +134,7 @@ def test_a_signal_during_a_metrics_write_never_duplicates_records(tmp_path, monk
         if not sent:
             sent.append(True)
             os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # another thread takes it meanwhile; its handler runs here
         return written
 
     previous = signal.signal(signal.SIGTERM, raise_interrupt)
@@ -136,6 +149,7 @@ def test_a_signal_during_a_metrics_write_never_duplicates_records(tmp_path, monk
         writer.close()  # what the run's end does after the interruption
     finally:
         signal.signal(signal.SIGTERM, previous)
+        idle.set()
     steps = [r["step"] for r in read_records(tmp_path / "train.json")]
     assert sent and steps == list(range(50))
 

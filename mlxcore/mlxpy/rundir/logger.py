@@ -41,7 +41,12 @@ from mlxpy.rundir.manifest import (
     read_artifact_records,
     write_artifact_records,
 )
-from mlxpy.rundir.metrics import MetricsWriter, check_log_name, is_disk_full
+from mlxpy.rundir.metrics import (
+    MetricsWriter,
+    block_deferred_signals,
+    check_log_name,
+    is_disk_full,
+)
 from mlxpy.rundir.safe import check_inside
 from mlxpy.rundir.status import RunStatus
 
@@ -569,6 +574,7 @@ class DefaultLogger(Logger):
     def _tick(self) -> None:
         """Background: flush metrics every ``flush_interval_s``, beat every
         ``heartbeat_interval_s``, so an idle run still persists what it logged."""
+        block_deferred_signals()
         since_beat = 0.0
         while not self._stop.wait(self.flush_interval_s):
             try:

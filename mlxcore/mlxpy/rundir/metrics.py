@@ -174,13 +174,17 @@ class MetricsWriter:
         deferred = _defer_signals()
         try:
             while self._buffer:
+                start, unwritten = os.fstat(self._fd).st_size, len(self._buffer)
                 try:
                     written = os.write(self._fd, self._buffer)
+                    del self._buffer[:written]
                 except OSError as exc:  # nothing of this call was written: the tail is intact
                     self.error = exc
                     self._pending = self._buffer.count(b"\n")
                     raise
-                del self._buffer[:written]
+                except BaseException:  # a handler raised around the write: trim what is on disk
+                    self._trim_to_disk(start, unwritten)
+                    raise
         finally:
             if deferred is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, deferred)
@@ -189,6 +193,16 @@ class MetricsWriter:
         self.error = None
         if self._keys_stale:
             self._write_keys()
+
+    def _trim_to_disk(self, start: int, unwritten: int) -> None:
+        """Drop from the buffer exactly what reached the file since ``start`` (its size then,
+        with ``unwritten`` bytes buffered). The signal mask holds handlers back only when the
+        kernel gives the signal to this thread: with other threads (a data loader's), the
+        handler may still run between the write and the trim, and must not cause a rewrite."""
+        on_disk = os.fstat(self._fd).st_size - start
+        trimmed = unwritten - len(self._buffer)
+        if on_disk > trimmed:
+            del self._buffer[: on_disk - trimmed]
 
     def close(self, flush: bool = True) -> None:
         """Flush and close; ``flush=False`` drops what is buffered (the run already recorded
@@ -207,6 +221,12 @@ class MetricsWriter:
 #: write is under way in the main thread, so a handler never runs between a write and the
 #: buffer's trim (the written bytes would be written again)
 _DEFERRED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
+
+
+def block_deferred_signals() -> None:
+    """Called first in the project's own background threads: the kernel then gives these
+    signals to the main thread, whose mask holds them back during a write."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
 
 
 def _defer_signals() -> set[int | signal.Signals] | None:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from mlxpy.rundir.layout import STREAM_STDERR, STREAM_STDOUT
+from mlxpy.rundir.metrics import block_deferred_signals
 
 
 class _FdTee:
@@ -26,6 +27,7 @@ class _FdTee:
         self.thread.start()
 
     def _pump(self) -> None:
+        block_deferred_signals()
         while True:
             try:
                 data = os.read(self.read_end, 65536)
