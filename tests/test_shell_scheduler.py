@@ -51,8 +51,11 @@ class TestShellSchedulerConformance(SchedulerSuite):
     timeout = 120
 
     @pytest.fixture(autouse=True)
-    def _installed(self, shell_site: Path) -> None:
+    def _installed(self, shell_site: Path, tmp_path: Path) -> None:
         self.site = shell_site
+        # not the default: `mlxpy status` and `cancel` find the jobs through the settings
+        # each run recorded
+        self.scheduler_settings = {"state_dir": str(tmp_path / "jobs")}
 
     def prepare_project(self, project: ProjectDir) -> None:
         on_path(project, self.site)
@@ -128,11 +131,7 @@ def test_status_builds_the_scheduler_the_run_recorded(tmp_path, shell_site):
     (info,) = project.wait(1, 60)
     assert info["status"] == COMPLETE, info
     (run_dir,) = project.run_dirs()
-    # submission records the settings (scheduling/submission.py); a launch that predates
-    # that change records none, and this test then writes what it would have recorded
-    recorded = info["scheduler"].get("settings") or {"state_dir": str(jobs)}
-    assert recorded["state_dir"] == str(jobs)
-    rewrite_scheduler_info(run_dir, settings=recorded)
+    assert info["scheduler"]["settings"] == {"state_dir": str(jobs)}  # as submitted
     options = project.options()
     options["scheduler"]["state_dir"] = str(tmp_path / "elsewhere")
     project.write_config(options, OPTIONS_FILE)  # the project changed since the submission

@@ -196,7 +196,8 @@ def submitting_schedulers() -> str:
     names = []
     for name in registry.available("scheduler"):
         try:
-            if registry.resolve("scheduler", name).can_submit_jobs():
+            cls = registry.resolve("scheduler", name)
+            if issubclass(cls, Scheduler) and cls.can_submit_jobs():
                 names.append(name)
         except MlxpyError:  # a name several plugins provide: still installed
             names.append(name)

@@ -157,7 +157,7 @@ class OARScheduler(Scheduler):
         live = [
             now
             for now, job in self.latest_jobs(job_ids).values()
-            if job is None or PHASES.get(job.get("state")) is not JobPhase.DONE
+            if job is None or PHASES.get(str(job.get("state"))) is not JobPhase.DONE
         ]
         if live:
             self.call(["oardel", *live], "oardel")
