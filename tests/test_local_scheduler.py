@@ -19,6 +19,9 @@ class TestLocalSchedulerConformance(SchedulerSuite):
     def rejected_override(self) -> list[str]:
         return ["+mlxpy.scheduler.shell_path=/no/such/shell"]
 
+    def pending_overrides(self) -> list[str]:
+        return ["seed=1,2", "+mlxpy.scheduler.max_workers=1"]  # run 1 holds the one worker
+
 
 def test_max_workers_bounds_parallelism(tmp_path):
     project = ProjectDir(tmp_path / "p")

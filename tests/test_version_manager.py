@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlxpy.testing import VersionManagerSuite
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
@@ -261,3 +262,8 @@ def test_interactive_last_commit_and_abort(interactive):
     code, out = run_in_pty(interactive, ["a"])
     assert code == 2 and "launch aborted" in out
     assert len(interactive.run_dirs()) == 1
+
+
+class TestGitVMConformance(VersionManagerSuite):
+    version_manager_name = "GitVM"
+    version_manager_settings = {"interactive_mode": False}

@@ -23,7 +23,7 @@ from mlxpy.rundir import FORMAT_VERSION, RunDir, RunStatus
 from mlxpy.rundir.artifacts import ArtifactType
 from mlxpy.rundir.logger import DefaultLogger, Logger
 from mlxpy.rundir.metrics import read_metrics
-from mlxpy.scheduling.base import JobState, ScheduledJob, Scheduler, SubmissionError
+from mlxpy.scheduling.base import JobPhase, JobState, ScheduledJob, Scheduler, SubmissionError
 from mlxpy.versioning.base import GitVM, VersionManager
 
 _moved.install()  # old module paths (mlxpy.logger, ...) still import
@@ -59,6 +59,7 @@ __all__ = [
     "RunDir",
     "RunInterrupted",
     "RunStatus",
+    "JobPhase",
     "JobState",
     "ScheduledJob",
     "Scheduler",

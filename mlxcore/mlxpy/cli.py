@@ -193,6 +193,7 @@ def _status(args: argparse.Namespace) -> int:
             "job_id",
             "run_status",
             "scheduler_state",
+            "phase",
             "exit_code",
             "status",
             "reason",

@@ -39,7 +39,7 @@ class MlxpyWarning(UserWarning):
 
 
 class RunInterrupted(BaseException):
-    """Raised inside a run when the process receives SIGTERM (scancel, time limits).
+    """Raised inside a run when the process receives SIGTERM (a cancelled job, time limits).
 
     A BaseException, like KeyboardInterrupt, so that ``except Exception`` in user code does
     not swallow the request to stop.

@@ -79,7 +79,7 @@ class RunSignals:
     end is recorded: a signal that arrives once the task's code is over (a repeat, or a first
     one during the task's return) is only noted, because raising there would leave the run
     RUNNING with its metrics unflushed. Each signal interrupts the task once: a scheduler
-    repeats its warning (OAR every 10 s), and the repeat must not cut short the checkpoint the
+    may repeat its warning (every 10 s or so), and the repeat must not cut short the checkpoint the
     first one started.
     """
 

@@ -1,11 +1,14 @@
 """Schedulers submit jobs to a cluster. The base class holds the job-script options every
-scheduler shares and defines the contract cluster plugins implement (SLURM, OAR, ...)."""
+scheduler shares and defines the contract scheduler plugins implement; each scheduler
+translates its own job states into a :class:`JobPhase`, so the core knows no scheduler's
+vocabulary."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,15 +21,32 @@ class SubmissionError(MlxpyError):
     """The scheduler refused a job or could not be reached; carries its message."""
 
 
+class JobPhase(str, Enum):
+    """Where a job is in its life, whatever the scheduler calls it: what ``mlxpy status``
+    reconciles a run's own record with. Each scheduler maps its states to one of these."""
+
+    #: waiting to start, or to start again (pending, held, requeued, resubmitted)
+    QUEUED = "QUEUED"
+    #: started and not over (also while it is being set up, suspended, or completing)
+    RUNNING = "RUNNING"
+    #: over for good: :attr:`JobState.exit_code` and :attr:`JobState.cancelled` say how
+    DONE = "DONE"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class JobState:
-    """What the scheduler says of one job."""
+    """What the scheduler says of one job: its own word for the state (shown to users) and
+    what that word means (:class:`JobPhase`, what mlxpy acts on)."""
 
-    state: str  # the scheduler's own word: PENDING, RUNNING, COMPLETED, FAILED, Terminated...
+    state: str  # the scheduler's own word, as its tools print it
+    phase: JobPhase
     exit_code: int | None = None
     reason: str | None = None
     signal: int | None = None
-    cancelled: bool = False  # ended because a user cancelled it (scancel, oardel)
+    cancelled: bool = False  # DONE because a user cancelled it
     current_job_id: str | None = None  # the job the scheduler resubmitted this one as
 
 
@@ -46,26 +66,28 @@ class ScheduledJob:
 class Scheduler(Component):
     """Base of job schedulers; ``scheduler.name: Scheduler`` selects it (it cannot submit).
 
-    A cluster plugin sets ``directive_prefix`` and ``job_id_pattern`` and implements
-    :meth:`submit`, :meth:`statuses` and :meth:`cancel`; arrays (:meth:`submit_array`) and
-    requeue (:meth:`requeue_current_job`) are optional. These are every method and attribute
-    the core uses.
+    A scheduler plugin sets ``directive_prefix`` and ``job_id_pattern`` and implements
+    :meth:`submit`, :meth:`statuses` (its states as :class:`JobState`, each with its
+    :class:`JobPhase`) and :meth:`cancel`; arrays (:meth:`submit_array`) and requeue
+    (:meth:`requeue_current_job`) are optional. These are every method and attribute the
+    core uses.
     """
 
     role = "scheduler"
     name = "Scheduler"
     directive_prefix: ClassVar[str] = ""
+    #: a regular expression every job id this scheduler gives matches: ``mlxpy status`` and
+    #: ``mlxpy cancel`` pass it no other id read from a run dir (None: any id of
+    #: :data:`mlxpy.scheduling.status.JOB_ID`'s shape)
+    job_id_pattern: ClassVar[str | None] = None
     #: environment variable holding an array task's index inside the job, and its base
     array_index_var: ClassVar[str] = ""
     array_index_base: ClassVar[int] = 0
     #: signals the scheduler sends before killing a job, and the status they mean
     warning_signals: ClassVar[dict[str, str]] = {}
-    #: exit status by which a job asks to be resubmitted (OAR's idempotent jobs: 99); None
-    #: when :meth:`requeue_current_job` puts the job back itself (SLURM)
+    #: exit status by which a job asks the scheduler to resubmit it; None when
+    #: :meth:`requeue_current_job` puts the job back itself
     requeue_exit_code: ClassVar[int | None] = None
-    #: a regular expression every job id this scheduler gives matches: ``mlxpy status`` and
-    #: ``mlxpy cancel`` pass only such ids to it (None: any id of digits, letters, ``._-``)
-    job_id_pattern: ClassVar[str | None] = None
     #: whether a sweep goes as one array job, when the scheduler has arrays (a setting of
     #: the schedulers that do)
     use_arrays: bool = True
@@ -89,7 +111,12 @@ class Scheduler(Component):
         self.calls = 0  # scheduler commands run by this instance (benchmarks, tests)
 
     def can_submit(self) -> bool:
-        return type(self).submit is not Scheduler.submit
+        return self.can_submit_jobs()
+
+    @classmethod
+    def can_submit_jobs(cls) -> bool:
+        """Whether this class implements :meth:`submit` (the base class does not)."""
+        return cls.submit is not Scheduler.submit
 
     # -- what a plugin implements ------------------------------------------------------
     def directives(self, job: ScheduledJob) -> list[str]:
@@ -99,9 +126,9 @@ class Scheduler(Component):
     def submit(self, script_path: Path) -> str:
         """Submit one job script; return the job id."""
         raise MlxpyError(
-            f"scheduler '{self.name}' cannot submit jobs. Set scheduler.name in mlxpy.yaml to a "
-            "cluster scheduler (SLURMScheduler from the mlxpy-slurm plugin, OARScheduler from "
-            "mlxpy-oar), or use_scheduler: false."
+            f"scheduler '{self.name}' cannot submit jobs. Set scheduler.name in mlxpy.yaml to "
+            f"one that can ({submitting_schedulers()}), install a scheduler plugin, or set "
+            "use_scheduler: false."
         )
 
     def max_array_size(self) -> int:
@@ -113,7 +140,8 @@ class Scheduler(Component):
         raise NotImplementedError
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
-        """The scheduler's state of each job, in **one** call to the scheduler."""
+        """The scheduler's state of each job it knows, in **one** call to the scheduler; a
+        job it has forgotten is left out."""
         raise NotImplementedError
 
     def cancel(self, job_ids: Sequence[str]) -> None:
@@ -165,3 +193,19 @@ class Scheduler(Component):
             message = (result.stderr or result.stdout).strip()
             raise SubmissionError(f"{what} failed (exit {result.returncode}): {message}")
         return result
+
+
+def submitting_schedulers() -> str:
+    """The installed schedulers that can submit jobs, by name, from the plugin registry."""
+    from mlxpy.plugins import get_plugins
+
+    registry = get_plugins()
+    names = []
+    for name in registry.available("scheduler"):
+        try:
+            cls = registry.resolve("scheduler", name)
+            if issubclass(cls, Scheduler) and cls.can_submit_jobs():
+                names.append(name)
+        except MlxpyError:  # a name several plugins provide: still installed
+            names.append(name)
+    return "installed: " + (", ".join(names) if names else "none")

@@ -20,7 +20,7 @@ from typing import Any
 from mlxpy.errors import MlxpyWarning
 from mlxpy.hookspecs import hookimpl
 from mlxpy.rundir.layout import RunDir
-from mlxpy.scheduling.base import JobState, ScheduledJob, Scheduler, SubmissionError
+from mlxpy.scheduling.base import JobPhase, JobState, ScheduledJob, Scheduler, SubmissionError
 
 INDEX_VAR = "MLXPY_LOCAL_TASK"
 #: set in each job's environment to its job id: with the start time, what proves a process
@@ -28,6 +28,14 @@ INDEX_VAR = "MLXPY_LOCAL_TASK"
 JOB_VAR = "MLXPY_LOCAL_JOB"
 #: ``<queue dir>_<task>``; the queue dir is a ``mkdtemp`` name under the state root
 JOB_ID_PATTERN = r"q[A-Za-z0-9_]{1,64}_[0-9]{1,9}"
+#: the states a task's state file holds, and what each means
+PHASES = {
+    "PENDING": JobPhase.QUEUED,
+    "RUNNING": JobPhase.RUNNING,
+    "COMPLETED": JobPhase.DONE,
+    "FAILED": JobPhase.DONE,
+    "CANCELLED": JobPhase.DONE,
+}
 
 
 class NotOurProcessWarning(MlxpyWarning):
@@ -167,8 +175,14 @@ class LocalScheduler(Scheduler):
         out = {}
         for job_id in job_ids:
             found = self._read_state(job_id)
-            if found is not None:
-                out[job_id] = JobState(str(found[1]["state"]), found[1].get("exit_code"))
+            if found is not None and found[1]["state"] in PHASES:
+                word = found[1]["state"]
+                out[job_id] = JobState(
+                    word,
+                    PHASES[word],
+                    found[1].get("exit_code"),
+                    cancelled=word == "CANCELLED",
+                )
         return out
 
     def cancel(self, job_ids: Sequence[str]) -> None:

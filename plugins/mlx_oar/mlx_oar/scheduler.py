@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mlxpy import JobState, RunStatus, ScheduledJob, Scheduler, SubmissionError
+from mlxpy import JobPhase, JobState, RunStatus, ScheduledJob, Scheduler, SubmissionError
 
 _JOB_ID = re.compile(r"^OAR_JOB_ID=(-?\d+)\s*$", re.M)
 # "Resubmiting job 2 => 3 (...)" after exit code 99; "... (new id = 5)" after a preemption
@@ -28,6 +28,16 @@ OAR_MIN_RUN_S = 60
 _MARGIN_S = 2
 #: the most a job may take from OAR's start time to Python running it
 _STARTUP_MARGIN_S = 10
+#: OAR 2.5's job states and what each means (``Terminated`` is not success: the exit code
+#: tells); a state not listed here counts as RUNNING
+PHASES: dict[str, JobPhase] = {
+    **dict.fromkeys(
+        ("Waiting", "Hold", "toLaunch", "Launching", "toAckReservation"),
+        JobPhase.QUEUED,
+    ),
+    **dict.fromkeys(("Running", "Suspended", "Resuming", "Finishing"), JobPhase.RUNNING),
+    **dict.fromkeys(("Terminated", "Error"), JobPhase.DONE),
+}
 
 
 class OARScheduler(Scheduler):
@@ -102,8 +112,10 @@ class OARScheduler(Scheduler):
             raw = job.get("exit_code")
             code = None if raw in (None, "") else int(raw) >> 8
             events = [e for e in job.get("events") or [] if isinstance(e, dict)]
+            word = job.get("state", "UNKNOWN")
             found[job_id] = JobState(
-                job.get("state", "UNKNOWN"),
+                word,
+                PHASES.get(word, JobPhase.RUNNING),
                 code,
                 _reason(events),
                 cancelled=_was_cancelled(events),
@@ -145,7 +157,7 @@ class OARScheduler(Scheduler):
         live = [
             now
             for now, job in self.latest_jobs(job_ids).values()
-            if job is None or job.get("state") not in ("Terminated", "Error")
+            if job is None or PHASES.get(str(job.get("state"))) is not JobPhase.DONE
         ]
         if live:
             self.call(["oardel", *live], "oardel")

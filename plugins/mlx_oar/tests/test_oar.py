@@ -82,6 +82,9 @@ class TestOARConformance(SchedulerSuite):
     def rejected_override(self) -> list[str]:
         return ["+mlxpy.scheduler.option_cmd=['-q no_such_queue']"]
 
+    def pending_overrides(self) -> list[str]:
+        return ["+mlxpy.scheduler.option_cmd=['--hold']"]  # Hold, until oarresume or oardel
+
 
 def test_rejected_submission_carries_oar_message():
     project = oar_project(SUITE_CONFIG, option_cmd=["-q no_such_queue"])

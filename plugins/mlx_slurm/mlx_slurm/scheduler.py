@@ -9,9 +9,46 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlxpy import JobState, RunStatus, ScheduledJob, Scheduler, SubmissionError
+from mlxpy import JobPhase, JobState, RunStatus, ScheduledJob, Scheduler, SubmissionError
 
 _FIELD = re.compile(r"(\w+)=(\S*)")
+#: SLURM's job states (``JobState=`` of ``scontrol show job``) and what each means; a state
+#: not listed here counts as RUNNING (the controller still holds the job)
+PHASES: dict[str, JobPhase] = {
+    **dict.fromkeys(
+        ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"),
+        JobPhase.QUEUED,
+    ),
+    **dict.fromkeys(
+        (
+            "COMPLETED",
+            "FAILED",
+            "CANCELLED",
+            "TIMEOUT",
+            "NODE_FAIL",
+            "OUT_OF_MEMORY",
+            "PREEMPTED",
+            "BOOT_FAIL",
+            "DEADLINE",
+            "REVOKED",
+        ),
+        JobPhase.DONE,
+    ),
+}
+
+
+def job_state(
+    word: str, exit_code: int | None = None, reason: str | None = None, signal: int | None = None
+) -> JobState:
+    """SLURM's state word as a :class:`JobState`; ``CANCELLED`` is a user's ``scancel``."""
+    return JobState(
+        state=word,
+        phase=PHASES.get(word, JobPhase.RUNNING),
+        exit_code=exit_code,
+        reason=reason,
+        signal=signal,
+        cancelled=word == "CANCELLED",
+    )
 
 
 def _expand(task_ids: str) -> list[str]:
@@ -100,8 +137,8 @@ class SLURMScheduler(Scheduler):
             if "JobId" not in fields:
                 continue
             exit_code, _, sig = fields.get("ExitCode", "0:0").partition(":")
-            state = JobState(
-                state=fields.get("JobState", "UNKNOWN"),
+            state = job_state(
+                fields.get("JobState", "UNKNOWN"),
                 exit_code=int(exit_code) if exit_code.isdigit() else None,
                 reason=None if fields.get("Reason") in (None, "None") else fields["Reason"],
                 signal=int(sig) if sig.isdigit() and int(sig) else None,

@@ -36,6 +36,9 @@ class TestSLURMConformance(SchedulerSuite):
     def rejected_override(self) -> list[str]:
         return ["+mlxpy.scheduler.option_cmd=['--partition=no_such_partition']"]
 
+    def pending_overrides(self) -> list[str]:
+        return ["+mlxpy.scheduler.option_cmd=['--hold']"]  # PENDING (JobHeldUser)
+
 
 def test_rejected_submission_carries_sbatch_message(tmp_path):
     project = ProjectDir(tmp_path / "p")
