@@ -21,6 +21,8 @@ def run(job_dir: Path, script: Path, shell: str) -> None:
     if "--hold" in words:
         write_state(job_dir, state="HELD")
         while not cancelled.exists():  # nothing releases a job in these tests
+            if not job_dir.is_dir():  # its test is over and its tmp dir removed: never outlive it
+                return
             time.sleep(0.1)
     if cancelled.exists():
         write_state(job_dir, state="CANCELLED")
