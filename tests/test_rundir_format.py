@@ -32,14 +32,16 @@ ALLOWED = {
     # the project's config dir (configs/config.yaml, configs/mlxpy.yaml), not a run dir
     ("launching/configs.py", "config.yaml"),
     ("launching/options.py", "mlxpy.yaml"),
-    ("testing/__init__.py", "config.yaml"),
+    ("testing/project.py", "config.yaml"),
     # a section heading of `mlxpy show`
     ("cli.py", "metrics"),
-    # schedulers' own job states (SLURM's, OAR's, LocalScheduler's), not run statuses
-    *{
-        ("scheduling/status.py", s)
-        for s in ("FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "REQUEUED")
-    },
+    # names exported in __all__ (the constants hold RunStatus members)
+    ("testing/__init__.py", "COMPLETE"),
+    ("testing/__init__.py", "FAILED"),
+    # a scheduler job's phase (JobPhase), not a run status
+    ("scheduling/base.py", "RUNNING"),
+    # schedulers' own job states (SLURM's, LocalScheduler's), not run statuses
+    *{("scheduler.py", s) for s in ("FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "REQUEUED")},
     *{("scheduling/local.py", s) for s in ("RUNNING", "CANCELLED", "FAILED")},
 }
 

@@ -73,6 +73,14 @@ class TestShellSchedulerConformance(SchedulerSuite):
         return ["+mlxpy.scheduler.option_cmd=['--hold']"]
 
 
+def _tracked(folder: Path) -> list[Path]:
+    """The files git tracks under ``folder`` (not build metadata such as ``*.egg-info``)."""
+    out = subprocess.run(
+        ["git", "ls-files", "-z", str(folder)], cwd=REPO, capture_output=True, check=True
+    )
+    return sorted(REPO / name for name in out.stdout.decode().split("\0") if name)
+
+
 def test_core_names_no_scheduler_and_no_plugin():
     """Everything a scheduler calls its states, its commands and its name lives in its own
     plugin: the core (mlxcore/) has none of them, not even in a comment."""
@@ -84,8 +92,8 @@ def test_core_names_no_scheduler_and_no_plugin():
     builtin = REPO / "mlxcore" / "mlxpy" / "scheduling" / "local.py"  # its own words
     found = [
         f"{path.relative_to(REPO)}:{number}: {line.strip()}"
-        for path in sorted((REPO / "mlxcore").rglob("*"))
-        if path.is_file() and path.suffix in (".py", ".toml", ".md", ".txt", ".cfg")
+        for path in _tracked(REPO / "mlxcore")
+        if path.suffix in (".py", ".toml", ".md", ".txt", ".cfg")
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if words.search(line) and path != builtin
     ]
