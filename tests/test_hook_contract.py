@@ -690,3 +690,51 @@ def test_a_logger_that_cannot_claim_in_advance_cannot_submit(tmp_path, site):
     assert result.returncode == 2
     assert "logger 'BareLogger' cannot claim run dirs in advance" in result.stderr
     assert scenario.events("mlxpy_before_job_submit") == []
+
+
+def test_logging_hooks_report_a_subclass_s_own_defaults(tmp_path):
+    """A Logger whose methods have defaults of their own (``log_name="metrics"``) reports
+    those to the hooks, not the base class's, whether called positionally or by keyword."""
+    from mlxpy.context import Context, as_config
+    from mlxpy.plugins import PluginRegistry
+
+    fired = []
+
+    class Spy:
+        @mlxpy.hookimpl
+        def mlxpy_after_metrics_logged(self, metrics, log_name, step):
+            fired.append(("metrics", log_name, step))
+
+        @mlxpy.hookimpl
+        def mlxpy_after_checkpoint_logged(self, name, path):
+            fired.append(("checkpoint", name, path))
+
+    class Quiet(mlxpy.Logger):
+        name = "Quiet"
+
+        def start_run(self, ctx): ...
+
+        def end_run(self, ctx, status): ...
+
+        def save_info(self, info): ...
+
+        def log_metrics(self, metrics, log_name="metrics", step=7):
+            return None
+
+        def log_checkpoint(self, checkpoint, log_name="state"):
+            return tmp_path / f"{log_name}.bin"
+
+    registry = PluginRegistry(load_entry_points=False)
+    registry.register(Spy(), name="spy")
+    logger = Quiet()
+    logger.ctx = Context(config=as_config({}), mlxpy=as_config({}), hook=registry.hook)
+    logger.log_metrics({"loss": 1.0})
+    logger.log_metrics({"loss": 2.0}, step=3)
+    logger.log_metrics({"loss": 3.0}, "val", 4)
+    logger.log_checkpoint({"epoch": 1})
+    assert fired == [
+        ("metrics", "metrics", 7),
+        ("metrics", "metrics", 3),
+        ("metrics", "val", 4),
+        ("checkpoint", "state", str(tmp_path / "state.bin")),
+    ]

@@ -222,12 +222,12 @@ class Launcher:
         assert record.scheduler is not None
         if record.claim is not None:
             logger = jobs[0].logger
-            if len(jobs) != 1 or not hasattr(logger, "adopt_claim"):
+            if len(jobs) != 1 or logger is None:
                 raise MlxpyError(
                     f"this job was submitted to start run {record.claim.log_id} "
                     f"({record.claim.log_dir}), but its command line now makes {len(jobs)} "
-                    "job(s) or its logger cannot start a claimed run dir (use_logger and "
-                    "logger.name in mlxpy.yaml must stay as they were at submission)"
+                    "job(s) or it has no logger (use_logger in mlxpy.yaml must stay as it "
+                    "was at submission)"
                 )
         return record.scheduler.build(where="the launch record of this job")
 

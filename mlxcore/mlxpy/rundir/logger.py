@@ -84,67 +84,59 @@ def _fires_its_hook(method: Callable[..., Any]) -> Callable[..., Any]:
     return method
 
 
-def _fire_after_metrics(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def log_metrics(
-        self: Logger, metrics: dict[str, Any], log_name: str = "train", step: Any = None, **kw: Any
-    ) -> Any:
-        result = (
-            method(self, metrics, log_name, step, **kw)
-            if kw
-            else method(self, metrics, log_name, step)
-        )
-        ctx = self.ctx
-        if ctx is not None and type(self).log_metrics is log_metrics:
-            hook = ctx.hook
-            if hook.mlxpy_after_metrics_logged.get_hookimpls():  # skip pluggy's cost if unused
-                hook.mlxpy_after_metrics_logged(
-                    ctx=ctx, metrics=metrics, log_name=log_name, step=step
-                )
-        return result
-
-    return log_metrics
+def _arguments(method: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> list[Any]:
+    """The values of ``method``'s parameters after ``self``, in order, defaults applied: a
+    subclass's own defaults (``log_name="metrics"``) are what its hook reports."""
+    bound = inspect.signature(method).bind(None, *args, **kw)
+    bound.apply_defaults()
+    return [*list(bound.arguments.values())[1:], None, None, None]  # (*args) signatures
 
 
-def _fire_after_artifact(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def log_artifacts(
-        self: Logger, artifact: Any, artifact_name: str, artifact_type: str, **kw: Any
-    ) -> Any:
-        path = method(self, artifact, artifact_name, artifact_type, **kw)
-        ctx = self.ctx
-        if ctx is not None and type(self).log_artifacts is log_artifacts:
-            ctx.hook.mlxpy_after_artifact_logged(
-                ctx=ctx,
-                name=artifact_name,
-                artifact_type=artifact_type,
-                path="" if path is None else str(path),
-            )
-        return path
-
-    return log_artifacts
+def _path_text(path: Any) -> str:
+    return "" if path is None else str(path)
 
 
-def _fire_after_checkpoint(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def log_checkpoint(
-        self: Logger, checkpoint: Any, log_name: str = "last_ckpt", **kw: Any
-    ) -> Any:
-        path = method(self, checkpoint, log_name, **kw)
-        ctx = self.ctx
-        if ctx is not None and type(self).log_checkpoint is log_checkpoint:
-            ctx.hook.mlxpy_after_checkpoint_logged(
-                ctx=ctx, name=log_name, path="" if path is None else str(path)
-            )
-        return path
+def _fire_metrics(ctx: Context, values: list[Any], result: Any) -> None:
+    metrics, log_name, step = values[:3]
+    ctx.hook.mlxpy_after_metrics_logged(ctx=ctx, metrics=metrics, log_name=log_name, step=step)
 
-    return log_checkpoint
+
+def _fire_artifact(ctx: Context, values: list[Any], result: Any) -> None:
+    _, name, artifact_type = values[:3]
+    ctx.hook.mlxpy_after_artifact_logged(
+        ctx=ctx, name=name, artifact_type=artifact_type, path=_path_text(result)
+    )
+
+
+def _fire_checkpoint(ctx: Context, values: list[Any], result: Any) -> None:
+    ctx.hook.mlxpy_after_checkpoint_logged(ctx=ctx, name=values[1], path=_path_text(result))
+
+
+def _fire_after(
+    hook_name: str, fire: Callable[[Context, list[Any], Any], None]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A wrapper of a logging method that fires ``hook_name`` after it (only when some plugin
+    implements it: the arguments are bound then, not on every call)."""
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(self: Logger, *args: Any, **kw: Any) -> Any:
+            result = method(self, *args, **kw)
+            ctx = self.ctx
+            if ctx is not None and getattr(type(self), method.__name__) is wrapper:
+                if getattr(ctx.hook, hook_name).get_hookimpls():
+                    fire(ctx, _arguments(method, args, kw), result)
+            return result
+
+        return wrapper
+
+    return wrap
 
 
 _FIRED_AFTER = {
-    "log_metrics": _fire_after_metrics,
-    "log_artifacts": _fire_after_artifact,
-    "log_checkpoint": _fire_after_checkpoint,
+    "log_metrics": _fire_after("mlxpy_after_metrics_logged", _fire_metrics),
+    "log_artifacts": _fire_after("mlxpy_after_artifact_logged", _fire_artifact),
+    "log_checkpoint": _fire_after("mlxpy_after_checkpoint_logged", _fire_checkpoint),
 }
 
 
@@ -213,6 +205,16 @@ class Logger(Component):
             f"logger '{self.name}' cannot claim run dirs in advance, which submitting jobs to "
             "a scheduler needs: select DefaultLogger or a subclass of it (logger.name), or "
             "use_scheduler: false"
+        )
+
+    def adopt_claim(self, log_dir: str | os.PathLike[str]) -> None:
+        """In the job a scheduler started: start the run dir that :meth:`prepare_submission`
+        claimed (its launch record names it) instead of claiming one. A logger that claims
+        in advance implements both; this default refuses, as that one does."""
+        raise PluginError(
+            f"logger '{self.name}' cannot start a run dir claimed at submission: it must "
+            "implement adopt_claim() with prepare_submission() (select DefaultLogger or a "
+            "subclass of it, logger.name)"
         )
 
     @abstractmethod

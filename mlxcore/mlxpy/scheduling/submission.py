@@ -13,15 +13,17 @@ import os
 import secrets
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlxpy.errors import MlxpyError
+from mlxpy.errors import MlxpyError, MlxpyWarning
 from mlxpy.launching.record import ENV_VAR, LaunchRecord, RunClaim, SchedulerChoice
 from mlxpy.rundir.atomic import atomic_write_text
 from mlxpy.rundir.info import now_iso
 from mlxpy.rundir.layout import RunDir
+from mlxpy.rundir.logger import Logger
 from mlxpy.rundir.status import RunStatus
 from mlxpy.scheduling import job_script
 from mlxpy.scheduling.base import ScheduledJob, Scheduler
@@ -57,48 +59,69 @@ class Submission:
         self.jobs: list[ScheduledJob] = []
 
     def prepare(self) -> None:
-        """Claim each run dir and write its metadata and script; nothing is submitted."""
+        """Claim each run dir and write its metadata and script; nothing is submitted. What
+        cannot work is refused before anything is claimed; a failure half-way marks the runs
+        already claimed SUBMIT_FAILED (never left looking alive)."""
         if not self.scheduler.can_submit():
             self.scheduler.submit(self.script)  # raises the explanation
         for run in self.runs:
-            logger = run.job.logger
-            if logger is None:
-                raise MlxpyError(
-                    "submitting jobs needs a logger that can claim run dirs in advance "
-                    "(DefaultLogger or a subclass); use_logger must be true"
-                )
-            run.info.status = SUBMITTED
-            run.info.submit_time = now_iso()
-            logger.prepare_submission(run.ctx)
-            for name, text in self.record.run_files.items():  # kept in the run from now on
-                logger.save_metadata_text(name, text)
-            run_dir = RunDir(Path(run.info.log_dir))
-            claim = RunClaim(run.info.log_id, str(run_dir.root))
-            record_path = self.record.for_job(self.choice, claim).write(run_dir.launch_record)
-            command = [sys.executable, str(self.script), *run.job.overrides]
-            job = ScheduledJob(
-                log_id=run.info.log_id,
-                log_dir=run_dir.root,
-                overrides=list(run.job.overrides),
-                name=f"{self.script.stem}-{run.info.log_id}",
+            self._check_logger(run.job.logger)
+        try:
+            for run in self.runs:
+                self._prepare_one(run)
+        except Exception as exc:
+            self._fail_unsubmitted(exc)
+            raise
+
+    @staticmethod
+    def _check_logger(logger: Any) -> None:
+        if logger is None:
+            raise MlxpyError(
+                "submitting jobs needs a logger that can claim run dirs in advance "
+                "(DefaultLogger or a subclass); use_logger must be true"
             )
-            job.script_path = run_dir.job_script
-            env = {ENV_VAR: str(record_path)}
-            text = job_script.run_script(self.scheduler, job, command, self.workdir, env)
-            atomic_write_text(job.script_path, text)
-            os.chmod(job.script_path, 0o755)
-            run.info.scheduler = {
-                "name": self.scheduler.name,
-                "settings": dict(self.choice.settings),
-                "script": str(job.script_path),
-            }
-            logger.save_info(dict(run.info))
-            with run.plugins.selected(logger):  # the job's own logger hears its submission
-                run.ctx.hook.mlxpy_before_job_submit(job=job)
-            self.jobs.append(job)
+        # the base methods refuse, naming the logger and the fix
+        if type(logger).prepare_submission is Logger.prepare_submission:
+            logger.prepare_submission(None)
+        if type(logger).adopt_claim is Logger.adopt_claim:
+            logger.adopt_claim("")
+
+    def _prepare_one(self, run: Any) -> None:
+        logger = run.job.logger
+        run.info.status = SUBMITTED
+        run.info.submit_time = now_iso()
+        logger.prepare_submission(run.ctx)
+        for name, text in self.record.run_files.items():  # kept in the run from now on
+            logger.save_metadata_text(name, text)
+        run_dir = RunDir(Path(run.info.log_dir))
+        claim = RunClaim(run.info.log_id, str(run_dir.root))
+        record_path = self.record.for_job(self.choice, claim).write(run_dir.launch_record)
+        command = [sys.executable, str(self.script), *run.job.overrides]
+        job = ScheduledJob(
+            log_id=run.info.log_id,
+            log_dir=run_dir.root,
+            overrides=list(run.job.overrides),
+            name=f"{self.script.stem}-{run.info.log_id}",
+        )
+        job.script_path = run_dir.job_script
+        env = {ENV_VAR: str(record_path)}
+        text = job_script.run_script(self.scheduler, job, command, self.workdir, env)
+        atomic_write_text(job.script_path, text)
+        os.chmod(job.script_path, 0o755)
+        run.info.scheduler = {
+            "name": self.scheduler.name,
+            "settings": dict(self.choice.settings),
+            "script": str(job.script_path),
+        }
+        logger.save_info(dict(run.info))
+        self.jobs.append(job)
+        with run.plugins.selected(logger):  # the job's own logger hears its submission
+            run.ctx.hook.mlxpy_before_job_submit(job=job)
 
     def submit(self) -> None:
-        """Submit every prepared job; on failure mark the unsubmitted runs SUBMIT_FAILED."""
+        """Submit every prepared job; on failure mark the unsubmitted runs SUBMIT_FAILED.
+        Every accepted job's id is saved before any ``mlxpy_after_job_submit`` fires, so a
+        hook that raises never hides a job the scheduler holds."""
         try:
             limit = self.scheduler.max_array_size() if self.use_arrays else 0
             if limit > 0 and len(self.jobs) >= 2:
@@ -108,13 +131,37 @@ class Submission:
                 for job in self.jobs:
                     assert job.script_path is not None
                     self._record(job, self.scheduler.submit(job.script_path), None)
-        except Exception as exc:  # never leave claimed dirs looking alive
-            for run, job in zip(self.runs, self.jobs, strict=True):
-                if job.job_id is None:
-                    run.info.status = SUBMIT_FAILED
-                    run.info.error = {"type": "SubmissionError", "message": str(exc)}
-                    run.job.logger.save_info(dict(run.info))
+        except Exception as exc:
+            self._fail_unsubmitted(exc)
+            try:
+                self._announce()
+            except Exception as hook_error:  # the submission's failure is what to report
+                warnings.warn(
+                    f"mlxpy_after_job_submit also failed: {hook_error!r}", MlxpyWarning, 2
+                )
             raise
+        self._announce()
+
+    def _fail_unsubmitted(self, exc: BaseException) -> None:
+        """Mark every claimed run that has no job id SUBMIT_FAILED, with the reason."""
+        for run in self.runs:
+            info = run.info
+            if info.get("status") != SUBMITTED or not info.get("log_dir"):
+                continue  # not claimed yet
+            if (info.get("scheduler") or {}).get("job_id") is not None:
+                continue  # the scheduler holds it
+            info.status = SUBMIT_FAILED
+            info.error = {"type": type(exc).__name__, "message": str(exc)}
+            try:
+                run.job.logger.save_info(dict(info))
+            except OSError:  # the disk that failed the submission may fail this too
+                pass
+
+    def _announce(self) -> None:
+        for run, job in zip(self.runs, self.jobs, strict=False):
+            if job.job_id is not None:
+                with run.plugins.selected(run.job.logger):
+                    run.ctx.hook.mlxpy_after_job_submit(job=job, job_id=job.job_id)
 
     def _submit_array(self, jobs: list[ScheduledJob]) -> None:
         first = jobs[0]
@@ -142,8 +189,6 @@ class Submission:
         if array_script:
             run.info.scheduler["array_script"] = array_script
         run.job.logger.save_info(dict(run.info))
-        with run.plugins.selected(run.job.logger):
-            run.ctx.hook.mlxpy_after_job_submit(job=job, job_id=job_id)
 
     def table(self) -> str:
         rows = [("log_id", "job_id", "overrides")]
