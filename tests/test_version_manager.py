@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlxpy
 import pytest
 import yaml
 from mlxpy.testing import VersionManagerSuite
@@ -96,7 +97,7 @@ def test_clean_repo_runs_from_the_snapshot(repo):
     assert info["argv"] == [str(repo.root / "main.py"), "seed=3"]
     requirements = (run_dir / "metadata" / "requirements.txt").read_text()
     assert requirements.startswith(f"# Python {sys.version.split()[0]}")
-    assert "mlxpy==0.1.0" in requirements and "omegaconf==" in requirements
+    assert f"mlxpy=={mlxpy.__version__}" in requirements and "omegaconf==" in requirements
     assert not (run_dir / "metadata" / "uncommitted.patch").exists()
     again = repo.run("seed=4", env=GIT_ENV)
     assert again.returncode == 0 and snapshots(repo) == [snapshot]  # reused

@@ -3,6 +3,6 @@ builtin :class:`DefaultLogger`, whose files :mod:`mlxpy.rundir` specifies. Both 
 :mod:`mlxpy.rundir.logger` and named from here (``mlxpy.logger.DefaultLogger`` is the dotted
 path users write and see)."""
 
-from mlxpy.rundir.logger import DefaultLogger, Logger
+from mlxpy.rundir.logger import ConfigChangedWarning, DefaultLogger, Logger, MetricsWriteWarning
 
-__all__ = ["DefaultLogger", "Logger"]
+__all__ = ["ConfigChangedWarning", "DefaultLogger", "Logger", "MetricsWriteWarning"]

@@ -103,7 +103,7 @@ def build_component(cls: type[Component], role: str, settings: dict[str, Any], w
         )
     try:
         return cls(**settings)
-    except ValueError as exc:  # the constructor refused a value: a setup error, not a traceback
+    except (ValueError, TypeError) as exc:  # it refused a value: a setup error, not a traceback
         named = [k for k in settings if re.search(rf"\b{re.escape(k)}\b", str(exc))]
         given = "; ".join(f"{role}.{k}={settings[k]!r} ({where(k)})" for k in named or settings)
         raise OptionsError(

@@ -34,7 +34,7 @@ from mlxpy.rundir.info import (
     write_info,
 )
 from mlxpy.rundir.layout import FORMAT_VERSION, RunDir
-from mlxpy.rundir.location import resolve_parent_log_dir
+from mlxpy.rundir.location import DEFAULT_PARENT_LOG_DIR, resolve_parent_log_dir
 from mlxpy.rundir.manifest import (
     ArtifactRecord,
     artifact_key,
@@ -248,7 +248,7 @@ class DefaultLogger(Logger):
 
     def __init__(
         self,
-        parent_log_dir: str = "./logs",
+        parent_log_dir: str = DEFAULT_PARENT_LOG_DIR,
         forced_log_id: int = -1,
         log_streams_to_file: bool = False,
         flush_every: int = 1000,

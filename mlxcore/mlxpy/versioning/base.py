@@ -41,7 +41,7 @@ class VersionManager(Component):
 
 def requirements_text() -> str:
     """The environment as a requirements file: Python version, then ``name==version``."""
-    from importlib import metadata
+    import importlib_metadata as metadata
 
     lines = {
         f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]

@@ -1,3 +1,3 @@
 """OAR support for mlxpy (``scheduler.name: OARScheduler``)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

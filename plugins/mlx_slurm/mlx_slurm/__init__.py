@@ -3,4 +3,4 @@
 from mlx_slurm.scheduler import SLURMScheduler
 
 __all__ = ["SLURMScheduler"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,3 +1,3 @@
 """Weights & Biases logger for mlxpy (``logger.name: WandbLogger``)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

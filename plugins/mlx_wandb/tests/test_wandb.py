@@ -181,7 +181,7 @@ def test_missing_wandb_is_an_error_only_when_selected(tmp_path):
     assert selected.returncode == 2
     assert "Unknown logger 'WandbLogger'" in selected.stderr
     assert (
-        "The plugin 'wandb' (mlxpy-wandb 0.1.0) is installed but failed to load: "
+        "The plugin 'wandb' (mlxpy-wandb 0.2.0) is installed but failed to load: "
         "mlxpy_register_loggers() raised ModuleNotFoundError"
     ) in selected.stderr
     project.write_config({"logger": {"name": "DefaultLogger"}}, "mlxpy.yaml")
