@@ -76,7 +76,11 @@ class TestShellSchedulerConformance(SchedulerSuite):
 def _tracked(folder: Path) -> list[Path]:
     """The files git tracks under ``folder`` (not build metadata such as ``*.egg-info``)."""
     out = subprocess.run(
-        ["git", "ls-files", "-z", str(folder)], cwd=REPO, capture_output=True, check=True
+        # safe.directory: a checkout owned by another user (root's, run as nobody) is ours to read
+        ["git", "-c", "safe.directory=*", "ls-files", "-z", str(folder)],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
     )
     return sorted(REPO / name for name in out.stdout.decode().split("\0") if name)
 
