@@ -141,6 +141,17 @@ def oar_job(job_id: str) -> dict:
     return json.loads(out.stdout)[job_id]
 
 
+def oar_job_ended(job_id: str, timeout: float = 90) -> dict:
+    """``oar_job`` once OAR has recorded the job's end: a run dir is COMPLETE a moment
+    before OAR sets the job's exit code (its Finishing state)."""
+    deadline = time.monotonic() + timeout
+    job = oar_job(job_id)
+    while job.get("exit_code") is None and time.monotonic() < deadline:
+        time.sleep(1)
+        job = oar_job(job_id)
+    return job
+
+
 def assert_resumed_without_gaps(project: ProjectDir, steps: int, count: int = 1) -> list[dict]:
     infos = project.wait(count, 200, done={"COMPLETE", "FAILED"})
     for run_dir, info in zip(project.run_dirs(), infos, strict=True):
@@ -165,7 +176,7 @@ def test_checkpoint_signal_requeues_as_idempotent_job():
     first_jobs = [str(i["history"][0]["job_id"]) for i in infos]
     second_jobs = [str(i["scheduler"]["job_id"]) for i in infos]
     for first_id, second_id in zip(first_jobs, second_jobs, strict=True):
-        first, second = oar_job(first_id), oar_job(second_id)
+        first, second = oar_job(first_id), oar_job_ended(second_id)
         assert first["state"] == "Terminated" and first["exit_code"] >> 8 == 99
         assert "idempotent" in first["types"]
         assert str(second["resubmit_job_id"]) == first_id and second["exit_code"] == 0
