@@ -122,12 +122,14 @@ from mlxpy.rundir.logger import Logger
 from mlxpy.rundir.status import RunStatus
 from mlxpy.scheduling.base import ScheduledJob, Scheduler
 from mlxpy.scheduling.local import LocalScheduler
+from mlxpy.sweeping.sweeper import BasicSweeper, Sweeper
 from mlxpy.versioning.base import GitVM, VersionManager
 
 # what hookspecs imports under TYPE_CHECKING, to resolve its annotations
 NAMES = dict(
     Context=Context, ArtifactType=ArtifactType, Logger=Logger, RunStatus=RunStatus,
     ScheduledJob=ScheduledJob, Scheduler=Scheduler, VersionManager=VersionManager,
+    Sweeper=Sweeper,
 )
 SPECS = {
     name: function
@@ -290,6 +292,16 @@ class SpyVM(Recorder, GitVM):
     spy_name = "SpyVM"
 
 
+class SpySweeper(BasicSweeper):
+    """BasicSweeper, selected by name through the registration hook; notes its points."""
+
+    def points(self, space):
+        points = super().points(space)
+        with open(os.environ["HOOKSPY_LOG"] + ".points", "a") as fh:
+            fh.write(f"{len(points)}\\n")
+        return points
+
+
 class TypoLogger(mlxpy.DefaultLogger):
     @mlxpy.hookimpl
     def mlxpy_befor_run(self, ctx):
@@ -310,6 +322,10 @@ class ModulePlugin(Recorder):
     @mlxpy.hookimpl
     def mlxpy_register_version_managers(self):
         return record("module", "mlxpy_register_version_managers", [SpyVM])
+
+    @mlxpy.hookimpl
+    def mlxpy_register_sweepers(self):
+        return record("module", "mlxpy_register_sweepers", [SpySweeper])
 
     @mlxpy.hookimpl
     def mlxpy_register_artifact_types(self):
@@ -405,7 +421,7 @@ def launch(tmp_path_factory, site):
 def sweep(tmp_path_factory, site):
     """A sweep of two runs with SpyLogger (whose log_metrics override calls super())."""
     return Launch(tmp_path_factory.mktemp("sweep") / "p", site).run(
-        "seed=1,2", "+mlxpy.logger.name=SpyLogger"
+        "seed=1,2", "+mlxpy.logger.name=SpyLogger", "+mlxpy.sweep.name=SpySweeper"
     )
 
 
@@ -526,6 +542,12 @@ def test_hook_mlxpy_register_schedulers(scheduled):
 
 def test_hook_mlxpy_register_version_managers(gitvm):
     assert gitvm.events("mlxpy_register_version_managers")[0]["conforms"] == {"return": True}
+
+
+def test_hook_mlxpy_register_sweepers(sweep):
+    assert sweep.events("mlxpy_register_sweepers")[0]["conforms"] == {"return": True}
+    # the sweeper it registered was selected by name and planned the sweep's two points
+    assert Path(str(sweep.log) + ".points").read_text().split() == ["2"]
 
 
 def test_hook_mlxpy_register_artifact_types(launch, bare):

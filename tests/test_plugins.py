@@ -237,12 +237,14 @@ def test_plugins_command_lists_distributions(acme_site):
         "mlxpy.rundir.logger",
         "mlxpy.scheduling.local",
         "mlxpy.versioning.base",
+        "mlxpy.sweeping.sweeper",
     ]
     assert [p for row in builtins.values() for p in row["provides"]] == [
         "logger:DefaultLogger",
         "scheduler:Scheduler",
         "scheduler:LocalScheduler",
         "version_manager:GitVM",
+        "sweeper:BasicSweeper",
     ]
     acme = rows["acme-logger"]
     assert (acme["version"], acme["status"]) == ("1.2.0", "active")

@@ -24,6 +24,8 @@ from mlxpy.rundir.artifacts import ArtifactType
 from mlxpy.rundir.logger import DefaultLogger, Logger
 from mlxpy.rundir.metrics import read_metrics
 from mlxpy.scheduling.base import JobPhase, JobState, ScheduledJob, Scheduler, SubmissionError
+from mlxpy.sweeping.space import Choice, Interval, SearchSpace
+from mlxpy.sweeping.sweeper import BasicSweeper, Sweeper, Trial
 from mlxpy.versioning.base import GitVM, VersionManager
 
 _moved.install()  # old module paths (mlxpy.logger, ...) still import
@@ -42,6 +44,12 @@ def __getattr__(name: str):  # the reader needs pandas: import it on first use o
 __all__ = [
     "__version__",
     "ArtifactType",
+    "BasicSweeper",
+    "Choice",
+    "Interval",
+    "SearchSpace",
+    "Sweeper",
+    "Trial",
     "Config",
     "ConfigError",
     "Context",

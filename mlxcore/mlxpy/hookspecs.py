@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # for the annotations only: importing hookspecs stays cheap a
     from mlxpy.rundir.logger import Logger
     from mlxpy.rundir.status import RunStatus
     from mlxpy.scheduling.base import ScheduledJob, Scheduler
+    from mlxpy.sweeping.sweeper import Sweeper
     from mlxpy.versioning.base import VersionManager
 
 PROJECT_NAME = "mlxpy"
@@ -75,6 +76,14 @@ class RegistrationSpecs:
         Returns:
             :class:`mlxpy.VersionManager` subclasses, each with a unique ``name``
             (``version_manager.name``).
+        """
+
+    @hookspec
+    def mlxpy_register_sweepers(self) -> Iterable[type[Sweeper]]:
+        """The sweepers this plugin provides.
+
+        Returns:
+            :class:`mlxpy.Sweeper` subclasses, each with a unique ``name`` (``sweep.name``).
         """
 
     @hookspec

@@ -30,13 +30,20 @@ from mlxpy.launching.options import (
     read_options,
     validate_top_level,
 )
-from mlxpy.launching.overrides import OPTIONS_PREFIX, expand_sweeps, parse_command_line, split_job
+from mlxpy.launching.overrides import (
+    OPTIONS_PREFIX,
+    parse_command_line,
+    split_job,
+    split_sweep_options,
+)
 from mlxpy.launching.record import LaunchRecord, SchedulerChoice, take_launch_record
 from mlxpy.launching.relaunch import config_dir_for_jobs, freeze, relaunch_from_snapshot
 from mlxpy.launching.runner import Job, Run, make_job
 from mlxpy.plugins import get_plugins
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
+from mlxpy.sweeping.space import from_overrides
+from mlxpy.sweeping.sweeper import Sweeper, make_sweeper
 
 Task = Callable[..., Any]
 
@@ -103,6 +110,7 @@ class Launcher:
         self.project_dir = task_file.parent
         self.config_dir = config_dir.resolve()
         self.seeding_function = seeding_function
+        self.sweeper: Sweeper | None = None  # of the last build_jobs
 
     def _options(self, option_overrides: list[Any]) -> Options:
         options_file = self.config_dir / OPTIONS_FILE
@@ -116,17 +124,21 @@ class Launcher:
         self, overrides: list[str], scheduled: SchedulerChoice | None = None
     ) -> list[Job]:
         ensure_config_files(self.config_dir)
+        sweep_texts, point_texts = split_sweep_options(overrides)
+        sweep_options = split_job(sweep_texts, self.config_dir).options
+        self.sweeper = sweeper = make_sweeper(self._options(sweep_options))
+        space = from_overrides(point_texts)
         jobs = []
         composer = Composer(self.config_dir)
         with composer.session():
-            for job_overrides in expand_sweeps(overrides):
+            for job_overrides in sweeper.points(space):
                 split = split_job(job_overrides, self.config_dir)
                 config = composer.compose(split.hydra, split.values, split.deletions)
                 where = str(self.config_dir / CONFIG_FILE)
                 if job_overrides:
                     where += f" with the overrides {' '.join(job_overrides)}"
                 self._check_config(config, where)
-                options = self._options(split.options)
+                options = self._options([*sweep_options, *split.options])
                 jobs.append(make_job(config, options, job_overrides, scheduled))
         return jobs
 

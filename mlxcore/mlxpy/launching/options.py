@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,10 @@ use_logger: true
 """
 
 DEFAULT_OPTIONS: dict[str, Any] = yaml.safe_load(DEFAULT_OPTIONS_YAML)
-ROLE_KEYS = ("logger", "scheduler", "version_manager")
+# a sweep's options: not written into a new mlxpy.yaml (the file above is the documented
+# default), yet always there, so +mlxpy.sweep.<option>=... adds to it
+DEFAULT_OPTIONS["sweep"] = {"name": "BasicSweeper"}
+ROLE_KEYS = ("logger", "scheduler", "version_manager", "sweep")
 SWITCHES = {
     "logger": "use_logger",
     "scheduler": "use_scheduler",
@@ -102,7 +106,7 @@ def read_options(path: Path, display: str | None = None) -> Options:
         raise OptionsError(f"{display} must hold a mapping of options, got {type(raw).__name__}.")
     data: dict[str, Any] = {}
     for key, default in DEFAULT_OPTIONS.items():
-        value = raw.get(key, default)
+        value = raw[key] if key in raw else copy.deepcopy(default)  # overrides change it
         if key in ROLE_KEYS and isinstance(value, dict) and "name" not in value:
             value = {"name": default["name"], **value}
         data[key] = value

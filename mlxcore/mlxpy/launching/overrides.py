@@ -3,7 +3,6 @@ the user's config and mlxpy's own options (``mlxpy.*``)."""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,8 @@ def _parser() -> Any:
     return OverridesParser.create()
 
 
-def _parse(overrides: list[str]) -> list[Any]:
+def parse_overrides(overrides: list[str]) -> list[Any]:
+    """Hydra's parse of each override; a syntax error is a ConfigError."""
     from hydra.errors import HydraException
 
     try:
@@ -70,22 +70,30 @@ def _parse(overrides: list[str]) -> list[Any]:
 
 def expand_sweeps(overrides: list[str]) -> list[list[str]]:
     """Every combination of the sweeps in ``overrides``: ``a=1,2 b=x,y`` gives four jobs."""
-    from hydra.errors import HydraException
+    from mlxpy.sweeping.space import from_overrides
 
-    choices: list[list[str]] = []
-    for override in _parse(overrides):
-        if override.is_sweep_override():
-            key = override.get_key_element()
-            try:
-                values = list(override.sweep_string_iterator())
-            except HydraException as exc:
+    return from_overrides(overrides).product()
+
+
+SWEEP_PREFIX = f"{OPTIONS_PREFIX}.sweep"
+
+
+def split_sweep_options(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """``(mlxpy.sweep.* overrides, the others)``: the sweep's own options shape the points,
+    so they are read before the sweeps are expanded, and are not part of any point."""
+    sweep, rest = [], []
+    for override, text in zip(parse_overrides(overrides), overrides, strict=True):
+        key = override.key_or_group
+        if key == SWEEP_PREFIX or key.startswith(SWEEP_PREFIX + "."):
+            if override.is_sweep_override():
                 raise ConfigError(
-                    f"cannot expand the sweep '{override.input_line}': {exc}"
-                ) from exc
-            choices.append([f"{key}={value}" for value in values])
+                    f"'{text}': a sweep option takes one value, not a sweep; write a list "
+                    "in brackets ([a,b]) where the option takes several"
+                )
+            sweep.append(text)
         else:
-            choices.append([override.input_line])
-    return [list(combo) for combo in itertools.product(*choices)]
+            rest.append(text)
+    return sweep, rest
 
 
 def _kind(override: Any) -> str:
@@ -117,7 +125,7 @@ def split_job(job: list[str], config_dir: Path) -> JobOverrides:
     delete a key whose value is null.
     """
     split = JobOverrides()
-    for override, text in zip(_parse(job), job, strict=True):
+    for override, text in zip(parse_overrides(job), job, strict=True):
         key = override.key_or_group
         if key == OPTIONS_PREFIX or key.startswith(OPTIONS_PREFIX + "."):
             value = None if override.is_delete() else override.value()

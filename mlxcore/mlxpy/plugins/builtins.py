@@ -9,4 +9,5 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "mlxpy.rundir.logger",
     "mlxpy.scheduling.local",
     "mlxpy.versioning.base",
+    "mlxpy.sweeping.sweeper",
 )

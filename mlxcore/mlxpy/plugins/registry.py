@@ -28,6 +28,7 @@ ROLES: dict[str, tuple[str, str]] = {
     "logger": ("mlxpy_register_loggers", "mlxpy.logger.Logger"),
     "scheduler": ("mlxpy_register_schedulers", "mlxpy.scheduling.base.Scheduler"),
     "version_manager": ("mlxpy_register_version_managers", "mlxpy.versioning.base.VersionManager"),
+    "sweeper": ("mlxpy_register_sweepers", "mlxpy.sweeping.sweeper.Sweeper"),
 }
 
 
@@ -206,6 +207,7 @@ class PluginRegistry:
             "logger": hook.mlxpy_register_loggers.get_hookimpls(),
             "scheduler": hook.mlxpy_register_schedulers.get_hookimpls(),
             "version_manager": hook.mlxpy_register_version_managers.get_hookimpls(),
+            "sweeper": hook.mlxpy_register_sweepers.get_hookimpls(),
         }
         for role, (hook_name, _) in ROLES.items():
             for plugin_name, record, provided in self._answers(hook_name, implementations[role]):
