@@ -56,7 +56,8 @@ class SearchSpace:
         self._refuse_intervals("the product of the sweeps")
         lists = [
             [self.override(d, v) for v in d.values]
-            for d in self.dimensions  # type: ignore[union-attr]
+            for d in self.dimensions
+            if isinstance(d, Choice)
         ]
         return [[*self.fixed, *combo] for combo in itertools.product(*lists)]
 
