@@ -132,7 +132,9 @@ def _parse(data: Any) -> SweepManifest:
             raise ValueError(f"{key} must be a mapping with a name and settings")
     points = []
     for number, raw in enumerate(data.get("points") or []):
-        if not isinstance(raw, dict) or raw.get("index") != number or not _strings(raw["overrides"]):
+        if not isinstance(raw, dict) or raw.get("index") != number:
+            raise ValueError(f"point {number} is malformed")
+        if not _strings(raw["overrides"]):
             raise ValueError(f"point {number} is malformed")
         log_id, job_id = raw.get("log_id"), raw.get("job_id")
         if log_id is not None and (type(log_id) is not int or log_id < 0):
