@@ -24,6 +24,7 @@ from mlxpy.rundir.artifacts import ArtifactType
 from mlxpy.rundir.logger import DefaultLogger, Logger
 from mlxpy.rundir.metrics import read_metrics
 from mlxpy.scheduling.base import JobPhase, JobState, ScheduledJob, Scheduler, SubmissionError
+from mlxpy.sweeping.objective import Objective
 from mlxpy.sweeping.space import Choice, Interval, SearchSpace
 from mlxpy.sweeping.sweeper import BasicSweeper, Sweeper, Trial
 from mlxpy.versioning.base import GitVM, VersionManager
@@ -47,6 +48,7 @@ __all__ = [
     "BasicSweeper",
     "Choice",
     "Interval",
+    "Objective",
     "SearchSpace",
     "Sweeper",
     "Trial",

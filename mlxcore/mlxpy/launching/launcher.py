@@ -42,8 +42,9 @@ from mlxpy.launching.runner import Job, Run, make_job
 from mlxpy.plugins import get_plugins
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
-from mlxpy.sweeping.space import from_overrides
+from mlxpy.sweeping.space import SearchSpace, from_overrides
 from mlxpy.sweeping.sweeper import Sweeper, make_sweeper
+from mlxpy.sweeping.worker import run_adaptive
 
 Task = Callable[..., Any]
 
@@ -111,6 +112,8 @@ class Launcher:
         self.config_dir = config_dir.resolve()
         self.seeding_function = seeding_function
         self.sweeper: Sweeper | None = None  # of the last build_jobs
+        self.space = SearchSpace()  # of the last build_jobs
+        self.sweep_options: list[Any] = []  # the mlxpy.sweep.* overrides of the last build
 
     def _options(self, option_overrides: list[Any]) -> Options:
         options_file = self.config_dir / OPTIONS_FILE
@@ -127,20 +130,30 @@ class Launcher:
         sweep_texts, point_texts = split_sweep_options(overrides)
         sweep_options = split_job(sweep_texts, self.config_dir).options
         self.sweeper = sweeper = make_sweeper(self._options(sweep_options))
-        space = from_overrides(point_texts)
+        self.space = space = from_overrides(point_texts)
+        self.sweep_options = sweep_options
+        # an adaptive sweeper's points come one at a time from its workers: the one job here
+        # (the fixed overrides) carries the launch's options
+        points = [list(space.fixed)] if sweeper.adaptive else sweeper.points(space)
         jobs = []
         composer = Composer(self.config_dir)
         with composer.session():
-            for job_overrides in sweeper.points(space):
-                split = split_job(job_overrides, self.config_dir)
-                config = composer.compose(split.hydra, split.values, split.deletions)
-                where = str(self.config_dir / CONFIG_FILE)
-                if job_overrides:
-                    where += f" with the overrides {' '.join(job_overrides)}"
-                self._check_config(config, where)
-                options = self._options([*sweep_options, *split.options])
-                jobs.append(make_job(config, options, job_overrides, scheduled))
+            for job_overrides in points:
+                jobs.append(self.compose_job(composer, job_overrides, scheduled))
         return jobs
+
+    def compose_job(
+        self, composer: Composer, job_overrides: list[str], scheduled: SchedulerChoice | None
+    ) -> Job:
+        """One job of the last :meth:`build_jobs`'s launch, in a ``composer`` session."""
+        split = split_job(job_overrides, self.config_dir)
+        config = composer.compose(split.hydra, split.values, split.deletions)
+        where = str(self.config_dir / CONFIG_FILE)
+        if job_overrides:
+            where += f" with the overrides {' '.join(job_overrides)}"
+        self._check_config(config, where)
+        options = self._options([*self.sweep_options, *split.options])
+        return make_job(config, options, job_overrides, scheduled)
 
     def _check_config(self, config: Config, where: str) -> None:
         """What Hydra accepts but a run cannot keep or use, refused before anything runs."""
@@ -196,6 +209,8 @@ class Launcher:
                     "logger.forced_log_id cannot be used with a sweep: every job needs its own "
                     "run directory. Remove the sweep or the forced id."
                 )
+            if self.sweeper is not None and self.sweeper.adaptive:
+                return run_adaptive(self, jobs[0], record, argv)
             vm = jobs[0].version_manager
             # the launch's scheduler and version manager hear its events (freeze, submission)
             if jobs[0].scheduler is not None:

@@ -19,6 +19,7 @@ from typing import Any
 from mlxpy.errors import MlxpyError
 from mlxpy.rundir.atomic import atomic_write_text
 from mlxpy.rundir.layout import is_run_id
+from mlxpy.sweeping.manifest import SWEEP_ID
 
 ENV_VAR = "MLXPY_LAUNCH"
 #: bumped when a field changes meaning; a job refuses a record of another format
@@ -61,7 +62,8 @@ class LaunchRecord:
     (see :func:`mlxpy.launching.relaunch.config_dir_for_jobs`); ``argv`` is the command the
     user typed; ``version_manager`` and ``run_files`` are the version manager's info and the
     files it keeps in each run; ``scheduler`` and ``claim`` are set in a submitted job's
-    record."""
+    record; ``sweep_worker`` (the sweep id) in the record of an adaptive sweep's workers,
+    which claim no run in advance but one per trial (:mod:`mlxpy.sweeping.worker`)."""
 
     project_dir: str
     config_dir: str
@@ -70,6 +72,7 @@ class LaunchRecord:
     run_files: dict[str, str] = field(default_factory=dict)
     scheduler: SchedulerChoice | None = None
     claim: RunClaim | None = None
+    sweep_worker: str | None = None
 
     def for_job(self, scheduler: SchedulerChoice, claim: RunClaim) -> LaunchRecord:
         """The record of one submitted job. Its run files are not repeated in it: the
@@ -135,6 +138,11 @@ def _parse(data: Any) -> LaunchRecord:
         ):
             raise ValueError("claim must name a run dir by its absolute path and its id")
         claim = RunClaim(log_id, log_dir)
+    sweep_worker = data.get("sweep_worker")
+    if sweep_worker is not None and not (
+        isinstance(sweep_worker, str) and SWEEP_ID.fullmatch(sweep_worker)
+    ):
+        raise ValueError("sweep_worker must be a sweep id")
     return LaunchRecord(
         project_dir=strings["project_dir"],
         config_dir=strings["config_dir"],
@@ -143,6 +151,7 @@ def _parse(data: Any) -> LaunchRecord:
         run_files=dict(run_files),
         scheduler=scheduler,
         claim=claim,
+        sweep_worker=sweep_worker,
     )
 
 

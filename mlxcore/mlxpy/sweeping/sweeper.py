@@ -28,11 +28,14 @@ RESUMABLE = ("missing", "failed", "interrupted", "timeout", "lost", "cancelled",
 
 @dataclass
 class Trial:
-    """One point an adaptive sweeper proposes: its number in the study and its overrides."""
+    """One point an adaptive sweeper proposes: its number in the study (unique across the
+    sweep's workers: the run's ``sweep_point``) and its overrides; ``log_id`` is set by the
+    worker once the trial's run dir is claimed, before it is told."""
 
     number: int
     overrides: list[str]
     params: dict[str, Any] = field(default_factory=dict)
+    log_id: int | None = None
 
 
 class Sweeper(Component):
@@ -85,6 +88,9 @@ class Sweeper(Component):
     # -- an adaptive sweeper --------------------------------------------------------------
     #: how many workers run trials at once
     workers: int = 1
+    #: what a trial's run is judged by: ``<log>.<key>.<min|max|last>`` of its metrics (the
+    #: worker computes it, :func:`mlxpy.sweeping.worker.objective_value`)
+    objective: str = ""
 
     def open(self, sweep_dir: Path, space: SearchSpace) -> None:
         """Create or reopen the study of a sweep; ``sweep_dir`` holds its files (on the
@@ -96,8 +102,16 @@ class Sweeper(Component):
         raise NotImplementedError
 
     def tell(self, trial: Trial, value: float | None, status: RunStatus) -> None:
-        """How a trial ended: its objective (None when the run did not complete)."""
+        """How a trial ended: its objective (None when the run did not complete or logged
+        no objective). COMPLETE and FAILED (the task raised) use up a trial of the budget;
+        any other status (INTERRUPTED, CANCELLED, TIMEOUT, PREEMPTED, LOST: the run was cut
+        short) does not, so the study asks another trial in its place."""
         raise NotImplementedError
+
+    def running(self) -> list[Trial]:
+        """The trials asked and not told yet: a relaunch tells those whose run is not alive
+        (their worker was killed) as LOST, so that the study can ask again."""
+        return []
 
     def best(self) -> dict[str, Any] | None:
         """The best trial so far: ``{"number", "value", "params", "log_id"}``, or None."""

@@ -1,0 +1,382 @@
+"""An adaptive sweep: workers that ask the sweeper for a trial, run it as an ordinary run
+(its own run dir, all the logging), tell it the objective and ask again, until the study has
+all its trials. No worker waits for another; the study (in the sweep's folder, on the
+filesystem every worker sees) is what they share.
+
+The launching process writes the sweep's manifest (``adaptive: true``), tells the sweeper
+that the trials a killed worker left running are LOST (so they are asked again), then either
+runs one worker itself (no scheduler: the trials run one after another in this process), or
+submits ``workers`` workers to the scheduler as one array. A submitted worker learns its
+sweep from its launch record (``sweep_worker``) and claims a run dir per trial: nothing is
+claimed in advance. Each worker's output goes to ``.sweeps/<id>/workers/<launch>/<n>/``.
+
+Relaunching with ``+mlxpy.sweep.resume=true`` continues the latest adaptive sweep of the
+same command (the command without that override) instead of starting a new study.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlxpy.errors import ConfigError, MlxpyError
+from mlxpy.rundir.info import now_iso, read_info
+from mlxpy.rundir.layout import RunDir
+from mlxpy.rundir.status import RunStatus
+from mlxpy.sweeping.manifest import (
+    JournalEntry,
+    SweepManifest,
+    append_journal,
+    list_sweeps,
+    new_sweep_id,
+    read_journal,
+    sweep_dir,
+)
+from mlxpy.sweeping.objective import Objective
+from mlxpy.sweeping.sweeper import Sweeper, Trial
+
+if TYPE_CHECKING:
+    from mlxpy.launching.launcher import Launcher
+    from mlxpy.launching.record import LaunchRecord
+    from mlxpy.launching.runner import Job
+
+WORKERS_DIR = "workers"
+RESUME_OVERRIDE = "mlxpy.sweep.resume"
+#: a run whose heartbeat is older than this many intervals, and unlocked, is not alive
+STALE_AFTER_BEATS = 3
+
+
+def run_adaptive(launcher: Launcher, job: Job, record: LaunchRecord | None, argv: list[str]) -> Any:
+    """The launch of an adaptive sweep (``job``: its options and fixed overrides), or, in a
+    submitted worker (its record names the sweep), that worker's loop."""
+    sweeper = launcher.sweeper
+    assert sweeper is not None and sweeper.adaptive
+    parent = _parent_log_dir(launcher, job, sweeper)
+    if record is not None and record.sweep_worker is not None:
+        return work(launcher, record, parent, record.sweep_worker)
+    vm = job.version_manager
+    if job.scheduler is None and vm is not None and record is None:
+        from mlxpy.launching.relaunch import relaunch_from_snapshot
+        from mlxpy.plugins import get_plugins
+
+        with get_plugins().selected(vm):  # execs the same command from the frozen copy
+            relaunch_from_snapshot(
+                vm,
+                launcher.task_file,
+                launcher.project_dir,
+                launcher.config_dir,
+                argv,
+                ignore=[str(parent)],
+            )
+    sweep_id = _start_sweep(launcher, job, record, parent, sweeper)
+    if job.scheduler is not None:
+        from mlxpy.plugins import get_plugins
+
+        with get_plugins().selected(job.scheduler, vm):
+            submit_workers(launcher, job, parent, sweep_id, sweeper.workers, argv)
+        return None
+    if sweeper.workers > 1:
+        print(
+            f"[mlxpy] sweep {sweep_id}: no scheduler, so one worker runs the trials here, one "
+            f"after another (workers={sweeper.workers} needs a scheduler: "
+            "use_scheduler: true with LocalScheduler or a cluster's)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return work(launcher, record, parent, sweep_id)
+
+
+def _parent_log_dir(launcher: Launcher, job: Job, sweeper: Sweeper) -> Path:
+    from mlxpy.rundir.location import resolve_parent_log_dir
+
+    logger = job.logger
+    parent = getattr(logger, "parent_log_dir", None)
+    if logger is None or not isinstance(parent, str):
+        raise ConfigError(
+            f"sweep.name: {sweeper.name} runs each trial as a run with its own run dir: it "
+            "needs a logger with a parent_log_dir (DefaultLogger); set use_logger: true in "
+            "mlxpy.yaml"
+        )
+    return resolve_parent_log_dir(parent, launcher.project_dir)
+
+
+def _start_sweep(
+    launcher: Launcher, job: Job, record: LaunchRecord | None, parent: Path, sweeper: Sweeper
+) -> str:
+    """The id of the sweep this launch runs: a new one (its manifest written), or with
+    ``resume`` the latest adaptive sweep of the same command, whose dead trials are told
+    LOST."""
+    user_argv = list(record.argv) if record is not None else list(sys.argv)
+    if sweeper.resume:
+        sweep_id = latest_adaptive_sweep(parent, user_argv)
+        if sweep_id is None:
+            raise ConfigError(
+                f"+{RESUME_OVERRIDE}=true: no adaptive sweep of this command under {parent} to "
+                f"continue; list them with: mlxpy sweeps {parent}, or launch without "
+                f"+{RESUME_OVERRIDE}=true to start a new one"
+            )
+        sweeper.open(sweep_dir(parent, sweep_id), launcher.space)
+        lost = reap(sweeper, parent, sweep_id)
+        note = f" ({lost} trial(s) of killed workers told LOST, asked again)" if lost else ""
+        print(
+            f"[mlxpy] sweep {sweep_id}: continuing its study in {sweep_dir(parent, sweep_id)}"
+            + note,
+            file=sys.stderr,
+            flush=True,
+        )
+        return sweep_id
+    sweep_id = new_sweep_id()
+    block = job.options.block("sweep")
+    name = block.pop("name")
+    scheduler = None
+    if job.scheduler is not None:
+        sched = job.options.block("scheduler")
+        scheduler = {"name": sched.pop("name"), "settings": sched}
+    SweepManifest(
+        sweep_id=sweep_id,
+        argv=user_argv,
+        cwd=os.getcwd(),
+        project_dir=str(launcher.project_dir),
+        script=str(launcher.task_file),
+        sweeper={"name": name, "settings": block},
+        scheduler=scheduler,
+        adaptive=True,
+        created=now_iso(),
+    ).write(parent)
+    sweeper.open(sweep_dir(parent, sweep_id), launcher.space)  # the study exists from now on
+    print(
+        f"[mlxpy] sweep {sweep_id}: {sweeper.name}, study in {sweep_dir(parent, sweep_id)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return sweep_id
+
+
+def _without_resume(argv: list[str]) -> list[str]:
+    return [a for a in argv if a.lstrip("+").partition("=")[0] != RESUME_OVERRIDE]
+
+
+def latest_adaptive_sweep(parent: Path, argv: list[str]) -> str | None:
+    """The newest adaptive sweep under ``parent`` launched with the same command (compared
+    without ``+mlxpy.sweep.resume``)."""
+    wanted = _without_resume(argv)
+    for sweep_id in reversed(list_sweeps(parent)):
+        try:
+            manifest = SweepManifest.read(parent, sweep_id)
+        except MlxpyError:
+            continue
+        if manifest.adaptive and _without_resume(manifest.argv) == wanted:
+            return sweep_id
+    return None
+
+
+def run_alive(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` is RUNNING with a live process: its lock held, or its
+    heartbeat fresh (a lock another node holds may not show on a shared filesystem)."""
+    from mlxpy.rundir.claim import is_locked
+
+    info = read_info(run_dir)
+    if not isinstance(info, dict) or info.get("status") != RunStatus.RUNNING.value:
+        return False
+    if is_locked(RunDir(run_dir).lock):
+        return True
+    interval = info.get("heartbeat_interval_s") or 10.0
+    try:
+        beat = os.lstat(RunDir(run_dir).heartbeat).st_mtime
+    except OSError:
+        return False
+    return time.time() - beat <= STALE_AFTER_BEATS * float(interval)
+
+
+def reap(sweeper: Sweeper, parent: Path, sweep_id: str) -> int:
+    """Tell the sweeper LOST every trial it still counts as running whose run is not alive
+    (its worker was killed, or died before claiming the trial's run dir); returns how many.
+    Run by a relaunch, before its workers start."""
+    journal = read_journal(parent, sweep_id)
+    lost = 0
+    for trial in sweeper.running():
+        entry = journal.get(trial.number)
+        if entry is not None:
+            trial.log_id = entry.log_id
+            if run_alive(parent / str(entry.log_id)):
+                continue
+        sweeper.tell(trial, None, RunStatus.LOST)
+        lost += 1
+    return lost
+
+
+def work(launcher: Launcher, record: LaunchRecord | None, parent: Path, sweep_id: str) -> Any:
+    """One worker: ask, run, tell, until the sweeper has no more trials. A trial that fails
+    is told FAILED and the worker goes on; an interruption (SIGTERM, a time limit) is told
+    and ends the worker. Exits 1 when a trial it ran failed."""
+    from mlxpy.launching.configs import Composer
+
+    sweeper = launcher.sweeper
+    assert sweeper is not None
+    sweeper.open(sweep_dir(parent, sweep_id), launcher.space)
+    objective = Objective.parse(sweeper.objective)
+    scheduled = record.scheduler if record is not None else None
+    job_scheduler = None
+    if scheduled is not None:
+        job_scheduler = scheduled.build(where="the launch record of this sweep worker")
+    composer = Composer(launcher.config_dir)
+    ran = failed = 0
+    while (trial := sweeper.ask()) is not None:
+        ran += 1
+        status = _run_trial(launcher, composer, trial, record, job_scheduler, parent, sweep_id)
+        value = None
+        if status is RunStatus.COMPLETE and trial.log_id is not None:
+            value = objective.of_run(parent / str(trial.log_id))
+            if value is None:
+                print(
+                    f"mlxpy: warning: trial {trial.number} (run {trial.log_id}) logged no "
+                    f"{objective.key!r} in the metric log {objective.log!r} "
+                    f"(sweep.objective: {sweeper.objective}): it is told failed",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if status is not RunStatus.COMPLETE or value is None:
+            failed += 1
+        sweeper.tell(trial, value, status)
+        print(
+            f"[mlxpy] sweep {sweep_id} trial {trial.number} {status} log_id={trial.log_id} "
+            f"{objective.log}.{objective.key}={value} {' '.join(trial.overrides)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    if failed:
+        print(f"mlxpy: {failed} of {ran} trials failed", file=sys.stderr)
+        raise SystemExit(1)
+    return None
+
+
+def _run_trial(
+    launcher: Launcher,
+    composer: Any,
+    trial: Trial,
+    record: LaunchRecord | None,
+    job_scheduler: Any,
+    parent: Path,
+    sweep_id: str,
+) -> RunStatus:
+    """Run one trial as an ordinary run; its status. An interruption is told, then raised."""
+    scheduled = record.scheduler if record is not None else None
+    try:
+        with composer.session():
+            job = launcher.compose_job(composer, trial.overrides, scheduled)
+        run = launcher._run(job, record, job_scheduler)
+        run.info.sweep_id = sweep_id
+        run.info.sweep_point = trial.number
+        run.start()
+    except MlxpyError as exc:  # this trial cannot start; the next one still may
+        print(f"mlxpy: error in trial {trial.number}: {exc}", file=sys.stderr, flush=True)
+        return RunStatus.FAILED
+    log_id = run.info.log_id
+    if log_id is not None:
+        trial.log_id = int(log_id)
+        append_journal(parent, sweep_id, JournalEntry(trial.number, int(log_id), run.info.uid))
+    try:
+        outcome = run.execute(reraise=False)
+    except BaseException:  # interrupted: the run recorded how; the study asks again
+        status = RunStatus(run.info.get("status") or RunStatus.INTERRUPTED.value)
+        if status in (RunStatus.RUNNING, RunStatus.COMPLETE, RunStatus.FAILED):
+            status = RunStatus.INTERRUPTED
+        try:
+            sweeper = launcher.sweeper
+            assert sweeper is not None
+            sweeper.tell(trial, None, status)
+        except Exception as exc:  # the interruption is what matters now
+            print(f"mlxpy: warning: trial {trial.number} not told: {exc}", file=sys.stderr)
+        raise
+    if outcome.error is not None:
+        traceback.print_exception(outcome.error, file=sys.stderr)
+    return RunStatus(outcome.status)
+
+
+def submit_workers(
+    launcher: Launcher, job: Job, parent: Path, sweep_id: str, count: int, argv: list[str]
+) -> list[str]:
+    """Submit ``count`` workers of the sweep: one array when the scheduler has arrays, else
+    one job each. Each runs the launch's own command; its launch record says which sweep it
+    works for. Returns the job ids (also written to the launch's ``jobs.json``)."""
+    from mlxpy.launching.record import ENV_VAR, LaunchRecord, SchedulerChoice
+    from mlxpy.launching.relaunch import config_dir_for_jobs, freeze
+    from mlxpy.rundir.atomic import atomic_write_text
+    from mlxpy.scheduling import job_script
+    from mlxpy.scheduling.base import ScheduledJob
+
+    scheduler, vm = job.scheduler, job.version_manager
+    if not scheduler.can_submit():
+        scheduler.submit(launcher.task_file)  # raises the explanation
+    block = job.options.block("scheduler")
+    choice = SchedulerChoice(block.pop("name"), block)
+    script, workdir = launcher.task_file, Path.cwd()
+    if vm is not None:
+        script, base = freeze(
+            vm, launcher.task_file, launcher.project_dir, launcher.config_dir, [str(parent)]
+        )
+        workdir = script.parent
+    else:
+        base = LaunchRecord(
+            project_dir=str(launcher.project_dir),
+            config_dir=str(config_dir_for_jobs(launcher.config_dir, launcher.task_file, None)),
+            argv=list(sys.argv),
+        )
+    folder = sweep_dir(parent, sweep_id) / WORKERS_DIR / _stamp()
+    folder.mkdir(parents=True)
+    record_path = replace(base, scheduler=choice, sweep_worker=sweep_id).write(
+        folder / "launch.json"
+    )
+    command = [sys.executable, str(script), *argv]
+    env = {ENV_VAR: str(record_path)}
+    jobs = []
+    for number in range(count):
+        worker = ScheduledJob(
+            log_id=None,
+            log_dir=folder / str(number),
+            overrides=list(argv),
+            name=f"{script.stem}-sweep-{number}",
+        )
+        worker.log_dir.mkdir()
+        worker.script_path = RunDir(worker.log_dir).job_script
+        text = job_script.run_script(scheduler, worker, command, workdir, env)
+        atomic_write_text(worker.script_path, text)
+        os.chmod(worker.script_path, 0o755)
+        jobs.append(worker)
+    if count >= 2 and scheduler.use_arrays and scheduler.max_array_size() >= count:
+        array = ScheduledJob(
+            log_id=None,
+            log_dir=folder,
+            overrides=[],
+            name=f"{script.stem}-sweep",
+            extra={"array": True, "stdout": str(folder / "array.%a.out")},
+        )
+        path = folder / "array.sh"
+        atomic_write_text(path, job_script.array_script(scheduler, array, jobs))
+        os.chmod(path, 0o755)
+        ids = list(scheduler.submit_array(path, count, array))
+    else:  # one job each, its output in its folder (the scheduler's directives say so)
+        ids = []
+        for worker in jobs:
+            assert worker.script_path is not None
+            ids.append(scheduler.submit(worker.script_path))
+    atomic_write_text(folder / "jobs.json", json.dumps(ids) + "\n")
+    print(
+        f"[mlxpy] sweep {sweep_id}: submitted {count} worker(s) to {scheduler.name} "
+        f"({', '.join(ids)}); their output is in {folder}; follow it with: mlxpy status "
+        f"{parent}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return ids
+
+
+def _stamp() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"

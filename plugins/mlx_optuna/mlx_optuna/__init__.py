@@ -1,0 +1,3 @@
+"""Bayesian search for mlxpy (``sweep.name: OptunaSweeper``)."""
+
+__version__ = "0.2.0"
