@@ -149,6 +149,12 @@ class LocalScheduler(Scheduler):
     def submit(self, script_path: Path) -> str:
         return f"{self._start(script_path, 1, single=True)}_0"
 
+    def current_job(self) -> dict[str, Any]:
+        """From inside a job: its id (a sweep worker's runs, claimed in the job, learn it
+        here; a submitted run's was recorded at submission)."""
+        job_id = os.environ.get(JOB_VAR, "")
+        return {"job_id": job_id} if re.fullmatch(JOB_ID_PATTERN, job_id) else {}
+
     def submit_array(self, script_path: Path, count: int, first_job: ScheduledJob) -> list[str]:
         queue = self._start(script_path, count, single=False)
         return [f"{queue}_{i}" for i in range(count)]

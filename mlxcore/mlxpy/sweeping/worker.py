@@ -274,6 +274,8 @@ def _run_trial(
         run = launcher._run(job, record, job_scheduler)
         run.info.sweep_id = sweep_id
         run.info.sweep_point = trial.number
+        if scheduled is not None:  # mlxpy status and cancel reach the worker's job by it
+            run.info.scheduler = {"name": scheduled.name, "settings": dict(scheduled.settings)}
         run.start()
     except MlxpyError as exc:  # this trial cannot start; the next one still may
         print(f"mlxpy: error in trial {trial.number}: {exc}", file=sys.stderr, flush=True)
