@@ -178,8 +178,10 @@ def latest_adaptive_sweep(parent: Path, argv: list[str]) -> str | None:
 
 
 def run_alive(run_dir: Path) -> bool:
-    """Whether the run in ``run_dir`` is RUNNING with a live process: its lock held, or its
-    heartbeat fresh (a lock another node holds may not show on a shared filesystem)."""
+    """Whether the run in ``run_dir`` is RUNNING with a live process: its lock held; for a
+    run on another node (whose lock a shared filesystem may not show), its heartbeat fresh."""
+    import socket
+
     from mlxpy.rundir.claim import is_locked
 
     info = read_info(run_dir)
@@ -187,6 +189,8 @@ def run_alive(run_dir: Path) -> bool:
         return False
     if is_locked(RunDir(run_dir).lock):
         return True
+    if info.get("hostname") == socket.gethostname():
+        return False  # the lock of a process on this node is the truth
     interval = info.get("heartbeat_interval_s") or 10.0
     try:
         beat = os.lstat(RunDir(run_dir).heartbeat).st_mtime

@@ -1,0 +1,230 @@
+"""OptunaSweeper end to end: real launches, LocalScheduler workers (real processes sharing
+the study's journal file), cancellation and resume, bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+import warnings
+from pathlib import Path
+
+import mlxpy
+import pytest
+import yaml
+from mlx_optuna.sweeper import OptunaSweeper
+from mlxpy.scheduling.local import LocalScheduler, NotOurProcessWarning
+from mlxpy.testing import OBJECTIVE_TASK, ProjectDir
+
+LRS = "lr=0.1,0.03,0.02,0.01,0.005,0.003,0.001"
+SWEEP = ["+mlxpy.sweep.name=OptunaSweeper", "+mlxpy.sweep.objective=val.loss.min"]
+
+#: OBJECTIVE_TASK, each trial taking ``sleep`` seconds
+SLOW_TASK = OBJECTIVE_TASK.replace(
+    "    lr = float(ctx.config.lr)\n",
+    "    lr = float(ctx.config.lr)\n    import time; time.sleep(ctx.config.sleep)\n",
+)
+
+
+def local_project(root: Path, workers: int, task: str = OBJECTIVE_TASK) -> ProjectDir:
+    project = ProjectDir(root, task)
+    project.write_config({"lr": 0.1, "sleep": 0.0})
+    project.write_config(
+        {
+            "use_scheduler": True,
+            "scheduler": {"name": "LocalScheduler", "max_workers": workers},
+        },
+        "mlxpy.yaml",
+    )
+    return project
+
+
+def infos(project: ProjectDir) -> list[dict]:
+    out = []
+    for run_dir in project.run_dirs():
+        try:
+            out.append(project.info(run_dir))
+        except (OSError, yaml.YAMLError):  # being written
+            out.append({"status": "?"})
+    return out
+
+
+def worker_jobs(project: ProjectDir, sweep_id: str) -> list[str]:
+    folder = project.logs / ".sweeps" / sweep_id / "workers"
+    return [j for f in sorted(folder.glob("*/jobs.json")) for j in json.loads(f.read_text())]
+
+
+def wait_workers(project: ProjectDir, sweep_id: str, timeout: float = 240) -> None:
+    """Until every worker job of the sweep has ended (the LocalScheduler's own view)."""
+    scheduler = LocalScheduler()
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = worker_jobs(project, sweep_id)
+        states = scheduler.statuses(ids)
+        if ids and all(s.phase == mlxpy.JobPhase.DONE for s in states.values()):
+            return
+        assert time.monotonic() < deadline, f"workers still running: {states}"
+        time.sleep(0.3)
+
+
+def study(project: ProjectDir, sweep_id: str) -> OptunaSweeper:
+    sweeper = OptunaSweeper(trials=1, objective="val.loss.min")
+    sweeper.open(project.logs / ".sweeps" / sweep_id, mlxpy.SearchSpace())
+    return sweeper
+
+
+def sweep_id_of(result) -> str:
+    for line in result.stderr.splitlines():
+        if line.startswith("[mlxpy] sweep "):
+            return line.split()[2].rstrip(":")
+    raise AssertionError(f"no sweep id printed: {result.stderr}")
+
+
+def test_local_workers_run_exactly_the_trials(tmp_path):
+    project = local_project(tmp_path / "proj", workers=3)
+    start = time.monotonic()
+    result = project.run(LRS, *SWEEP, "+mlxpy.sweep.trials=12", "+mlxpy.sweep.workers=3")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - start < 30  # submitting returns without waiting
+    assert "submitted 3 worker(s) to LocalScheduler" in result.stderr
+    sweep_id = sweep_id_of(result)
+    assert len(worker_jobs(project, sweep_id)) == 3  # one array of 3 tasks
+    wait_workers(project, sweep_id)
+    runs = infos(project)
+    assert len(runs) == 12 and all(i["status"] == "COMPLETE" for i in runs), runs
+    assert {i["sweep_id"] for i in runs} == {sweep_id}
+    assert sorted(i["sweep_point"] for i in runs) == list(range(12))  # no trial twice
+    jobs = {i["scheduler"]["job_id"] for i in runs}
+    assert jobs <= set(worker_jobs(project, sweep_id)) and len(jobs) >= 2  # shared out
+    frame = mlxpy.Reader(project.logs).filter(f"info.sweep_id == '{sweep_id}'")
+    assert len(frame) == 12
+    best = study(project, sweep_id).best()
+    assert best is not None
+    assert best["value"] == pytest.approx(frame["val.loss.min"].min())
+    assert frame.loc[best["log_id"], "val.loss.min"] == pytest.approx(best["value"])
+    assert frame.loc[best["log_id"], "info.sweep_point"] == best["number"]
+    # each worker's output is under the sweep's folder
+    outputs = list((project.logs / ".sweeps" / sweep_id / "workers").glob("*/*/job.stderr"))
+    assert len(outputs) == 3
+    assert sum(f.read_text().count(" COMPLETE log_id=") for f in outputs) == 12
+
+
+def test_resume_after_cancellation_continues_to_exactly_the_trials(tmp_path):
+    project = local_project(tmp_path / "proj", workers=3, task=SLOW_TASK)
+    args = [LRS, *SWEEP, "+mlxpy.sweep.trials=12", "+mlxpy.sweep.workers=3", "sleep=1.0"]
+    result = project.run(*args)
+    assert result.returncode == 0, result.stderr
+    sweep_id = sweep_id_of(result)
+    deadline = time.monotonic() + 120
+    while sum(i["status"] == "COMPLETE" for i in infos(project)) < 3:
+        assert time.monotonic() < deadline, infos(project)
+        time.sleep(0.2)
+    running = [i for i in infos(project) if i["status"] == "RUNNING"]
+    assert running, "no trial running to cancel"
+    os.kill(running[0]["pid"], signal.SIGKILL)  # a worker killed without a word
+    others = [str(i["log_id"]) for i in running[1:]]
+    if others:  # the others cancelled as a user would
+        cancelled = project.mlxpy("cancel", "-d", str(project.logs), *others)
+        assert cancelled.returncode == 0, cancelled.stderr
+    with warnings.catch_warnings():
+        # the SIGKILLed worker may be a zombie its supervisor has not reaped yet: the
+        # scheduler then declines to signal it, which is right
+        warnings.simplefilter("ignore", NotOurProcessWarning)
+        LocalScheduler().cancel(worker_jobs(project, sweep_id))  # one between two trials
+    wait_workers(project, sweep_id)
+    before = infos(project)
+    done_before = [i for i in before if i["status"] == "COMPLETE"]
+    assert 3 <= len(done_before) < 12
+    assert any(i["status"] == "RUNNING" for i in before)  # the killed one: LOST to readers
+
+    again = project.run(*args, "+mlxpy.sweep.resume=true")
+    assert again.returncode == 0, again.stderr
+    assert f"sweep {sweep_id}: continuing" in again.stderr
+    # the killed worker's trial (and any a cancelled worker had asked but not started)
+    lost = re.search(r"\((\d+) trial\(s\) of killed workers told LOST", again.stderr)
+    assert lost and int(lost.group(1)) >= 1, again.stderr
+    wait_workers(project, sweep_id)
+    after = infos(project)
+    complete = [i for i in after if i["status"] == "COMPLETE"]
+    assert len(complete) == 12, [(i["log_id"], i["status"]) for i in after]
+    assert {i["sweep_id"] for i in after} == {sweep_id}
+    points = [i["sweep_point"] for i in after]
+    assert len(points) == len(set(points))  # every run its own trial number
+    for old in done_before:  # finished trials untouched
+        assert project.info(project.logs / str(old["log_id"]))["status"] == "COMPLETE"
+    best = study(project, sweep_id).best()
+    assert best is not None
+    values = {
+        i["log_id"]: mlxpy.read_metrics(project.logs / str(i["log_id"]) / "metrics" / "val.json")
+        for i in complete
+    }
+    assert best["value"] == pytest.approx(min(min(r["loss"] for r in v) for v in values.values()))
+
+
+def test_sequential_without_a_scheduler(tmp_path):
+    project = ProjectDir(tmp_path / "proj", OBJECTIVE_TASK)
+    project.write_config({"lr": 0.1})
+    result = project.run(LRS, *SWEEP, "+mlxpy.sweep.trials=3", "+mlxpy.sweep.workers=4")
+    assert result.returncode == 0, result.stderr
+    assert "no scheduler, so one worker runs the trials here" in result.stderr
+    assert [i["status"] for i in infos(project)] == ["COMPLETE"] * 3
+
+
+def test_a_trial_that_fails_is_told_and_the_worker_goes_on(tmp_path):
+    task = OBJECTIVE_TASK.replace(
+        "    lr = float(ctx.config.lr)\n",
+        "    lr = float(ctx.config.lr)\n    assert lr != 0.1, 'lr 0.1 fails'\n",
+    )
+    project = ProjectDir(tmp_path / "proj", task)
+    project.write_config({"lr": 0.1})
+    result = project.run(
+        "lr=0.1,0.01", *SWEEP, "+mlxpy.sweep.trials=6", "+mlxpy.sweep.sampler=random"
+    )
+    statuses = [i["status"] for i in infos(project)]
+    assert len(statuses) == 6  # a failed trial uses up its trial: no endless retries
+    assert "FAILED" in statuses and "COMPLETE" in statuses, statuses
+    assert result.returncode == 1
+    assert f"{statuses.count('FAILED')} of 6 trials failed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["+mlxpy.sweep.trials=3"], "needs the option(s) sweep.objective"),
+        (
+            ["+mlxpy.sweep.trials=3", "+mlxpy.sweep.objective=val.loss.last"],
+            "set direction",
+        ),
+        (["+mlxpy.sweep.trials=3", "+mlxpy.sweep.objective=loss"], "is not an objective"),
+        (
+            [
+                "+mlxpy.sweep.trials=3",
+                "+mlxpy.sweep.objective=val.loss.min",
+                "+mlxpy.sweep.resume=true",
+            ],
+            "no adaptive sweep of this command",
+        ),
+    ],
+)
+def test_bad_settings_are_setup_errors(tmp_path, extra, message):
+    project = ProjectDir(tmp_path / "proj", OBJECTIVE_TASK)
+    project.write_config({"lr": 0.1})
+    result = project.run(LRS, "+mlxpy.sweep.name=OptunaSweeper", *extra)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert project.run_dirs() == []
+
+
+def test_a_changed_space_is_refused_on_resume(tmp_path):
+    project = ProjectDir(tmp_path / "proj", OBJECTIVE_TASK)
+    project.write_config({"lr": 0.1})
+    first = project.run("lr=0.1,0.01", *SWEEP, "+mlxpy.sweep.trials=1")
+    assert first.returncode == 0, first.stderr
+    folder = project.logs / ".sweeps" / sweep_id_of(first)
+    sweeper = OptunaSweeper(trials=1, objective="val.loss.min")
+    space = mlxpy.SearchSpace([], [mlxpy.Choice("", "lr", ("0.5", "0.6"))])
+    with pytest.raises(mlxpy.ConfigError, match="searches another space"):
+        sweeper.open(folder, space)
