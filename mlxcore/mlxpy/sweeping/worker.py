@@ -59,6 +59,11 @@ def run_adaptive(launcher: Launcher, job: Job, record: LaunchRecord | None, argv
     sweeper = launcher.sweeper
     assert sweeper is not None and sweeper.adaptive
     parent = _parent_log_dir(launcher, job, sweeper)
+    if job.options.data["logger"].get("forced_log_id", -1) >= 0:
+        raise ConfigError(
+            f"logger.forced_log_id cannot be used with sweep.name: {sweeper.name}: every "
+            "trial needs its own run directory. Remove the forced id."
+        )
     if record is not None and record.sweep_worker is not None:
         return work(launcher, record, parent, record.sweep_worker)
     vm = job.version_manager

@@ -206,6 +206,17 @@ def test_a_trial_that_fails_is_told_and_the_worker_goes_on(tmp_path):
             ],
             "no adaptive sweep of this command",
         ),
+        (
+            ["+mlxpy.sweep.trials=3", "+mlxpy.sweep.objective=val.loss.min"]
+            + ["+mlxpy.logger.forced_log_id=7"],
+            "forced_log_id cannot be used",
+        ),
+        (["+mlxpy.sweep.trials=0", "+mlxpy.sweep.objective=val.loss.min"], "at least 1"),
+        (
+            ["+mlxpy.sweep.trials=3", "+mlxpy.sweep.objective=val.loss.min"]
+            + ["+mlxpy.sweep.sampler=grid"],
+            "sampler must be one of tpe, random",
+        ),
     ],
 )
 def test_bad_settings_are_setup_errors(tmp_path, extra, message):
