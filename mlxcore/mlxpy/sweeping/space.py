@@ -364,7 +364,8 @@ def _read_entries(path: Path, data: dict[Any, Any], parent: str, out: list[str])
         if isinstance(value, list):
             if not value:
                 raise ConfigError(f"{where}: an empty list of choices; give at least one value")
-            text = f"{dotted}=choice({','.join(_element_text(v) for v in value)})"
+            # a,b,c: Hydra's choice(...) refuses null; one value is just a fixed one
+            text = f"{dotted}={','.join(_element_text(v) for v in value)}"
         elif isinstance(value, str):
             text = f"{dotted}={value}"
         else:
