@@ -10,6 +10,7 @@ import random
 import re
 
 import pytest
+from conftest import REPO
 from mlxpy.errors import ConfigError
 from mlxpy.launching.overrides import parse_overrides
 from mlxpy.sweeping.space import (
@@ -272,6 +273,22 @@ def test_sampled_launches_are_reproducible(seeded):
     assert all(1e-4 <= lr <= 1e-1 and 1 <= n <= 8 and type(n) is int for lr, n in first + other)
     expected = from_overrides(space).sample(5, 3)  # the launch ran what the space draws
     assert first == [(parsed(p[0]), parsed(p[1])) for p in expected]
+    recorded = [seeded.info(r)["overrides"] for r in seeded.run_dirs()[:5]]
+    assert recorded == expected  # each run records its drawn point, without mlxpy.sweep.*
+
+
+def test_readme_space_file_example_runs(seeded):
+    readme = (REPO / "README.md").read_text()
+    (block,) = [
+        b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "optimizer.lr: " in b
+    ]
+    seeded.write_config(block, "space.yaml")
+    configs = launch_configs(seeded, "+mlxpy.sweep.space=space.yaml", "+mlxpy.sweep.samples=6")
+    assert len(configs) == 6
+    for c in configs:
+        assert 1e-4 <= c["optimizer"]["lr"] <= 1e-1 and c["optimizer"]["name"] == "adam"
+        assert c["model"]["num_layers"] in (2, 4, 8) and c["seed"] in (0, 1, 2)
+        assert c["data"] == {"batch_size": 64}
 
 
 def test_space_file_launch(seeded):
