@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from mlxpy.launching.overrides import split_job
 from mlxpy.rundir.layout import RunDir
 from mlxpy.scheduling.script_import import ScriptError, parse_script
@@ -236,3 +238,13 @@ def test_mlxpy_sub_errors_exit_2(tmp_path):
         assert "two schedulers" in result.stderr and "both.sh" in result.stderr
     missing = run_mlxpsub("nope.sh", cwd=tmp_path)
     assert missing.returncode == 2 and "cannot read the script nope.sh" in missing.stderr
+
+
+def test_readme_example_script_parses_as_documented():
+    readme = (REPO / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) if "#SBATCH" in b]
+    script = parse_script(block, "README")
+    assert script.scheduler == "SLURMScheduler"
+    assert script.option_cmd == ["--time=06:00:00", "--gres=gpu:1"]
+    assert script.env_cmd == ["module load cuda", "source ~/envs/ml/bin/activate"]
+    assert len(script.commands) == 2
