@@ -171,7 +171,7 @@ def _distinct_indices(rng: random.Random, sizes: list[int], count: int) -> list[
             flat[i], flat[j] = flat[j], flat[i]
         return [_unflatten(k, sizes) for k in flat[:count]]
     seen: set[tuple[int, ...]] = set()
-    picked = []
+    picked: list[tuple[int, ...]] = []
     while len(picked) < count:  # rejection: fewer than 2 draws per point on average
         point = tuple(_below(rng, n) for n in sizes)
         if point not in seen:
