@@ -21,6 +21,7 @@ from mlxpy.sweeping.space import (
     merge_overrides,
     read_space_file,
 )
+from mlxpy.testing import ProjectDir
 
 
 def values_of(points: list[list[str]], key: str) -> list[str]:
@@ -275,6 +276,28 @@ def test_sampled_launches_are_reproducible(seeded):
     assert first == [(parsed(p[0]), parsed(p[1])) for p in expected]
     recorded = [seeded.info(r)["overrides"] for r in seeded.run_dirs()[:5]]
     assert recorded == expected  # each run records its drawn point, without mlxpy.sweep.*
+
+
+def test_samples_in_mlxpy_yaml_with_scheduled_jobs(tmp_path):
+    """A job the scheduler starts rebuilds its launch from its own point's overrides, with
+    mlxpy.yaml's sweep block: a space that varies nothing is that one point."""
+    project = ProjectDir(tmp_path / "p")
+    project.write_config({"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0})
+    project.write_config(
+        {
+            "scheduler": {"name": "LocalScheduler", "max_workers": 2},
+            "use_scheduler": True,
+            "sweep": {"samples": 3, "seed": 5},
+        },
+        "mlxpy.yaml",
+    )
+    result = project.run("lr=tag(log, interval(1e-3, 1))")
+    assert result.returncode == 0, result.stderr
+    infos = project.wait(3, 120)
+    assert [i["status"] for i in infos] == ["COMPLETE"] * 3
+    expected = from_overrides(["lr=tag(log, interval(1e-3, 1))"]).sample(3, 5)
+    assert [project.config(r)["lr"] for r in project.run_dirs()] == [parsed(p[0]) for p in expected]
+    assert from_overrides(["a=1"]).sample(4, 0) == [["a=1"]]
 
 
 def test_readme_space_file_example_runs(seeded):

@@ -96,6 +96,8 @@ class SearchSpace:
         gives ``count`` distinct points; with an interval each point is drawn on its own."""
         if count < 1:
             raise ConfigError(f"+mlxpy.sweep.samples={count}: draw at least 1 point")
+        if not self.dimensions:  # nothing varies (a scheduled job's own point): one point
+            return [list(self.fixed)]
         rng = random.Random(seed)
         if not any(isinstance(d, Interval) for d in self.dimensions):
             choices = self.choices()
