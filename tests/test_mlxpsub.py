@@ -163,6 +163,15 @@ def test_refusals_name_the_line_and_the_fix(text, message):
         parse_script(text, "job.sh")
 
 
+def test_a_backslash_continues_code_only():
+    text = "python main.py a=1  # not continued \\\npython main.py 'b=x\\' c=2 \\\n  d=3\n"
+    script = parse_script(text)
+    assert [c.text.split() for c in script.commands] == [
+        ["python", "main.py", "a=1"],
+        ["python", "main.py", "'b=x\\'", "c=2", "d=3"],
+    ]
+
+
 def test_a_script_without_directives_uses_mlxpy_yamls_scheduler():
     script = parse_script("export A=1\npython main.py seed=1,2\n")
     assert script.scheduler is None

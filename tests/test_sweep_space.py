@@ -230,6 +230,7 @@ def test_command_line_wins_over_the_space_file(tmp_path):
         ("a: 'interval(1,'\n", "not a value in Hydra's override grammar"),
         ("mlxpy.sweep.samples: 3\n", "sweep options"),
         ("~a: 1\n", "deletions"),
+        ("model:\n  depth: []\n", "key 'model.depth': an empty list"),
     ],
 )
 def test_space_file_errors_name_the_file_and_key(tmp_path, text, message):

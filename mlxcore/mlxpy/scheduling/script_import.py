@@ -147,8 +147,10 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
 
 
 def _ends_in_continuation(line: str) -> bool:
-    quote = _scan(line)[2]
-    return quote is None and line.endswith("\\") and not line.endswith("\\\\")
+    """A backslash ending the code (not a comment, not quoted, not itself escaped)."""
+    code, _, quote = _scan(line)
+    trailing = len(code) - len(code.rstrip("\\"))
+    return quote is None and code == line.rstrip() and trailing % 2 == 1
 
 
 def _scan(line: str) -> tuple[str, list[str], str | None]:

@@ -344,7 +344,7 @@ def _read_entries(path: Path, data: dict[Any, Any], parent: str, out: list[str])
     from mlxpy.launching.overrides import SWEEP_PREFIX, parse_overrides
 
     for key, value in data.items():
-        where = f"{path}: key {key!r}" if not parent else f"{path}: key {parent}{key!r}"
+        where = f"{path}: key {parent + str(key)!r}"
         if not isinstance(key, str) or not key.strip():
             raise ConfigError(f"{where}: keys must be non-empty strings (a dotted config path)")
         if key.startswith("~"):
