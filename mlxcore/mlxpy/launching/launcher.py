@@ -42,7 +42,7 @@ from mlxpy.launching.runner import Job, Run, make_job
 from mlxpy.plugins import get_plugins
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
-from mlxpy.sweeping.space import SearchSpace, from_overrides
+from mlxpy.sweeping.space import SearchSpace, from_overrides, space_file_path
 from mlxpy.sweeping.sweeper import Sweeper, make_sweeper
 from mlxpy.sweeping.worker import run_adaptive
 
@@ -130,8 +130,8 @@ class Launcher:
         sweep_texts, point_texts = split_sweep_options(overrides)
         sweep_options = split_job(sweep_texts, self.config_dir).options
         self.sweeper = sweeper = make_sweeper(self._options(sweep_options))
-        self.space = space = from_overrides(point_texts)
-        self.sweep_options = sweep_options
+        space = from_overrides(point_texts, space_file_path(sweeper.space, self.config_dir))
+        self.space, self.sweep_options = space, sweep_options
         # an adaptive sweeper's points come one at a time from its workers: the one job here
         # (the fixed overrides) carries the launch's options
         points = [list(space.fixed)] if sweeper.adaptive else sweeper.points(space)
