@@ -85,9 +85,6 @@ hydra:
     dir: {sweep_dir}
 """
 
-#: a discrete stand-in for the interval, for a core without the interval grammar yet
-LR_CHOICES = "lr=" + ",".join(f"{v:.6g}" for v in (10 ** (-4 + 3 * i / 15) for i in range(16)))
-
 
 def _time(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
@@ -115,12 +112,6 @@ def bench_mlxpy(trials: int, workers: int) -> dict:
     result = subprocess.run(
         [sys.executable, "main.py", space, *sweep], cwd=root, capture_output=True, text=True
     )
-    if result.returncode != 0 and "interval" in result.stderr:
-        space = LR_CHOICES  # this core reads no interval yet: 16 log-spaced choices
-        started = time.time()
-        result = subprocess.run(
-            [sys.executable, "main.py", space, *sweep], cwd=root, capture_output=True, text=True
-        )
     if result.returncode != 0:
         raise SystemExit(f"the mlxpy launch failed:\n{result.stderr}")
     (jobs_file,) = (root / "logs" / ".sweeps").glob("*/workers/*/jobs.json")
@@ -150,7 +141,6 @@ def bench_mlxpy(trials: int, workers: int) -> dict:
     return {
         "runs": count,
         "workers_used": len(runs),
-        "space": space,
         "idle_between_trials_s": sum(gaps),
         "max_gap_s": max(gaps, default=0.0),
         "busy_s": busy,
@@ -235,7 +225,7 @@ def main() -> None:
         f"{ours['idle_between_trials_s']:.2f} s in total (largest gap "
         f"{ours['max_gap_s']:.2f} s; goal <= 5 s); busy "
         f"{ours['busy_s']:.1f} s; first start to last end {ours['first_to_last_s']:.1f} s; "
-        f"launch to last end {ours['launch_to_last_s']:.1f} s  [{ours['space'][:40]}]"
+        f"launch to last end {ours['launch_to_last_s']:.1f} s"
     )
     if args.skip_hydra:
         return
