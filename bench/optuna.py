@@ -235,7 +235,7 @@ def main() -> None:
         f"in {theirs['batches']} batches; idle between trials (batch wait) "
         f"{theirs['idle_between_trials_s']:.2f} s in total, of which "
         f"{theirs['waiting_for_slowest_s']:.2f} s waiting for each batch's slowest trial and "
-        "the rest starting the next batch; busy {theirs['busy_s']:.1f} s; "
+        f"the rest starting the next batch; busy {theirs['busy_s']:.1f} s; "
         f"first start to last end {theirs['first_to_last_s']:.1f} s; launch to last end "
         f"{theirs['launch_to_last_s']:.1f} s"
     )
