@@ -11,7 +11,8 @@ sweep from its launch record (``sweep_worker``) and claims a run dir per trial: 
 claimed in advance. Each worker's output goes to ``.sweeps/<id>/workers/<launch>/<n>/``.
 
 Relaunching with ``+mlxpy.sweep.resume=true`` continues the latest adaptive sweep of the
-same command (the command without that override) instead of starting a new study.
+same command (the command without that override) instead of starting a new study;
+``+mlxpy.sweep.resume=<sweep id>`` continues that one.
 """
 
 from __future__ import annotations
@@ -119,14 +120,24 @@ def _start_sweep(
     ``resume`` the latest adaptive sweep of the same command, whose dead trials are told
     LOST."""
     user_argv = list(record.argv) if record is not None else list(sys.argv)
-    if sweeper.resume:
-        sweep_id = latest_adaptive_sweep(parent, user_argv)
-        if sweep_id is None:
-            raise ConfigError(
-                f"+{RESUME_OVERRIDE}=true: no adaptive sweep of this command under {parent} to "
-                f"continue; list them with: mlxpy sweeps {parent}, or launch without "
-                f"+{RESUME_OVERRIDE}=true to start a new one"
-            )
+    which: Any = sweeper.resume
+    if which:
+        if isinstance(which, str):  # a sweep id (what mlxpy sweep resume <id> passes)
+            sweep_id = which
+            if not SweepManifest.read(parent, sweep_id).adaptive:
+                raise ConfigError(
+                    f"+{RESUME_OVERRIDE}={sweep_id}: that sweep plans its points, it has no "
+                    f"study for {sweeper.name} to continue"
+                )
+        else:
+            found = latest_adaptive_sweep(parent, user_argv)
+            if found is None:
+                raise ConfigError(
+                    f"+{RESUME_OVERRIDE}=true: no adaptive sweep of this command under "
+                    f"{parent} to continue; list them with: mlxpy sweeps {parent}, or launch "
+                    f"without +{RESUME_OVERRIDE}=true to start a new one"
+                )
+            sweep_id = found
         sweeper.open(sweep_dir(parent, sweep_id), launcher.space)
         lost = reap(sweeper, parent, sweep_id)
         note = f" ({lost} trial(s) of killed workers told LOST, asked again)" if lost else ""
