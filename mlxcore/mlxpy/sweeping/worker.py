@@ -17,12 +17,16 @@ same command (the command without that override) instead of starting a new study
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import signal
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -248,33 +252,45 @@ def work(launcher: Launcher, record: LaunchRecord | None, parent: Path, sweep_id
         job_scheduler = scheduled.build(where="the launch record of this sweep worker")
     composer = Composer(launcher.config_dir)
     ran = failed = 0
-    while (trial := sweeper.ask()) is not None:
-        ran += 1
-        status = _run_trial(launcher, composer, trial, record, job_scheduler, parent, sweep_id)
-        value = None
-        if status is RunStatus.COMPLETE and trial.log_id is not None:
-            value = objective.of_run(parent / str(trial.log_id))
-            if value is None:
-                print(
-                    f"mlxpy: warning: trial {trial.number} (run {trial.log_id}) logged no "
-                    f"{objective.key!r} in the metric log {objective.log!r} "
-                    f"(sweep.objective: {sweeper.objective}): it is told failed",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        if status is not RunStatus.COMPLETE or value is None:
-            failed += 1
-        sweeper.tell(trial, value, status)
-        print(
-            f"[mlxpy] sweep {sweep_id} trial {trial.number} {status} log_id={trial.log_id} "
-            f"{objective.log}.{objective.key}={value} {' '.join(trial.overrides)}",
-            file=sys.stderr,
-            flush=True,
-        )
+    with _sigterm_raises():
+        while (trial := sweeper.ask()) is not None:
+            ran += 1
+            status = _run_trial(launcher, composer, trial, record, job_scheduler, parent, sweep_id)
+            failed += _tell(sweeper, objective, trial, status, parent, sweep_id)
     if failed:
         print(f"mlxpy: {failed} of {ran} trials failed", file=sys.stderr)
         raise SystemExit(1)
     return None
+
+
+def _tell(
+    sweeper: Sweeper,
+    objective: Objective,
+    trial: Trial,
+    status: RunStatus,
+    parent: Path,
+    sweep_id: str,
+) -> int:
+    """Tell the sweeper how a trial ended, with its objective; 1 when it failed."""
+    value = None
+    if status is RunStatus.COMPLETE and trial.log_id is not None:
+        value = objective.of_run(parent / str(trial.log_id))
+        if value is None:
+            print(
+                f"mlxpy: warning: trial {trial.number} (run {trial.log_id}) logged no "
+                f"{objective.key!r} in the metric log {objective.log!r} "
+                f"(sweep.objective: {sweeper.objective}): it is told failed",
+                file=sys.stderr,
+                flush=True,
+            )
+    sweeper.tell(trial, value, status)
+    print(
+        f"[mlxpy] sweep {sweep_id} trial {trial.number} {status} log_id={trial.log_id} "
+        f"{objective.log}.{objective.key}={value} {' '.join(trial.overrides)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 0 if status is RunStatus.COMPLETE and value is not None else 1
 
 
 def _run_trial(
@@ -286,40 +302,64 @@ def _run_trial(
     parent: Path,
     sweep_id: str,
 ) -> RunStatus:
-    """Run one trial as an ordinary run; its status. An interruption is told, then raised."""
+    """Run one trial as an ordinary run; its status. An interruption (before the run, or in
+    it) is told, as the run recorded it (INTERRUPTED when it has no record yet), then
+    raised: the study asks another trial in its place."""
     scheduled = record.scheduler if record is not None else None
+    run = None
     try:
-        with composer.session():
-            job = launcher.compose_job(composer, trial.overrides, scheduled)
-        run = launcher._run(job, record, job_scheduler)
-        run.info.sweep_id = sweep_id
-        run.info.sweep_point = trial.number
-        if scheduled is not None:  # mlxpy status and cancel reach the worker's job by it
-            run.info.scheduler = {"name": scheduled.name, "settings": dict(scheduled.settings)}
-        run.start()
-    except MlxpyError as exc:  # this trial cannot start; the next one still may
-        print(f"mlxpy: error in trial {trial.number}: {exc}", file=sys.stderr, flush=True)
-        return RunStatus.FAILED
-    log_id = run.info.log_id
-    if log_id is not None:
-        trial.log_id = int(log_id)
-        append_journal(parent, sweep_id, JournalEntry(trial.number, int(log_id), run.info.uid))
-    try:
+        try:
+            with composer.session():
+                job = launcher.compose_job(composer, trial.overrides, scheduled)
+            run = launcher._run(job, record, job_scheduler)
+            run.info.sweep_id = sweep_id
+            run.info.sweep_point = trial.number
+            if scheduled is not None:  # mlxpy status and cancel reach the worker's job by it
+                run.info.scheduler = {"name": scheduled.name, "settings": dict(scheduled.settings)}
+            run.start()
+        except MlxpyError as exc:  # this trial cannot start; the next one still may
+            print(f"mlxpy: error in trial {trial.number}: {exc}", file=sys.stderr, flush=True)
+            return RunStatus.FAILED
+        log_id = run.info.log_id
+        if log_id is not None:
+            trial.log_id = int(log_id)
+            entry = JournalEntry(trial.number, int(log_id), run.info.get("uid", ""))
+            append_journal(parent, sweep_id, entry)
         outcome = run.execute(reraise=False)
-    except BaseException:  # interrupted: the run recorded how; the study asks again
-        status = RunStatus(run.info.get("status") or RunStatus.INTERRUPTED.value)
+    except BaseException:
+        recorded = run.info.get("status") if run is not None else None
+        status = RunStatus(recorded or RunStatus.INTERRUPTED.value)
         if status in (RunStatus.RUNNING, RunStatus.COMPLETE, RunStatus.FAILED):
             status = RunStatus.INTERRUPTED
         try:
             sweeper = launcher.sweeper
             assert sweeper is not None
             sweeper.tell(trial, None, status)
-        except Exception as exc:  # the interruption is what matters now
-            print(f"mlxpy: warning: trial {trial.number} not told: {exc}", file=sys.stderr)
+        except BaseException as exc:  # the interruption is what matters now
+            print(f"mlxpy: warning: trial {trial.number} not told: {exc!r}", file=sys.stderr)
         raise
     if outcome.error is not None:
         traceback.print_exception(outcome.error, file=sys.stderr)
     return RunStatus(outcome.status)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Between trials, SIGTERM (a cancelled worker) raises SystemExit instead of killing the
+    worker on the spot, so that a lock it holds is released and the trial it asked is told;
+    in a run, the run's own handlers take over (and put this one back)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def submit_workers(
