@@ -69,6 +69,16 @@ class OptunaSweeper(Sweeper):
             raise ValueError("workers must be at least 1: how many trials run at once")
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        if self.pack != 1:
+            raise ValueError(
+                "pack does not apply to OptunaSweeper: each worker already runs its trials one "
+                "after another in one job"
+            )
+        if self.max_running:
+            raise ValueError(
+                "max_running does not apply to OptunaSweeper: workers is how many trials run "
+                "at once"
+            )
         parsed = Objective.parse(objective)
         if direction and direction not in DIRECTIONS:
             raise ValueError(f"direction must be minimize or maximize, got {direction!r}")

@@ -223,6 +223,11 @@ def test_a_trial_that_fails_is_told_and_the_worker_goes_on(tmp_path):
             + ["+mlxpy.sweep.sampler=grid"],
             "sampler must be one of tpe, random",
         ),
+        (
+            ["+mlxpy.sweep.trials=3", "+mlxpy.sweep.objective=val.loss.min"]
+            + ["+mlxpy.sweep.pack=2"],
+            "pack does not apply to OptunaSweeper",
+        ),
     ],
 )
 def test_bad_settings_are_setup_errors(tmp_path, extra, message):
