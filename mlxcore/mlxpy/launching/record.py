@@ -19,6 +19,7 @@ from typing import Any
 from mlxpy.errors import MlxpyError
 from mlxpy.rundir.atomic import atomic_write_text
 from mlxpy.rundir.layout import is_run_id
+from mlxpy.sweeping.manifest import SWEEP_ID
 
 ENV_VAR = "MLXPY_LAUNCH"
 #: bumped when a field changes meaning; a job refuses a record of another format
@@ -61,7 +62,7 @@ class LaunchRecord:
     (see :func:`mlxpy.launching.relaunch.config_dir_for_jobs`); ``argv`` is the command the
     user typed; ``version_manager`` and ``run_files`` are the version manager's info and the
     files it keeps in each run; ``scheduler`` and ``claim`` are set in a submitted job's
-    record."""
+    record, and ``sweep_id``/``sweep_point`` when that job is a point of a sweep."""
 
     project_dir: str
     config_dir: str
@@ -70,11 +71,26 @@ class LaunchRecord:
     run_files: dict[str, str] = field(default_factory=dict)
     scheduler: SchedulerChoice | None = None
     claim: RunClaim | None = None
+    sweep_id: str | None = None
+    sweep_point: int | None = None
 
-    def for_job(self, scheduler: SchedulerChoice, claim: RunClaim) -> LaunchRecord:
+    def for_job(
+        self,
+        scheduler: SchedulerChoice,
+        claim: RunClaim,
+        sweep_id: str | None = None,
+        sweep_point: int | None = None,
+    ) -> LaunchRecord:
         """The record of one submitted job. Its run files are not repeated in it: the
         submission writes them into the claimed run dir."""
-        return replace(self, run_files={}, scheduler=scheduler, claim=claim)
+        return replace(
+            self,
+            run_files={},
+            scheduler=scheduler,
+            claim=claim,
+            sweep_id=sweep_id,
+            sweep_point=sweep_point,
+        )
 
     def write(self, path: Path) -> Path:
         data = {"format": RECORD_FORMAT, **asdict(self)}
@@ -135,6 +151,13 @@ def _parse(data: Any) -> LaunchRecord:
         ):
             raise ValueError("claim must name a run dir by its absolute path and its id")
         claim = RunClaim(log_id, log_dir)
+    sweep_id, sweep_point = data.get("sweep_id"), data.get("sweep_point")
+    if (sweep_id is None) != (sweep_point is None):
+        raise ValueError("sweep_id and sweep_point are set together or not at all")
+    if sweep_id is not None and not (isinstance(sweep_id, str) and SWEEP_ID.fullmatch(sweep_id)):
+        raise ValueError("sweep_id is not a sweep id")
+    if sweep_point is not None and (type(sweep_point) is not int or sweep_point < 0):
+        raise ValueError("sweep_point must be a point index (an int >= 0)")
     return LaunchRecord(
         project_dir=strings["project_dir"],
         config_dir=strings["config_dir"],
@@ -143,6 +166,8 @@ def _parse(data: Any) -> LaunchRecord:
         run_files=dict(run_files),
         scheduler=scheduler,
         claim=claim,
+        sweep_id=sweep_id,
+        sweep_point=sweep_point,
     )
 
 
