@@ -1,7 +1,7 @@
 """Resuming a sweep: exactly the points that are missing or ended without completing run
 again, each in its own run dir with its checkpoint reloaded; completed points are not
-touched. Real launches: a point is killed with SIGKILL mid-run (LOST), another raises
-(FAILED), sequentially and under LocalScheduler."""
+touched. Real launches of ``SWEEP_TASK``: a point is killed with SIGKILL mid-run (LOST),
+another raises (FAILED), sequentially and under LocalScheduler."""
 
 from __future__ import annotations
 
@@ -12,32 +12,8 @@ from pathlib import Path
 import pytest
 from mlxpy.rundir.layout import RunDir
 from mlxpy.sweeping.manifest import list_sweeps, read_journal
-from mlxpy.testing import ProjectDir
+from mlxpy.testing import SWEEP_CONFIG, SWEEP_TASK, ProjectDir
 
-# x == fail_at raises, x == kill_at is killed by SIGKILL, both half-way through their first
-# attempt (after a checkpoint); a resumed attempt goes on from its checkpoint and completes.
-TASK = """
-import os, signal
-import mlxpy
-
-@mlxpy.launch(config_path="./configs")
-def task(ctx):
-    c = ctx.config
-    state = ctx.logger.load_checkpoint() or {"step": 0}
-    print("START", c.x, "from", state["step"], flush=True)
-    first = state["step"] == 0
-    for step in range(state["step"], 3):
-        ctx.logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
-        ctx.logger.log_checkpoint({"step": step + 1})
-        if first and step == 1 and c.x == c.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if first and step == 1 and c.x == c.fail_at:
-            raise RuntimeError("failing half-way")
-
-if __name__ == "__main__":
-    task()
-"""
-CONFIG = {"x": 0, "fail_at": -1, "kill_at": -1}
 # a fast heartbeat: a killed run is told LOST (stale heartbeat, free lock) within a second
 SWEEP = ("x=1,2,3,4", "fail_at=2", "kill_at=3", "+mlxpy.logger.heartbeat_interval_s=0.2")
 LOCAL = {"scheduler": {"name": "LocalScheduler", "max_workers": 2}, "use_scheduler": True}
@@ -45,8 +21,8 @@ LOCAL = {"scheduler": {"name": "LocalScheduler", "max_workers": 2}, "use_schedul
 
 @pytest.fixture
 def project(tmp_path):
-    project = ProjectDir(tmp_path / "p", TASK)
-    project.write_config(CONFIG)
+    project = ProjectDir(tmp_path / "p", SWEEP_TASK)
+    project.write_config(SWEEP_CONFIG)
     return project
 
 

@@ -11,6 +11,8 @@ from mlxpy.testing.project import (
     FAILED,
     RESUMABLE_TASK,
     SUITE_TASK,
+    SWEEP_CONFIG,
+    SWEEP_TASK,
     TERMINAL_RUN,
     ProjectDir,
 )
@@ -23,6 +25,8 @@ __all__ = [
     "LOGGER_TASK",
     "RESUMABLE_TASK",
     "SUITE_TASK",
+    "SWEEP_CONFIG",
+    "SWEEP_TASK",
     "TERMINAL_RUN",
     "LoggerSuite",
     "ProjectDir",
