@@ -177,3 +177,27 @@ def test_local_scheduler_resume_submits_one_array_of_exactly_those_points(projec
     assert {x: fingerprint(runs[x]) for x in (1, 4)} == untouched
     manifest = json.loads((project.logs / ".sweeps" / sweep_id / "sweep.json").read_text())
     assert [p["job_id"] for p in manifest["points"]] == [p["job_id"] for p in points]
+
+
+def test_a_point_cancelled_while_queued_is_resumed(tmp_path):
+    """Its run stays SUBMITTED on disk: the scheduler says the job was cancelled (one call),
+    so the point is CANCELLED, and resumable in its own run dir."""
+    from mlxpy.testing import SUITE_TASK
+
+    project = ProjectDir(tmp_path / "p", SUITE_TASK)
+    project.write_config({"seed": 0, "lr": 0.1, "msg": "", "mode": "sleep", "sleep": 1})
+    project.write_config(
+        {**LOCAL, "scheduler": {**LOCAL["scheduler"], "max_workers": 1}}, "mlxpy.yaml"
+    )
+    assert project.run("seed=1,2,3").returncode == 0
+    (sweep_id,) = list_sweeps(project.logs)
+    cancel = project.mlxpy("cancel", "3")  # the third job waits for the one worker
+    assert cancel.returncode == 0, cancel.stderr
+    points = wait_sweep(project, sweep_id)
+    assert [p["status"] for p in points] == ["COMPLETE", "COMPLETE", "CANCELLED"]
+    resume = project.mlxpy("sweep", "resume", sweep_id)
+    assert resume.returncode == 0, resume.stderr
+    assert "resuming 1 of 3 points (1 CANCELLED)" in resume.stderr
+    points = wait_sweep(project, sweep_id)
+    assert [p["status"] for p in points] == ["COMPLETE"] * 3
+    assert [p["log_id"] for p in points] == [1, 2, 3] and len(project.run_dirs()) == 3

@@ -154,8 +154,11 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
-def point_states(parent: Path, manifest: SweepManifest) -> list[PointState]:
-    """Every point of the sweep with its status (adaptive sweeps: every trial journaled)."""
+def point_states(
+    parent: Path, manifest: SweepManifest, ask_scheduler: bool = True
+) -> list[PointState]:
+    """Every point of the sweep with its status (adaptive sweeps: every trial journaled);
+    ``ask_scheduler``: see :func:`reconcile_with_schedulers`."""
     parent = Path(parent)
     journal = read_journal(parent, manifest.sweep_id)
     if manifest.adaptive:
@@ -173,7 +176,59 @@ def point_states(parent: Path, manifest: SweepManifest) -> list[PointState]:
             states.append(_point_state(parent, parent_fd, manifest, journal, index, overrides, now))
     finally:
         os.close(parent_fd)
+    if ask_scheduler:
+        reconcile_with_schedulers(parent, states)
     return states
+
+
+def reconcile_with_schedulers(parent: Path, states: list[PointState]) -> None:
+    """Points whose run is SUBMITTED or RUNNING get the status their job's scheduler gives
+    (one call per scheduler and settings, never one per job): a job cancelled while queued,
+    or that died before its run could say so, makes its point CANCELLED or FAILED, and
+    resumable. A run still SUBMITTED is marked so on disk, as ``mlxpy status`` does. Only
+    schedulers registered by installed plugins are asked; one that cannot be reached leaves
+    the recorded statuses, with a warning."""
+    import json
+    import warnings
+
+    from mlxpy.errors import MlxpyError, MlxpyWarning
+    from mlxpy.scheduling import status as job_status
+
+    live = {str(RunStatus.SUBMITTED), str(RunStatus.RUNNING)}
+    groups: dict[tuple[str, str], tuple[Any, list[tuple[PointState, str]]]] = {}
+    for state in states:
+        recorded = state.info.get("scheduler")
+        if state.status not in live or state.job_id is None or not isinstance(recorded, dict):
+            continue
+        try:
+            cls = job_status._scheduler_class(recorded.get("name"))
+            settings = recorded.get("settings")
+            key = (cls.name, json.dumps(settings, sort_keys=True, default=repr))
+            if key not in groups:
+                where = f"run {state.log_id}"
+                groups[key] = (job_status.build_scheduler(cls, settings, where), [])
+            groups[key][1].append((state, job_status.check_job_id(cls, state.job_id)))
+        except MlxpyError:
+            continue  # not asked: its recorded status stands
+    for scheduler, members in groups.values():
+        try:
+            answers = scheduler.statuses([job_id for _, job_id in members])
+        except Exception as exc:  # e.g. no squeue on this machine
+            warnings.warn(
+                f"could not ask {scheduler.name} about {len(members)} queued or running "
+                f"point(s) ({exc}); their recorded statuses are shown",
+                MlxpyWarning,
+                2,
+            )
+            continue
+        for state, job_id in members:
+            answer = answers.get(job_id)
+            status = job_status.reconcile(state.status, answer)
+            if status == str(RunStatus.REQUEUED):
+                continue  # its job will start it again: still live
+            if state.status == RunStatus.SUBMITTED and status != state.status:
+                job_status._mark_never_started(parent / str(state.log_id), status, answer)
+            state.status = status
 
 
 def _point_state(
