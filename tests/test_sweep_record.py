@@ -201,3 +201,24 @@ def test_resume_refuses_a_manifest_written_by_another_user(project):
     assert result.returncode == 2
     assert "another user (uid 54321)" in result.stderr
     assert len(project.run_dirs()) == before
+
+
+def test_status_of_an_adaptive_sweep_never_imports_a_class_its_manifest_names(project, tmp_path):
+    """The manifest is data from a shared dir: a sweeper named by a dotted path is not
+    imported to ask it for the best trial; the points are still shown."""
+    from mlxpy.sweeping.manifest import new_sweep_id
+
+    marker = tmp_path / "imported"
+    (project.root / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\nclass Sweeper: pass\n"
+    )
+    assert project.run("seed=1,2").returncode == 0
+    manifest = only_sweep(project)
+    manifest.sweep_id = new_sweep_id()
+    manifest.adaptive = True
+    manifest.sweeper = {"name": "evil.Sweeper", "settings": {}}
+    manifest.write(project.logs)
+    result = project.mlxpy("sweep", "status", manifest.sweep_id)
+    assert result.returncode == 0, result.stderr
+    assert "best: \"(sweeper 'evil.Sweeper' is not installed here)\"" in result.stdout
+    assert not marker.exists()
