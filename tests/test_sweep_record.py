@@ -222,3 +222,22 @@ def test_status_of_an_adaptive_sweep_never_imports_a_class_its_manifest_names(pr
     assert result.returncode == 0, result.stderr
     assert "best: \"(sweeper 'evil.Sweeper' is not installed here)\"" in result.stdout
     assert not marker.exists()
+
+
+def test_a_run_dir_reached_through_a_link_is_never_read(project):
+    """A planted link in a shared logs dir does not make a point look complete: the point is
+    UNREADABLE, neither trusted nor run again."""
+    import shutil
+
+    assert project.run("seed=1,2").returncode == 0
+    (sweep_id,) = list_sweeps(project.logs)
+    metadata = project.logs / "2" / "metadata"
+    shutil.rmtree(metadata)
+    metadata.symlink_to(project.logs / "1" / "metadata")
+    status = json.loads(project.mlxpy("sweep", "status", sweep_id, "--format", "json").stdout)
+    assert [(p["log_id"], p["status"]) for p in status["points"]] == [
+        (1, "COMPLETE"),
+        (2, "UNREADABLE"),
+    ]
+    resume = project.mlxpy("sweep", "resume", sweep_id)
+    assert resume.returncode == 0 and "nothing to resume" in resume.stderr
