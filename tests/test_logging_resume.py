@@ -121,7 +121,9 @@ def test_streams_are_teed_to_files_and_terminal(project):
     err = (run_dir / "log.stderr").read_text()
     # order between Python's buffered prints and raw fd writes is the OS's business
     assert sorted(out.splitlines()) == ["child stdout", "python print 1", "raw fd write"]
-    assert sorted(err.splitlines()) == ["child stderr", "python stderr"]
+    # each attempt's captured stderr starts with the line naming its run
+    assert err.splitlines()[0] == f"[mlxpy] run 1 {run_dir}"
+    assert sorted(err.splitlines()[1:]) == ["child stderr", "python stderr"]
 
     again = project.run("+mlxpy.logger.forced_log_id=1")
     assert again.returncode == 0, again.stderr

@@ -257,6 +257,154 @@ def _sub(args: argparse.Namespace) -> int:
     return submit(args.script, args.dry_run)
 
 
+# -- sweeps ---------------------------------------------------------------------------------
+def _sweep_rows(parent: Path) -> list[dict[str, Any]]:
+    from mlxpy.sweeping.manifest import SweepError, SweepManifest, list_sweeps
+    from mlxpy.sweeping.progress import counts_text
+    from mlxpy.sweeping.resume import counts, point_states
+
+    rows: list[dict[str, Any]] = []
+    for sweep_id in list_sweeps(parent):
+        try:
+            manifest = SweepManifest.read(parent, sweep_id)
+            states = point_states(parent, manifest)
+        except SweepError as exc:  # one damaged record does not hide the others
+            rows.append({"sweep_id": sweep_id, "created": "", "points": None, "error": str(exc)})
+            continue
+        tally = counts(states)
+        rows.append(
+            {
+                "sweep_id": sweep_id,
+                "created": manifest.created,
+                "points": len(states),
+                "counts": dict(tally),
+                "status": counts_text(tally),
+                "scheduler": (manifest.scheduler or {}).get("name"),
+                "adaptive": manifest.adaptive,
+                "command": " ".join(manifest.argv),
+            }
+        )
+    return rows
+
+
+def _sweeps(args: argparse.Namespace) -> int:
+    parent = Path(args.parent_log_dir)
+    if not parent.is_dir():
+        print(f"mlxpy: error: no log directory at {parent}", file=sys.stderr)
+        return 2
+    rows = _sweep_rows(parent)
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"(no sweeps in {parent})")
+        return 0
+    for row in rows:
+        if "error" in row:
+            print(f"{row['sweep_id']}  (unreadable: {row['error']})")
+            continue
+        where = f"  [{row['scheduler']}]" if row["scheduler"] else ""
+        kind = "  adaptive" if row["adaptive"] else ""
+        print(f"{row['sweep_id']}  {row['points']} points: {row['status']}{where}{kind}")
+        print(f"    {row['command']}")
+    return 0
+
+
+def _best(parent: Path, manifest: Any) -> Any:
+    """The best trial of an adaptive sweep, from its sweeper (a registered one only: the
+    manifest is data from a shared dir, a dotted class path in it is never imported)."""
+    from mlxpy.plugins import get_plugins
+    from mlxpy.plugins.component import build_component
+    from mlxpy.sweeping.manifest import sweep_dir
+    from mlxpy.sweeping.space import SearchSpace
+
+    name = manifest.sweeper.get("name")
+    registry = get_plugins()
+    if name not in registry.available("sweeper"):
+        return f"(sweeper {name!r} is not installed here)"
+    try:
+        cls = registry.resolve("sweeper", name, where="the sweep manifest")
+        settings = dict(manifest.sweeper.get("settings") or {})
+        sweeper = build_component(cls, "sweep", settings, lambda key: "the sweep manifest")
+        sweeper.open(sweep_dir(parent, manifest.sweep_id), SearchSpace([], []))
+        return sweeper.best()
+    except Exception as exc:  # a study that cannot be read still leaves the points shown
+        return f"(unavailable: {type(exc).__name__}: {exc})"
+
+
+def _sweep_status(args: argparse.Namespace) -> int:
+    from mlxpy.sweeping.manifest import SweepManifest
+    from mlxpy.sweeping.progress import counts_text
+    from mlxpy.sweeping.resume import counts, point_states
+
+    parent = Path(args.parent_log_dir)
+    manifest = SweepManifest.read(parent, args.sweep_id)
+    states = point_states(parent, manifest)
+    best = _best(parent, manifest) if manifest.adaptive else None
+    if args.format == "json":
+        points = [
+            {
+                "index": s.index,
+                "overrides": s.overrides,
+                "log_id": s.log_id,
+                "status": s.status,
+                "job_id": s.job_id,
+            }
+            for s in states
+        ]
+        print(json.dumps({"sweep_id": manifest.sweep_id, "points": points, "best": best}))
+        return 0
+    print(f"sweep {manifest.sweep_id}: {len(states)} points: {counts_text(counts(states))}")
+    print(f"command: {' '.join(manifest.argv)}  (in {manifest.cwd})")
+    rows = [("point", "log_id", "status", "job_id", "overrides")]
+    rows += [
+        (str(s.index), str(s.log_id or "-"), s.status, s.job_id or "-", " ".join(s.overrides))
+        for s in states
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + "  " + r[4])
+    if manifest.adaptive:
+        print(f"best: {json.dumps(best, default=str)}")
+    return 0
+
+
+def _sweep_resume(args: argparse.Namespace) -> int:
+    """Run the sweep's recorded command again with ``+mlxpy.sweep.resume=<id>``: a resume is
+    exactly a relaunch. Only a manifest the user wrote is run (a shared log dir may hold
+    other users' records)."""
+    import os
+    import shlex
+    import subprocess
+
+    from mlxpy.sweeping.manifest import MANIFEST_FILE, SweepError, SweepManifest, sweep_dir
+    from mlxpy.sweeping.resume import parse_only
+
+    parent = Path(args.parent_log_dir)
+    manifest = SweepManifest.read(parent, args.sweep_id)
+    path = sweep_dir(parent, args.sweep_id) / MANIFEST_FILE
+    owner = os.lstat(path).st_uid
+    if owner != os.getuid():
+        raise SweepError(
+            f"{path} was written by another user (uid {owner}); mlxpy sweep resume runs only "
+            "commands you recorded yourself. Check its command and run it with "
+            f"+mlxpy.sweep.resume={args.sweep_id} if you trust it"
+        )
+    only = sorted(parse_only(args.only.split(","))) if args.only else []
+    if not manifest.argv or not os.path.isdir(manifest.cwd):
+        raise SweepError(
+            f"sweep {args.sweep_id} cannot be relaunched: its recorded command is empty or its "
+            f"directory {manifest.cwd!r} is gone"
+        )
+    ours = ("mlxpy.sweep.resume=", "mlxpy.sweep.only=")
+    kept = [a for a in manifest.argv[1:] if not a.lstrip("+").startswith(ours)]
+    command = [sys.executable, manifest.argv[0], *kept, f"+mlxpy.sweep.resume={args.sweep_id}"]
+    if only:
+        command.append(f"+mlxpy.sweep.only=[{','.join(s.lower() for s in only)}]")
+    print(f"[mlxpy] in {manifest.cwd}: {shlex.join(command)}", file=sys.stderr, flush=True)
+    return subprocess.run(command, cwd=manifest.cwd).returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlxpy", description="mlxpy experiment manager")
     parser.add_argument("--version", action="version", version=f"mlxpy {__version__}")
@@ -327,6 +475,36 @@ def build_parser() -> argparse.ArgumentParser:
     mlxpsub = sub.add_parser("sub", help="submit an MLXP batch script (#SBATCH/#OAR), as mlxpsub")
     add_script_arguments(mlxpsub)
     mlxpsub.set_defaults(func=_sub)
+    sweeps = sub.add_parser(
+        "sweeps", help="the sweeps of a log dir, with counts per status", parents=[where]
+    )
+    sweeps.add_argument("parent_log_dir", nargs="?", default=DEFAULT_PARENT_LOG_DIR)
+    sweeps.add_argument("--format", choices=["table", "json"], default="table")
+    sweeps.set_defaults(func=_sweeps)
+
+    sweep = sub.add_parser("sweep", help="one sweep: status of its points, resume")
+    sweep_sub = sweep.add_subparsers(dest="sweep_command", required=True)
+    sweep_status = sweep_sub.add_parser(
+        "status", help="each point: index, log_id, status, job id, overrides", parents=[where]
+    )
+    sweep_status.add_argument("sweep_id")
+    sweep_status.add_argument("parent_log_dir", nargs="?", default=DEFAULT_PARENT_LOG_DIR)
+    sweep_status.add_argument("--format", choices=["table", "json"], default="table")
+    sweep_status.set_defaults(func=_sweep_status)
+    sweep_resume = sweep_sub.add_parser(
+        "resume",
+        help="run the sweep's points that are missing, failed, lost... (each in its own run "
+        "dir), by relaunching its recorded command with +mlxpy.sweep.resume=<id>",
+        parents=[where],
+    )
+    sweep_resume.add_argument("sweep_id")
+    sweep_resume.add_argument("parent_log_dir", nargs="?", default=DEFAULT_PARENT_LOG_DIR)
+    sweep_resume.add_argument(
+        "--only",
+        help="comma-separated statuses to resume: missing, failed, interrupted, timeout, lost, "
+        "cancelled, preempted, submit_failed (default: all of them)",
+    )
+    sweep_resume.set_defaults(func=_sweep_resume)
     return parser
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import sys
+import time
 import traceback
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -40,13 +43,20 @@ from mlxpy.launching.record import LaunchRecord, SchedulerChoice, take_launch_re
 from mlxpy.launching.relaunch import config_dir_for_jobs, freeze, relaunch_from_snapshot
 from mlxpy.launching.runner import Job, Run, make_job
 from mlxpy.plugins import get_plugins
+from mlxpy.rundir.info import now_iso
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
+from mlxpy.sweeping.manifest import SweepError, SweepManifest, SweepPoint, new_sweep_id
+from mlxpy.sweeping.progress import SweepProgress, counts_text, say, summary_line
+from mlxpy.sweeping.resume import ResumePlan, find_sweep, plan_resume
+from mlxpy.sweeping.resume import counts as point_counts
 from mlxpy.sweeping.space import SearchSpace, from_overrides, space_file_path
 from mlxpy.sweeping.sweeper import Sweeper, make_sweeper
 from mlxpy.sweeping.worker import run_adaptive
 
 Task = Callable[..., Any]
+#: how the summary counts a sweep's job that could not start (a setup error of its own)
+NOT_STARTED = "NOT_STARTED"
 
 
 def launch(
@@ -114,6 +124,8 @@ class Launcher:
         self.sweeper: Sweeper | None = None  # of the last build_jobs
         self.space = SearchSpace()  # of the last build_jobs
         self.sweep_options: list[Any] = []  # the mlxpy.sweep.* overrides of the last build
+        self.points: list[list[str]] = []  # the planned points of the last build
+        self.sweep_parent: Path | None = None  # where the launch's sweep is recorded
 
     def _options(self, option_overrides: list[Any]) -> Options:
         options_file = self.config_dir / OPTIONS_FILE
@@ -126,26 +138,49 @@ class Launcher:
     def build_jobs(
         self, overrides: list[str], scheduled: SchedulerChoice | None = None
     ) -> list[Job]:
+        self.plan(overrides)
+        return self.jobs_for(list(enumerate(self.points)), scheduled)
+
+    def plan(self, overrides: list[str], one_point: bool = False) -> list[Any]:
+        """Read the sweep options and plan the launch's points (kept in ``self.points``, its
+        sweeper in ``self.sweeper``, its space in ``self.space``); returns the sweep options.
+
+        ``one_point``: the overrides are one point a submission planned (a scheduled job's
+        command line): run as they are, neither expanded by the sweeper nor merged with a
+        space file again (which may have changed since)."""
         ensure_config_files(self.config_dir)
         sweep_texts, point_texts = split_sweep_options(overrides)
         sweep_options = split_job(sweep_texts, self.config_dir).options
         self.sweeper = sweeper = make_sweeper(self._options(sweep_options))
-        space = from_overrides(point_texts, space_file_path(sweeper.space, self.config_dir))
-        self.space, self.sweep_options = space, sweep_options
-        # an adaptive sweeper's points come one at a time from its workers: the one job here
-        # (the fixed overrides) carries the launch's options
-        points = [list(space.fixed)] if sweeper.adaptive else sweeper.points(space)
+        self.sweep_options = sweep_options
+        if one_point:
+            self.space = from_overrides(point_texts)
+            self.points = [list(point_texts)]
+            return sweep_options
+        self.space = space = from_overrides(
+            point_texts, space_file_path(sweeper.space, self.config_dir)
+        )
+        # an adaptive sweeper's points come one at a time from its workers
+        self.points = [] if sweeper.adaptive else sweeper.points(space)
+        return sweep_options
+
+    def jobs_for(
+        self, points: list[tuple[int, list[str]]], scheduled: SchedulerChoice | None = None
+    ) -> list[Job]:
+        """One job per ``(index, overrides)`` point of the last :meth:`plan`."""
         jobs = []
         composer = Composer(self.config_dir)
         with composer.session():
-            for job_overrides in points:
-                jobs.append(self.compose_job(composer, job_overrides, scheduled))
+            for index, job_overrides in points:
+                job = self.compose_job(composer, job_overrides, scheduled)
+                job.sweep_point = index
+                jobs.append(job)
         return jobs
 
     def compose_job(
         self, composer: Composer, job_overrides: list[str], scheduled: SchedulerChoice | None
     ) -> Job:
-        """One job of the last :meth:`build_jobs`'s launch, in a ``composer`` session."""
+        """One job of the last :meth:`plan`'s launch, in a ``composer`` session."""
         split = split_job(job_overrides, self.config_dir)
         config = composer.compose(split.hydra, split.values, split.deletions)
         where = str(self.config_dir / CONFIG_FILE)
@@ -188,6 +223,7 @@ class Launcher:
             return self._main(argv)
 
     def _main(self, argv: list[str]) -> Any:
+        started = time.monotonic()
         try:
             record = take_launch_record()
             if record is not None:  # started by a launch: its record says where things are
@@ -195,7 +231,29 @@ class Launcher:
                 self.config_dir = Path(record.config_dir)
             scheduled = record.scheduler if record is not None else None
             command = parse_command_line(argv)
-            jobs = self.build_jobs(command.overrides, scheduled)
+            one_point = record is not None and record.claim is not None
+            self.plan(command.overrides, one_point=one_point)
+            assert self.sweeper is not None
+            adaptive = self.sweeper.adaptive
+            resume = None
+            if self.sweeper.resume and scheduled is None and not adaptive:
+                if not (command.show_help or command.show_cfg):
+                    resume = self._plan_resume()
+            if resume is not None:
+                points = [(p.index, p.overrides) for p in resume.todo]
+            elif adaptive:  # one job of the fixed overrides: it carries the launch's options
+                points = [(0, list(self.space.fixed))]
+            else:
+                points = list(enumerate(self.points))
+            jobs = self.jobs_for(points, scheduled)
+            if adaptive:
+                jobs[0].sweep_point = None  # each trial is a point
+            if resume is not None and not jobs:
+                say(
+                    f"[mlxpy] sweep {resume.manifest.sweep_id}: nothing to resume "
+                    f"({counts_text(point_counts(resume.states))})"
+                )
+                return None
             if command.show_help:
                 print(self.help_text(jobs[0]))
                 return None
@@ -209,13 +267,15 @@ class Launcher:
                     "logger.forced_log_id cannot be used with a sweep: every job needs its own "
                     "run directory. Remove the sweep or the forced id."
                 )
-            if self.sweeper is not None and self.sweeper.adaptive:
+            if adaptive:
                 return run_adaptive(self, jobs[0], record, argv)
+            if resume is not None:
+                self._resume_in_own_dirs(jobs, resume)
             vm = jobs[0].version_manager
             # the launch's scheduler and version manager hear its events (freeze, submission)
             if jobs[0].scheduler is not None:
                 with get_plugins().selected(jobs[0].scheduler, vm):
-                    return self._submit(jobs)
+                    return self._submit(jobs, resume)
             if vm is not None and record is None:
                 with get_plugins().selected(vm):
                     relaunch_from_snapshot(
@@ -226,22 +286,101 @@ class Launcher:
                         argv,
                         ignore=self._log_dirs(jobs),
                     )
+            sweep = resume.manifest if resume is not None else self._new_sweep(jobs, record)
             job_scheduler = None
             if record is not None and record.scheduler is not None:
                 job_scheduler = self._job_scheduler(record, jobs)
-            if len(jobs) == 1:
+            if len(jobs) == 1 and sweep is None:
                 run = self._run(jobs[0], record, job_scheduler)
                 run.start()
         except MlxpyError as exc:
             print(f"mlxpy: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-        if len(jobs) == 1:
+        if len(jobs) == 1 and sweep is None:
             try:
                 return run.execute().result
             except DiskFullError as exc:  # recorded in the run; one line, not a traceback
                 print(f"mlxpy: error: {exc}", file=sys.stderr)
                 raise SystemExit(1) from None
-        return self._run_sweep(jobs, record)
+            finally:
+                status = str(run.info.get("status"))
+                say(summary_line({status: 1}, time.monotonic() - started))
+        return self._run_sweep(jobs, record, sweep.sweep_id if sweep is not None else None)
+
+    # -- the sweep record -----------------------------------------------------------------
+    def _sweep_parent(self, job: Job) -> Path | None:
+        """Where a job's runs go (absolute, as the logger resolves it), if it keeps run dirs."""
+        parent = job.logger.parent_log_dir if job.logger is not None else None
+        if not isinstance(parent, str) or not hasattr(job.logger, "forced_log_id"):
+            return None
+        return resolve_parent_log_dir(parent, self.project_dir).resolve()
+
+    def _new_sweep(self, jobs: list[Job], record: LaunchRecord | None) -> SweepManifest | None:
+        """Record a launch of more than one job as a sweep: its manifest under the first
+        job's parent log dir, and its id in every job. None for one job, or jobs that keep
+        no run dirs (no logger) or keep them in different parent dirs."""
+        if len(jobs) < 2:
+            return None
+        parent = self._sweep_parent(jobs[0])
+        if parent is None or any(self._sweep_parent(job) != parent for job in jobs[1:]):
+            return None
+        sweep_block = jobs[0].options.block("sweep")
+        for key in ("resume", "only"):  # how one launch of it ran, not what the sweep is
+            sweep_block.pop(key, None)
+        scheduler = None
+        if jobs[0].scheduler is not None:
+            block = jobs[0].options.block("scheduler")
+            scheduler = {"name": block.pop("name"), "settings": block}
+        manifest = SweepManifest(
+            sweep_id=new_sweep_id(),
+            argv=list(record.argv) if record is not None else list(sys.argv),
+            cwd=os.getcwd(),
+            project_dir=str(self.project_dir),
+            script=str(self.task_file),
+            sweeper={"name": sweep_block.pop("name"), "settings": sweep_block},
+            scheduler=scheduler,
+            points=[SweepPoint(job.sweep_point or 0, list(job.overrides)) for job in jobs],
+            created=now_iso(),
+        )
+        manifest.write(parent)
+        self.sweep_parent = parent
+        for job in jobs:
+            job.sweep_id = manifest.sweep_id
+        return manifest
+
+    def _plan_resume(self) -> ResumePlan | None:
+        """The points of the sweep to resume (``sweep.resume``: true for the latest sweep of
+        the same command, or a sweep id); None when this command has no sweep yet."""
+        assert self.sweeper is not None
+        which = self.sweeper.resume
+        probe = self.jobs_for([(0, self.points[0] if self.points else [])])[0]
+        parent = self._sweep_parent(probe)
+        if parent is None:
+            raise SweepError(
+                "sweep.resume needs runs kept in run dirs: set use_logger: true and a logger "
+                "that can resume a run (DefaultLogger or a subclass)"
+            )
+        manifest = find_sweep(parent, which, self.points, str(self.project_dir))
+        if manifest is None:
+            say(f"[mlxpy] no earlier sweep of this command in {parent}: starting it")
+            return None
+        self.sweep_parent = parent
+        return plan_resume(parent, manifest, self.sweeper.only)
+
+    @staticmethod
+    def _resume_in_own_dirs(jobs: list[Job], resume: ResumePlan) -> None:
+        """Each resumed point starts (or is submitted to resume) its own run dir; a missing
+        point gets a new one."""
+        log_ids = {state.index: state.log_id for state in resume.todo}
+        for job in jobs:
+            job.sweep_id = resume.manifest.sweep_id
+            log_id = log_ids.get(job.sweep_point) if job.sweep_point is not None else None
+            if log_id is not None:
+                job.logger.forced_log_id = log_id
+        say(
+            f"[mlxpy] sweep {resume.manifest.sweep_id}: resuming {len(jobs)} of "
+            f"{len(resume.states)} points ({counts_text(point_counts(resume.todo))})"
+        )
 
     def _job_scheduler(self, record: LaunchRecord, jobs: list[Job]) -> Any:
         """In a job a scheduler started: the scheduler as it was when the job was submitted
@@ -258,38 +397,51 @@ class Launcher:
                 )
         return record.scheduler.build(where="the launch record of this job")
 
-    def _run_sweep(self, jobs: list[Job], record: LaunchRecord | None) -> list[Any]:
+    def _run_sweep(
+        self, jobs: list[Job], record: LaunchRecord | None, sweep_id: str | None = None
+    ) -> list[Any]:
         results: list[Any] = []
         failed = 0
-        for number, job in enumerate(jobs, start=1):
-            run = self._run(job, record)
-            try:
-                run.start()
-            except MlxpyError as exc:  # this job cannot start; the others still can
-                print(f"mlxpy: error in job {number}: {exc}", file=sys.stderr)
-                failed += 1
-                results.append(None)
-                continue
-            outcome = run.execute(reraise=False)
-            if outcome.error is not None:
-                traceback.print_exception(outcome.error, file=sys.stderr)
-                failed += 1
-            results.append(outcome.result)
-            print(
-                f"[mlxpy] job {number}/{len(jobs)} {outcome.status} log_id={outcome.log_id} "
-                f"({outcome.duration:.2f} s) {' '.join(job.overrides)}",
-                file=sys.stderr,
-                flush=True,
-            )
+        progress = SweepProgress(len(jobs), sweep_id)
+        try:
+            with progress:
+                for number, job in enumerate(jobs, start=1):
+                    run = self._run(job, record)
+                    progress.job_started()
+                    try:
+                        run.start()
+                    except MlxpyError as exc:  # this job cannot start; the others still can
+                        failed += 1
+                        results.append(None)
+                        progress.job_ended(NOT_STARTED, f"mlxpy: error in job {number}: {exc}")
+                        continue
+                    try:
+                        outcome = run.execute(reraise=False)
+                    except BaseException:  # stopped (Ctrl-C, SIGTERM): the summary says so
+                        progress.job_ended(str(run.info.get("status")))
+                        raise
+                    if outcome.error is not None:
+                        progress.write("".join(traceback.format_exception(outcome.error)))
+                        failed += 1
+                    results.append(outcome.result)
+                    progress.job_ended(
+                        outcome.status,
+                        f"[mlxpy] job {number}/{len(jobs)} {outcome.status} "
+                        f"log_id={outcome.log_id} ({outcome.duration:.2f} s) "
+                        f"{' '.join(job.overrides)}",
+                    )
+        finally:
+            if failed:
+                print(f"mlxpy: {failed} of {len(jobs)} jobs failed", file=sys.stderr)
+            say(progress.summary())
         if failed:
-            print(f"mlxpy: {failed} of {len(jobs)} jobs failed", file=sys.stderr)
             raise SystemExit(1)
         return results
 
     def _run(self, job: Job, record: LaunchRecord | None = None, job_scheduler: Any = None) -> Run:
         return Run(self.task, job, self.task_file, self.seeding_function, record, job_scheduler)
 
-    def _submit(self, jobs: list[Job]) -> None:
+    def _submit(self, jobs: list[Job], resume: ResumePlan | None = None) -> None:
         """Submit every job to the selected scheduler and return without waiting."""
         scheduler = jobs[0].scheduler
         vm = jobs[0].version_manager
@@ -307,21 +459,51 @@ class Launcher:
                 config_dir=str(config_dir_for_jobs(self.config_dir, self.task_file, None)),
                 argv=list(sys.argv),
             )
+        sweep = resume.manifest if resume is not None else self._new_sweep(jobs, record)
+        runs = [self._run(job, record) for job in jobs]
         submission = Submission(
-            [self._run(job, record) for job in jobs],
-            scheduler,
-            choice,
-            script,
-            workdir,
-            record,
-            use_arrays=scheduler.use_arrays,
+            runs, scheduler, choice, script, workdir, record, use_arrays=scheduler.use_arrays
         )
-        submission.prepare()
         try:
-            submission.submit()
+            submission.prepare()
+            try:
+                submission.submit()
+            finally:
+                print(submission.table(), flush=True)
         finally:
-            print(submission.table(), flush=True)
-        print(f"[mlxpy] submitted {len(jobs)} job(s) to {scheduler.name}", file=sys.stderr)
+            if sweep is not None:  # the job ids (and run dirs) of what was submitted
+                self._record_submission(sweep, runs, choice)
+        say(f"[mlxpy] submitted {len(jobs)} job(s) to {scheduler.name}")
+        if sweep is not None:
+            say(
+                f"[mlxpy] sweep {sweep.sweep_id}: follow it with: mlxpy sweep status "
+                f"{sweep.sweep_id} {self.sweep_parent}"
+            )
+        statuses = Counter(str(run.info.get("status")) for run in runs)
+        say(summary_line(statuses, sweep_id=sweep.sweep_id if sweep else None, noun="job"))
+
+    def _record_submission(self, sweep: SweepManifest, runs: list[Run], choice: Any) -> None:
+        """Rewrite the manifest once, with each submitted point's run and job id."""
+        for run in runs:
+            point = run.job.sweep_point
+            if point is None or not 0 <= point < len(sweep.points):
+                continue
+            if run.info.get("log_id") is not None:
+                sweep.points[point].log_id = run.info.log_id
+            job_id = (run.info.get("scheduler") or {}).get("job_id")
+            if job_id is not None:
+                sweep.points[point].job_id = str(job_id)
+        sweep.scheduler = {"name": choice.name, "settings": dict(choice.settings)}
+        assert self.sweep_parent is not None  # set with the sweep
+        try:
+            sweep.write(self.sweep_parent)
+        except OSError as exc:
+            warnings.warn(
+                f"could not record the job ids in the manifest of sweep {sweep.sweep_id}: {exc}"
+                " (the runs have them: mlxpy status)",
+                MlxpyWarning,
+                2,
+            )
 
     def _log_dirs(self, jobs: list[Job]) -> list[str]:
         """Log dirs of the jobs (not code: the version manager must not snapshot them)."""

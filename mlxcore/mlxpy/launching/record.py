@@ -62,8 +62,9 @@ class LaunchRecord:
     (see :func:`mlxpy.launching.relaunch.config_dir_for_jobs`); ``argv`` is the command the
     user typed; ``version_manager`` and ``run_files`` are the version manager's info and the
     files it keeps in each run; ``scheduler`` and ``claim`` are set in a submitted job's
-    record; ``sweep_worker`` (the sweep id) in the record of an adaptive sweep's workers,
-    which claim no run in advance but one per trial (:mod:`mlxpy.sweeping.worker`)."""
+    record, and ``sweep_id``/``sweep_point`` when that job is a point of a sweep;
+    ``sweep_worker`` (the sweep id) in the record of an adaptive sweep's workers, which claim
+    no run in advance but one per trial (:mod:`mlxpy.sweeping.worker`)."""
 
     project_dir: str
     config_dir: str
@@ -73,11 +74,26 @@ class LaunchRecord:
     scheduler: SchedulerChoice | None = None
     claim: RunClaim | None = None
     sweep_worker: str | None = None
+    sweep_id: str | None = None
+    sweep_point: int | None = None
 
-    def for_job(self, scheduler: SchedulerChoice, claim: RunClaim) -> LaunchRecord:
+    def for_job(
+        self,
+        scheduler: SchedulerChoice,
+        claim: RunClaim,
+        sweep_id: str | None = None,
+        sweep_point: int | None = None,
+    ) -> LaunchRecord:
         """The record of one submitted job. Its run files are not repeated in it: the
         submission writes them into the claimed run dir."""
-        return replace(self, run_files={}, scheduler=scheduler, claim=claim)
+        return replace(
+            self,
+            run_files={},
+            scheduler=scheduler,
+            claim=claim,
+            sweep_id=sweep_id,
+            sweep_point=sweep_point,
+        )
 
     def write(self, path: Path) -> Path:
         data = {"format": RECORD_FORMAT, **asdict(self)}
@@ -143,6 +159,13 @@ def _parse(data: Any) -> LaunchRecord:
         isinstance(sweep_worker, str) and SWEEP_ID.fullmatch(sweep_worker)
     ):
         raise ValueError("sweep_worker must be a sweep id")
+    sweep_id, sweep_point = data.get("sweep_id"), data.get("sweep_point")
+    if (sweep_id is None) != (sweep_point is None):
+        raise ValueError("sweep_id and sweep_point are set together or not at all")
+    if sweep_id is not None and not (isinstance(sweep_id, str) and SWEEP_ID.fullmatch(sweep_id)):
+        raise ValueError("sweep_id is not a sweep id")
+    if sweep_point is not None and (type(sweep_point) is not int or sweep_point < 0):
+        raise ValueError("sweep_point must be a point index (an int >= 0)")
     return LaunchRecord(
         project_dir=strings["project_dir"],
         config_dir=strings["config_dir"],
@@ -152,6 +175,8 @@ def _parse(data: Any) -> LaunchRecord:
         scheduler=scheduler,
         claim=claim,
         sweep_worker=sweep_worker,
+        sweep_id=sweep_id,
+        sweep_point=sweep_point,
     )
 
 

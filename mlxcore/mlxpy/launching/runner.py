@@ -22,6 +22,7 @@ from mlxpy.plugins import get_plugins
 from mlxpy.plugins.component import build_component, check_settings
 from mlxpy.rundir.info import describe_error, error_message, exit_status, finish, new_run_info
 from mlxpy.rundir.status import RunStatus
+from mlxpy.sweeping.progress import announce_run
 
 COMPLETE, FAILED, INTERRUPTED = RunStatus.COMPLETE, RunStatus.FAILED, RunStatus.INTERRUPTED
 
@@ -36,6 +37,8 @@ class Job:
     logger: Any = None
     version_manager: Any = None
     scheduler: Any = None
+    sweep_id: str | None = None  # set when the job is a point of a sweep (its record's id)
+    sweep_point: int | None = None  # the point's index in the sweep's manifest
 
 
 def make_job(
@@ -207,6 +210,11 @@ class Run:
             # the command the user typed, not its re-run from the copy or the job script
             self.info.argv = list(record.argv)
             self.info.command = shlex.join([sys.executable, *record.argv])
+        sweep_id, point = job.sweep_id, job.sweep_point
+        if record is not None and record.sweep_id is not None:  # a scheduled point
+            sweep_id, point = record.sweep_id, record.sweep_point
+        if sweep_id is not None:
+            self.info.sweep_id, self.info.sweep_point = sweep_id, point
         self.ctx = Context(
             config=job.config,
             mlxpy=as_config(job.options.data),
@@ -251,6 +259,9 @@ class Run:
             for name, text in self.run_files.items():
                 logger.save_metadata_text(name, text)
             logger.save_info(dict(self.info))
+            claimed_here = self.record is None or self.record.claim is None
+            if self.info.get("sweep_id") is not None and claimed_here:
+                self._journal()  # a submitted point was journaled when it was claimed
         except BaseException as error:
             # the run never started: stop its logger (ticker, lock, reserve), or a sweep's
             # next jobs would run beside a dead job's heartbeat that never goes stale
@@ -265,6 +276,15 @@ class Run:
                     f"{self.info.log_dir}: {error}"
                 ) from error
             raise
+
+        announce_run(self.info.log_id, self.info.log_dir)
+
+    def _journal(self) -> None:
+        from mlxpy.sweeping.manifest import JournalEntry, append_journal
+
+        info = self.info
+        entry = JournalEntry(info.sweep_point, info.log_id, info.get("uid") or "")
+        append_journal(Path(info.log_dir).parent, info.sweep_id, entry)
 
     def execute(self, reraise: bool = True) -> RunOutcome:
         """Run the task. With ``reraise`` its exception (or ``sys.exit(n)``) propagates after

@@ -60,9 +60,11 @@ INFO_SCHEMA: dict[str, str] = {
     "job_id, array_script, ... (set at submission)",
     "submit_time": "str",
     "version_manager": "dict: commit, dirty, snapshot dir ...",
+    "sweep_id": "str: the sweep the run is a point of (its record: <parent>/.sweeps/<id>/)",
+    "sweep_point": "int: the point's index in its sweep's manifest",
 }
 #: set when the run dir is claimed or submitted, and kept by every later attempt
-KEPT_ON_RESUME = ("uid", "scheduler", "submit_time", "launch_id")
+KEPT_ON_RESUME = ("uid", "scheduler", "submit_time", "launch_id", "sweep_id", "sweep_point")
 #: what one earlier attempt keeps in ``history``
 ATTEMPT_KEYS = ("start_time", "end_time", "status", "hostname", "pid")
 

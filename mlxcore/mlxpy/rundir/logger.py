@@ -487,9 +487,13 @@ class DefaultLogger(Logger):
 
     def prepare_submission(self, ctx: Context) -> None:
         """Claim a run dir for a job that a scheduler will start later, and write its
-        metadata (status SUBMITTED), so ids are fixed at submission time."""
+        metadata (status SUBMITTED), so ids are fixed at submission time. With
+        ``forced_log_id``, that existing run is claimed again instead: the job resumes it."""
         self.ctx = ctx
         parent = self._parent(ctx)
+        if self.forced_log_id >= 0:
+            self._reclaim_for_submission(ctx, parent)
+            return
         try:
             parent.mkdir(parents=True, exist_ok=True)
             self.log_id, self.log_dir = claim.claim_new(parent.resolve())
@@ -506,6 +510,38 @@ class DefaultLogger(Logger):
         atomic_write_yaml(run.options, ctx.mlxpy_dict())
         self.save_info(dict(ctx.info))
 
+    def _reclaim_for_submission(self, ctx: Context, parent: Path) -> None:
+        """Claim the ended run ``forced_log_id`` for a new job (a resubmitted sweep point):
+        SUBMITTED again, its earlier attempts in ``history``; the job resumes it."""
+        try:
+            self.log_id, self.log_dir = self._existing_run(parent.resolve())
+        except OSError as exc:
+            raise LogDirError(f"cannot claim run {self.forced_log_id} in {parent}: {exc}") from exc
+        self.run = run = RunDir(self.log_dir)
+        lock = claim.RunLock(run.lock)
+        lock.acquire(self.log_id)  # a live run is refused
+        try:
+            previous = read_info(run.root)
+            self._check_resumable(self.log_dir.parent, previous)  # again, under the lock
+            assert previous is not None
+            for key in KEPT_ON_RESUME:
+                if key in previous and key not in ("scheduler", "submit_time"):
+                    ctx.info[key] = previous[key]  # a new submission: its own scheduler, time
+            if previous.get("status") == RunStatus.RUNNING:  # killed before recording its end
+                previous = {**previous, **self._lost_attempt(run.heartbeat)}
+            carry_history(previous, ctx.info)
+            ctx.info.log_id = self.log_id
+            ctx.info.log_dir = str(self.log_dir)
+            ctx.info.format = FORMAT_VERSION
+            ctx.info.setdefault("uid", claim.new_uid())
+            self._keep_changed_config(ctx)
+            self._config = ctx.config_dict()
+            atomic_write_yaml(run.config, self._config)
+            atomic_write_yaml(run.options, ctx.mlxpy_dict())
+            self.save_info(dict(ctx.info))
+        finally:
+            lock.release()
+
     def _resume_if_any(self, ctx: Context) -> None:
         assert self.run is not None
         run = self.run
@@ -517,10 +553,19 @@ class DefaultLogger(Logger):
             if key in previous:
                 ctx.info[key] = previous[key]
         if previous.get("status") == RunStatus.SUBMITTED:  # its first start, not a restart
+            for key in ("restarts", "history"):  # unless it was submitted again to resume
+                if key in previous:
+                    ctx.info[key] = previous[key]
             return
         if previous.get("status") == RunStatus.RUNNING:  # killed before recording its end
             previous = {**previous, **self._lost_attempt(run.heartbeat)}
         carry_history(previous, ctx.info)
+        self._keep_changed_config(ctx)
+
+    def _keep_changed_config(self, ctx: Context) -> None:
+        """Before a resumed run writes its config: keep the earlier one if it differs."""
+        assert self.run is not None
+        run = self.run
         old_config = read_yaml(run.config, run.root) or {}
         changes = config_changes(old_config, ctx.config_dict())
         if changes:

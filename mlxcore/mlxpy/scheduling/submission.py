@@ -27,6 +27,7 @@ from mlxpy.rundir.logger import Logger
 from mlxpy.rundir.status import RunStatus
 from mlxpy.scheduling import job_script
 from mlxpy.scheduling.base import ScheduledJob, Scheduler
+from mlxpy.sweeping.manifest import JournalEntry, append_journal
 
 SUBMITTED = RunStatus.SUBMITTED.value
 SUBMIT_FAILED = RunStatus.SUBMIT_FAILED.value
@@ -95,7 +96,9 @@ class Submission:
             logger.save_metadata_text(name, text)
         run_dir = RunDir(Path(run.info.log_dir))
         claim = RunClaim(run.info.log_id, str(run_dir.root))
-        record_path = self.record.for_job(self.choice, claim).write(run_dir.launch_record)
+        sweep_id, point = run.info.get("sweep_id"), run.info.get("sweep_point")
+        job_record = self.record.for_job(self.choice, claim, sweep_id, point)
+        record_path = job_record.write(run_dir.launch_record)
         command = [sys.executable, str(self.script), *run.job.overrides]
         job = ScheduledJob(
             log_id=run.info.log_id,
@@ -114,6 +117,9 @@ class Submission:
             "script": str(job.script_path),
         }
         logger.save_info(dict(run.info))
+        if sweep_id is not None:  # the point's run dir is claimed (again, for a resume)
+            entry = JournalEntry(point, run.info.log_id, run.info.get("uid") or "")
+            append_journal(run_dir.root.parent, sweep_id, entry)
         self.jobs.append(job)
         with run.plugins.selected(logger):  # the job's own logger hears its submission
             run.ctx.hook.mlxpy_before_job_submit(job=job)

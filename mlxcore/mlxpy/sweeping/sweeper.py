@@ -23,7 +23,16 @@ from mlxpy.sweeping.space import SearchSpace
 
 #: the run statuses ``sweep.only`` (``mlxpy sweep resume --only``) may name, lower-case,
 #: besides ``missing`` (a point whose run never started or whose dir is gone)
-RESUMABLE = ("missing", "failed", "interrupted", "timeout", "lost", "cancelled", "preempted")
+RESUMABLE = (
+    "missing",
+    "failed",
+    "interrupted",
+    "timeout",
+    "lost",
+    "cancelled",
+    "preempted",
+    "submit_failed",
+)
 
 
 @dataclass
@@ -44,9 +53,10 @@ class Sweeper(Component):
 
     ``space``: a YAML file of the search space, relative to the config dir (instead of, or
     besides, sweeps on the command line); ``resume``: run only the points of the same
-    command's latest sweep that did not complete; ``only``: which of those (see
-    :data:`RESUMABLE`); ``pack``: points run one after another in one scheduler job;
-    ``max_running``: at most this many of the sweep's jobs run at once (0: no limit).
+    command's latest sweep (or of the sweep whose id it is) that did not complete;
+    ``only``: which of those (see :data:`RESUMABLE`); ``pack``: points run one after
+    another in one scheduler job; ``max_running``: at most this many of the sweep's jobs
+    run at once (0: no limit).
     """
 
     role = "sweeper"
@@ -57,7 +67,7 @@ class Sweeper(Component):
     def __init__(
         self,
         space: str = "",
-        resume: bool = False,
+        resume: bool | str = False,
         only: list[str] | None = None,
         pack: int = 1,
         max_running: int = 0,

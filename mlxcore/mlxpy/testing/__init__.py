@@ -12,6 +12,8 @@ from mlxpy.testing.project import (
     FAILED,
     RESUMABLE_TASK,
     SUITE_TASK,
+    SWEEP_CONFIG,
+    SWEEP_TASK,
     TERMINAL_RUN,
     ProjectDir,
 )
@@ -31,6 +33,8 @@ __all__ = [
     "OBJECTIVE_TASK",
     "RESUMABLE_TASK",
     "SUITE_TASK",
+    "SWEEP_CONFIG",
+    "SWEEP_TASK",
     "TERMINAL_RUN",
     "LoggerSuite",
     "ProjectDir",

@@ -62,6 +62,32 @@ if __name__ == "__main__":
     task()
 """
 
+# A sweep point that ends badly once: x == fail_at raises, x == kill_at is killed by SIGKILL,
+# half-way through the first attempt (after a checkpoint); a resumed attempt goes on from its
+# checkpoint and completes. For sweep-resume tests (config: x, fail_at, kill_at).
+SWEEP_TASK = """
+import os, signal
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    c = ctx.config
+    state = ctx.logger.load_checkpoint() or {"step": 0}
+    print("START", c.x, "from", state["step"], flush=True)
+    first = state["step"] == 0
+    for step in range(state["step"], 3):
+        ctx.logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+        ctx.logger.log_checkpoint({"step": step + 1})
+        if first and step == 1 and c.x == c.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if first and step == 1 and c.x == c.fail_at:
+            raise RuntimeError("failing half-way")
+
+if __name__ == "__main__":
+    task()
+"""
+SWEEP_CONFIG = {"x": 0, "fail_at": -1, "kill_at": -1}
+
 
 class ProjectDir:
     """A project (``main.py`` + ``configs/``) in a temp dir; runs ``python main.py``."""

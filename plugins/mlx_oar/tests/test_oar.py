@@ -261,3 +261,39 @@ def test_checkpoint_too_early_for_requeue_then_manual_resubmit_resumes():
     )
     assert resubmit.returncode == 0, resubmit.stdout + resubmit.stderr
     assert_resumed_without_gaps(project, 35)
+
+
+def test_sweep_resume_submits_just_the_failed_point_into_its_own_run_dir():
+    """A 3-point sweep whose second point fails half-way: ``mlxpy sweep resume`` (run by the
+    user who launched it) submits a job for exactly that point, which resumes its run dir
+    from its checkpoint; the complete points are not touched."""
+    from mlxpy.sweeping.manifest import list_sweeps
+    from mlxpy.testing import SWEEP_CONFIG, SWEEP_TASK
+
+    # OAR jobs do not inherit the environment: the jobs import the mlxpy under test
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    setup = f"export PYTHONPATH={pythonpath}" if pythonpath else ""
+    project = oar_project(SWEEP_CONFIG, SWEEP_TASK, shell_config_cmd=setup)
+    result = project.run("x=1,2,3", "fail_at=2")
+    assert result.returncode == 0, result.stderr
+    infos = project.wait(3, 240)
+    assert [i["status"] for i in infos] == ["COMPLETE", "FAILED", "COMPLETE"]
+    (sweep_id,) = list_sweeps(project.logs)
+    runs = project.run_dirs()
+    stamps = {d.name: sorted((p.name, p.stat().st_mtime_ns) for p in d.rglob("*")) for d in runs}
+    first_job = infos[1]["scheduler"]["job_id"]
+
+    resume = project.mlxpy("sweep", "resume", sweep_id)
+    assert resume.returncode == 0, resume.stderr
+    assert "resuming 1 of 3 points (1 FAILED)" in resume.stderr
+    infos = project.wait(3, 240)
+    assert [i["status"] for i in infos] == ["COMPLETE"] * 3
+    assert project.run_dirs() == runs  # no new run dir
+    resumed = infos[1]
+    assert resumed["restarts"] == 1 and resumed["history"][0]["job_id"] == first_job
+    assert resumed["scheduler"]["job_id"] != first_job
+    assert "START 2 from 2" in (runs[1] / "job.stdout").read_text()
+    steps = [r["step"] for r in read_metrics(runs[1] / "metrics" / "train.json")]
+    assert steps == [0, 1, 2]
+    for d in (runs[0], runs[2]):
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in d.rglob("*")) == stamps[d.name]

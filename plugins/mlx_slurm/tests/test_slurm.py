@@ -140,3 +140,45 @@ def test_status_is_one_scheduler_call(tmp_path, count):
     assert scheduler.calls == calls_before + 1
     assert set(states) == set(ids)
     time.sleep(0.1)
+
+
+def test_sweep_resume_submits_just_the_failed_point_into_its_own_run_dir(tmp_path):
+    """A 3-point sweep whose second point fails half-way: ``mlxpy sweep resume`` submits a
+    job for exactly that point, which resumes its run dir from its checkpoint; the complete
+    points are not touched."""
+    from mlxpy.sweeping.manifest import list_sweeps
+    from mlxpy.testing import SWEEP_CONFIG, SWEEP_TASK
+
+    project = ProjectDir(tmp_path / "p", SWEEP_TASK)
+    project.write_config(SWEEP_CONFIG)
+    project.write_config(
+        {"scheduler": {"name": "SLURMScheduler"}, "use_scheduler": True}, "mlxpy.yaml"
+    )
+    result = project.run("x=1,2,3", "fail_at=2")
+    assert result.returncode == 0, result.stderr
+    infos = project.wait(3, 180)
+    assert [i["status"] for i in infos] == ["COMPLETE", "FAILED", "COMPLETE"]
+    (sweep_id,) = list_sweeps(project.logs)
+    runs = project.run_dirs()
+    stamps = {d.name: sorted((p.name, p.stat().st_mtime_ns) for p in d.rglob("*")) for d in runs}
+    first_job = infos[1]["scheduler"]["job_id"]
+
+    resume = project.mlxpy("sweep", "resume", sweep_id)
+    assert resume.returncode == 0, resume.stderr
+    assert "resuming 1 of 3 points (1 FAILED)" in resume.stderr
+    assert f"sweep {sweep_id}: 1 job: 1 SUBMITTED" in resume.stderr
+    infos = project.wait(3, 180)
+    assert [i["status"] for i in infos] == ["COMPLETE"] * 3
+    assert project.run_dirs() == runs  # no new run dir
+    resumed = infos[1]
+    assert resumed["restarts"] == 1 and resumed["history"][0]["job_id"] == first_job
+    assert resumed["history"][0]["status"] == "FAILED"
+    assert resumed["scheduler"]["job_id"] != first_job
+    assert "START 2 from 2" in (runs[1] / "job.stdout").read_text()
+    steps = [r["step"] for r in read_metrics(runs[1] / "metrics" / "train.json")]
+    assert steps == [0, 1, 2]
+    for d in (runs[0], runs[2]):
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in d.rglob("*")) == stamps[d.name]
+    status = json.loads(project.mlxpy("sweep", "status", sweep_id, "--format", "json").stdout)
+    assert [p["status"] for p in status["points"]] == ["COMPLETE"] * 3
+    assert status["points"][1]["job_id"] == resumed["scheduler"]["job_id"]

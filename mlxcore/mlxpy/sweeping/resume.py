@@ -1,0 +1,346 @@
+"""Where each point of a recorded sweep stands, and which points a resume runs.
+
+A point's run is the one its latest journal line names, if that run dir still holds the same
+run (same ``uid``, same ``sweep_id``). Its status is the run's own, with a dead ``RUNNING`` run
+told ``LOST`` by the rule the Reader uses (stale heartbeat, process gone). A resume never
+re-plans: it runs the manifest's points whose status is resumable, each in its own run dir
+(a point that has none gets a new one), and never a point that completed or may still run.
+
+Everything here reads files of a shared log dir: bounded, JSON only, never code.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from stat import S_ISREG
+from typing import Any
+
+from mlxpy.rundir import codec, layout, safe
+from mlxpy.rundir.claim import is_locked
+from mlxpy.rundir.layout import RunDir
+from mlxpy.rundir.status import RunStatus
+from mlxpy.sweeping.manifest import (
+    SweepError,
+    SweepManifest,
+    list_sweeps,
+    read_journal,
+)
+
+#: a point with no run yet, or whose run dir is gone or holds another run now
+MISSING = "MISSING"
+#: a point whose run dir is there but cannot be read: never resumed (it might be alive)
+UNREADABLE = "UNREADABLE"
+#: what a resume runs unless ``only`` says otherwise
+RESUMABLE = frozenset(
+    {
+        MISSING,
+        *(
+            str(s)
+            for s in (
+                RunStatus.FAILED,
+                RunStatus.INTERRUPTED,
+                RunStatus.TIMEOUT,
+                RunStatus.LOST,
+                RunStatus.CANCELLED,
+                RunStatus.PREEMPTED,
+                RunStatus.SUBMIT_FAILED,
+            )
+        ),
+    }
+)
+#: a heartbeat older than this many intervals is stale (as the Reader judges it)
+STALE_AFTER_BEATS = 3
+
+
+@dataclass
+class PointState:
+    """One point of a sweep and where it stands."""
+
+    index: int
+    overrides: list[str]
+    status: str  # a RunStatus value, MISSING or UNREADABLE
+    log_id: int | None = None
+    job_id: str | None = None
+    info: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+
+
+def _read_info(parent_fd: int, parent: Path, log_id: int) -> dict[str, Any] | None:
+    """The run info of ``parent/<log_id>``, from ``metadata/run.json``; None when the dir is
+    gone. Each step is opened relative to the one before and never through a symbolic link,
+    the size is bounded, and only JSON is parsed: thousands of runs in well under a second.
+    Raises ValueError for a dir that is there but unreadable."""
+    fds = []
+    try:
+        try:
+            fds.append(os.open(str(log_id), _DIR, dir_fd=parent_fd))
+        except FileNotFoundError:
+            return None
+        fds.append(os.open(layout.METADATA_DIR, _DIR, dir_fd=fds[-1]))
+        try:
+            fds.append(os.open(layout.RUN_JSON, _FILE, dir_fd=fds[-1]))
+        except FileNotFoundError:  # a run another logger wrote: YAML only
+            from mlxpy.rundir.info import read_info
+
+            info = read_info(parent / str(log_id))
+            if info is None:
+                raise ValueError(f"{parent / str(log_id)} has no readable run info") from None
+            return info
+        stat = os.fstat(fds[-1])
+        if not S_ISREG(stat.st_mode) or stat.st_size > safe.MAX_METADATA_BYTES:
+            raise ValueError("run.json is not a regular file of a sensible size")
+        chunks, left = [], stat.st_size + 1
+        while left > 0:
+            chunk = os.read(fds[-1], left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = codec.decode(b"".join(chunks))
+    except OSError as exc:
+        raise ValueError(str(exc)) from None
+    finally:
+        for fd in fds:
+            os.close(fd)
+    info = data.get("info") if isinstance(data, dict) else None
+    if not isinstance(info, dict):
+        raise ValueError("run.json holds no run info")
+    return info
+
+
+def honest_status(info: dict[str, Any], root: Path, now: float | None = None) -> str:
+    """The run's recorded status; ``LOST`` for a ``RUNNING`` run whose heartbeat is stale and
+    whose process is gone (its lock is free; without a lock, its pid is dead on this host)."""
+    status = info.get("status")
+    if status != RunStatus.RUNNING:
+        return str(status) if isinstance(status, str) else UNREADABLE
+    run = RunDir(root)
+    interval = info.get("heartbeat_interval_s")
+    if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
+        interval = 10.0
+    try:
+        beat = os.lstat(run.heartbeat).st_mtime
+    except OSError:
+        beat = 0.0
+    now = time.time() if now is None else now
+    if now - beat <= STALE_AFTER_BEATS * interval:
+        return str(RunStatus.RUNNING)
+    locked = is_locked(run.lock)
+    if locked is None:  # no lock file: judge by the pid, on this host only
+        gone = info.get("hostname") == socket.gethostname() and not _pid_alive(info.get("pid"))
+    else:
+        gone = not locked
+    return str(RunStatus.LOST if gone else RunStatus.RUNNING)
+
+
+def _pid_alive(pid: Any) -> bool:
+    if type(pid) is not int or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
+
+
+def point_states(
+    parent: Path, manifest: SweepManifest, ask_scheduler: bool = True
+) -> list[PointState]:
+    """Every point of the sweep with its status (adaptive sweeps: every trial journaled);
+    ``ask_scheduler``: see :func:`reconcile_with_schedulers`."""
+    parent = Path(parent)
+    journal = read_journal(parent, manifest.sweep_id)
+    planned: list[tuple[int, list[str]]]
+    if manifest.adaptive:
+        planned = [(i, []) for i in sorted(journal)]
+    else:
+        planned = [(p.index, p.overrides) for p in manifest.points]
+    now = time.time()
+    states = []
+    try:
+        parent_fd = os.open(parent, _DIR)
+    except OSError as exc:
+        raise SweepError(f"cannot read the log dir {parent}: {exc}") from None
+    try:
+        for index, overrides in planned:
+            states.append(_point_state(parent, parent_fd, manifest, journal, index, overrides, now))
+    finally:
+        os.close(parent_fd)
+    if ask_scheduler:
+        reconcile_with_schedulers(parent, states)
+    return states
+
+
+def reconcile_with_schedulers(parent: Path, states: list[PointState]) -> None:
+    """Points whose run is SUBMITTED or RUNNING get the status their job's scheduler gives
+    (one call per scheduler and settings, never one per job): a job cancelled while queued,
+    or that died before its run could say so, makes its point CANCELLED or FAILED, and
+    resumable. A run still SUBMITTED is marked so on disk, as ``mlxpy status`` does. Only
+    schedulers registered by installed plugins are asked; one that cannot be reached leaves
+    the recorded statuses, with a warning."""
+    import json
+    import warnings
+
+    from mlxpy.errors import MlxpyError, MlxpyWarning
+    from mlxpy.scheduling import status as job_status
+
+    live = {str(RunStatus.SUBMITTED), str(RunStatus.RUNNING)}
+    groups: dict[tuple[str, str], tuple[Any, list[tuple[PointState, str]]]] = {}
+    for state in states:
+        recorded = state.info.get("scheduler")
+        if state.status not in live or state.job_id is None or not isinstance(recorded, dict):
+            continue
+        try:
+            cls = job_status._scheduler_class(recorded.get("name"))
+            settings = recorded.get("settings")
+            key = (cls.name, json.dumps(settings, sort_keys=True, default=repr))
+            if key not in groups:
+                where = f"run {state.log_id}"
+                groups[key] = (job_status.build_scheduler(cls, settings, where), [])
+            groups[key][1].append((state, job_status.check_job_id(cls, state.job_id)))
+        except MlxpyError:
+            continue  # not asked: its recorded status stands
+    for scheduler, members in groups.values():
+        try:
+            answers = scheduler.statuses([job_id for _, job_id in members])
+        except Exception as exc:  # e.g. no squeue on this machine
+            warnings.warn(
+                f"could not ask {scheduler.name} about {len(members)} queued or running "
+                f"point(s) ({exc}); their recorded statuses are shown",
+                MlxpyWarning,
+                2,
+            )
+            continue
+        for state, job_id in members:
+            answer = answers.get(job_id)
+            status = job_status.reconcile(state.status, answer)
+            if state.status == RunStatus.RUNNING and status == RunStatus.FAILED:
+                # its job is over but the run never recorded its end: killed without a word,
+                # LOST, as this module and the Reader call it once its heartbeat is stale
+                # (the same status whenever the sweep is looked at)
+                status = str(RunStatus.LOST)
+            if status == str(RunStatus.REQUEUED):
+                continue  # its job will start it again: still live
+            if state.status == RunStatus.SUBMITTED and status != state.status:
+                job_status._mark_never_started(parent / str(state.log_id), status, answer)
+            state.status = status
+
+
+def _point_state(
+    parent: Path,
+    parent_fd: int,
+    manifest: SweepManifest,
+    journal: dict[int, Any],
+    index: int,
+    overrides: list[str],
+    now: float,
+) -> PointState:
+    state = PointState(index, list(overrides), MISSING)
+    entry = journal.get(index)
+    if entry is not None:
+        try:
+            info = _read_info(parent_fd, parent, entry.log_id)
+        except ValueError:
+            state.status, state.log_id = UNREADABLE, entry.log_id
+            return state
+        if (
+            info is not None
+            and info.get("sweep_id") == manifest.sweep_id
+            and info.get("sweep_point") == index
+            and (not entry.uid or info.get("uid") == entry.uid)
+        ):
+            state.log_id, state.info = entry.log_id, info
+            status = info.get("status")
+            if status == RunStatus.RUNNING:  # alive, or LOST (its dir is only looked at now)
+                status = honest_status(info, parent / str(entry.log_id), now)
+            state.status = status if isinstance(status, str) else UNREADABLE
+            scheduler = info.get("scheduler")
+            job_id = scheduler.get("job_id") if isinstance(scheduler, dict) else None
+            state.job_id = str(job_id) if job_id is not None else None
+            if manifest.adaptive and isinstance(info.get("overrides"), list):
+                state.overrides = [str(o) for o in info["overrides"]]
+    return state
+
+
+def counts(states: Iterable[PointState]) -> Counter[str]:
+    return Counter(s.status for s in states)
+
+
+def parse_only(only: Iterable[str] | None) -> frozenset[str]:
+    """The statuses ``--only`` / ``sweep.only`` names (any case), checked: only resumable
+    ones can be asked for."""
+    if not only:
+        return RESUMABLE
+    wanted = frozenset(str(s).strip().upper() for s in only if str(s).strip())
+    wrong = sorted(wanted - RESUMABLE)
+    if wrong:
+        raise SweepError(
+            f"cannot resume points that are {', '.join(wrong)}: a resume runs points that are "
+            f"{', '.join(sorted(s.lower() for s in RESUMABLE))} (never complete, running or "
+            "queued ones)"
+        )
+    return wanted
+
+
+@dataclass
+class ResumePlan:
+    """The points a resume runs (``todo``, in index order) among every point's state."""
+
+    manifest: SweepManifest
+    parent: Path
+    states: list[PointState]
+    todo: list[PointState]
+
+
+def plan_resume(
+    parent: Path, manifest: SweepManifest, only: Iterable[str] | None = None
+) -> ResumePlan:
+    if manifest.adaptive:
+        raise SweepError(
+            f"sweep {manifest.sweep_id} is adaptive: its trials come from its study, not from "
+            "planned points; launch the same command again to continue the study"
+        )
+    wanted = parse_only(only)
+    states = point_states(parent, manifest)
+    return ResumePlan(manifest, Path(parent), states, [s for s in states if s.status in wanted])
+
+
+def find_sweep(
+    parent: Path, which: str | bool, points: list[list[str]], project_dir: str
+) -> SweepManifest | None:
+    """The sweep a resume continues: the one named (``which`` is a sweep id), or the latest
+    sweep of the same command in ``parent`` (same project, same planned points); None when
+    there is none."""
+    parent = Path(parent)
+    if isinstance(which, str):
+        manifest = SweepManifest.read(parent, which)
+        if manifest.project_dir != project_dir:
+            raise SweepError(
+                f"sweep {which} in {parent} was launched from the project {manifest.project_dir}"
+                f", not {project_dir}: resume it from there (mlxpy sweep resume {which})"
+            )
+        return manifest
+    for sweep_id in reversed(list_sweeps(parent)):
+        try:
+            manifest = SweepManifest.read(parent, sweep_id)
+        except SweepError:
+            continue  # a damaged record is not this command's: mlxpy sweeps shows it
+        if (
+            not manifest.adaptive
+            and manifest.project_dir == project_dir
+            and len(manifest.points) == len(points)
+            and all(p.overrides == q for p, q in zip(manifest.points, points, strict=True))
+        ):
+            return manifest
+    return None
