@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlxpy.errors import ConfigError, MlxpyError
+from mlxpy.launching.options import OPTIONS_FILE
 from mlxpy.rundir.info import now_iso, read_info
-from mlxpy.rundir.layout import RunDir
+from mlxpy.rundir.layout import LAUNCH_RECORD, RunDir
 from mlxpy.rundir.status import RunStatus
 from mlxpy.sweeping.manifest import (
     JournalEntry,
@@ -111,8 +112,8 @@ def _parent_log_dir(launcher: Launcher, job: Job, sweeper: Sweeper) -> Path:
     if logger is None or not isinstance(parent, str):
         raise ConfigError(
             f"sweep.name: {sweeper.name} runs each trial as a run with its own run dir: it "
-            "needs a logger with a parent_log_dir (DefaultLogger); set use_logger: true in "
-            "mlxpy.yaml"
+            f"needs a logger with a parent_log_dir (DefaultLogger); set use_logger: true in "
+            f"{OPTIONS_FILE}"
         )
     return resolve_parent_log_dir(parent, launcher.project_dir)
 
@@ -394,7 +395,7 @@ def submit_workers(
     folder = sweep_dir(parent, sweep_id) / WORKERS_DIR / _stamp()
     folder.mkdir(parents=True)
     record_path = replace(base, scheduler=choice, sweep_worker=sweep_id).write(
-        folder / "launch.json"
+        folder / LAUNCH_RECORD
     )
     command = [sys.executable, str(script), *argv]
     env = {ENV_VAR: str(record_path)}
