@@ -16,7 +16,9 @@ class Config(DictConfig):
 
 
 def as_config(data: Any, struct: bool = True) -> Config:
-    base = data if isinstance(data, DictConfig) else OmegaConf.create(data)
+    # a mapping is wrapped once (OmegaConf.create, then Config, would build it twice: a
+    # sweep's launch builds two per point)
+    base = data if isinstance(data, (DictConfig, dict)) else OmegaConf.create(data)
     return Config(base, flags={"struct": struct})
 
 

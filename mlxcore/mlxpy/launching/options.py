@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,9 +97,27 @@ class Options:
         return lambda key: self.where(f"{role}.{key}" if key else role)
 
 
+#: ``{path: ((mtime_ns, size), parsed)}``: a sweep's launch reads mlxpy.yaml once per point
+_read_cache: dict[str, tuple[tuple[int, int], Any]] = {}
+
+
+def _load_options_file(path: Path) -> Any:
+    """The parsed file, parsed again only when it changed (a copy: callers change it)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return load_yaml_file(path, "options file")  # which says why it cannot be read
+    key = (stat.st_mtime_ns, stat.st_size)
+    cached = _read_cache.get(str(path))
+    if cached is None or cached[0] != key:
+        cached = (key, load_yaml_file(path, "options file"))
+        _read_cache[str(path)] = cached
+    return copy.deepcopy(cached[1])
+
+
 def read_options(path: Path, display: str | None = None) -> Options:
     """Read ``mlxpy.yaml`` and fill missing top-level keys with their defaults."""
-    raw = load_yaml_file(path, "options file")
+    raw = _load_options_file(path)
     display = display or str(path)
     if raw is None:
         raw = {}
