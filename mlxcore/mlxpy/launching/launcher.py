@@ -300,7 +300,10 @@ class Launcher:
             workdir,
             record,
             use_arrays=scheduler.use_arrays,
+            max_running=self.sweeper.max_running if self.sweeper else 0,
+            pack=self.sweeper.pack if self.sweeper else 1,
         )
+        submission.check_limits()
         submission.prepare()
         try:
             submission.submit()
