@@ -111,7 +111,7 @@ def pack_script(
 
     A warning signal goes to the run in progress (as :func:`run_script` forwards it); the
     pack then starts no further run and exits with that run's status (so a run that asks
-    OAR to resubmit the job by its exit code does). The runs not started stay SUBMITTED:
+    the scheduler to resubmit the job by its exit code does). The runs not started stay SUBMITTED:
     they start when the job is requeued, else ``mlxpy status`` marks them as never started.
     Each job's ``extra`` holds its ``command`` and ``env`` (set by the submission)."""
     lines = _header(scheduler, scheduler.directives(pack))
