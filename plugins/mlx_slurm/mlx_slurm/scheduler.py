@@ -106,16 +106,20 @@ class SLURMScheduler(Scheduler):
         signal_grace_s: int = 60,
         requeue: bool = False,
         max_submitted: int = 0,
+        max_array_tasks: int = 0,
         **kwargs: Any,  # the job-script settings every scheduler shares (mlxpy.Scheduler)
     ) -> None:
         super().__init__(**kwargs)
-        if array_throttle < 0 or max_submitted < 0:
-            raise ValueError("array_throttle and max_submitted must be 0 (no limit) or more")
+        if min(array_throttle, max_submitted, max_array_tasks) < 0:
+            raise ValueError(
+                "array_throttle, max_submitted and max_array_tasks must be 0 (no limit) or more"
+            )
         self.use_arrays = use_arrays
         self.array_throttle = array_throttle
         self.signal_grace_s = signal_grace_s
         self.requeue = requeue
         self.max_submitted = max_submitted
+        self.max_array_tasks = max_array_tasks
         self._config: str | None = None
 
     def directives(self, job: ScheduledJob) -> list[str]:
@@ -142,10 +146,12 @@ class SLURMScheduler(Scheduler):
         return self._config
 
     def max_array_size(self) -> int:
-        """The most tasks one array may hold: MaxArraySize, as SLURM's task indices must
-        stay below it and arrays are numbered from 0."""
+        """The most tasks one array may hold: the controller's MaxArraySize (SLURM's task
+        indices stay below it, and arrays are numbered from 0), or ``max_array_tasks`` when
+        smaller (a site's own policy)."""
         match = re.search(r"^MaxArraySize\s*=\s*(\d+)", self._controller_config(), flags=re.M)
-        return int(match.group(1)) if match else 1001
+        limit = int(match.group(1)) if match else 1001
+        return min(limit, self.max_array_tasks) if self.max_array_tasks else limit
 
     def submit_array(
         self,
