@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mlxpy.testing import SUITE_TASK, ProjectDir
+from mlxpy.testing import RESUMABLE_TASK, SUITE_TASK, ProjectDir
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 
@@ -157,3 +157,59 @@ def test_status_of_a_50_point_sweep_is_one_scheduler_call(tmp_path):
         assert log.read_text().splitlines() == ["scontrol show job -o"]
     finally:
         cancel(project)
+
+
+def wait_running(project: ProjectDir, run_dir: Path, timeout: float = 120) -> None:
+    """Until the run has started its task and saved a first checkpoint."""
+    deadline = time.monotonic() + timeout
+    while not (
+        project.info(run_dir).get("status") == "RUNNING"
+        and "start at" in (run_dir / "job.stdout").read_text()
+        and any(run_dir.glob("**/*checkpoint*"))
+    ):
+        assert time.monotonic() < deadline, project.info(run_dir)
+        time.sleep(0.2)
+    time.sleep(1.5)
+
+
+@pytest.mark.parametrize("requeue", [True, False])
+def test_warning_signal_in_a_pack_goes_to_the_running_point(tmp_path, requeue):
+    """SLURM's warning (SIGUSR1, sent here with ``scancel --signal --batch``) reaches the
+    point in progress, which records TIMEOUT. With requeue, the requeued pack skips the
+    point that had ended and resumes the interrupted one from its checkpoint; without, the
+    pack starts no further point, and ``mlxpy status`` marks the one never started."""
+    project = ProjectDir(tmp_path / "p", RESUMABLE_TASK)
+    project.write_config({"seed": 0, "steps": 5})
+    project.write_config(
+        {"scheduler": {"name": "SLURMScheduler", "requeue": requeue}, "use_scheduler": True},
+        "mlxpy.yaml",
+    )
+    result = project.run("seed=1,2,3", "+mlxpy.sweep.pack=3")
+    assert result.returncode == 0, result.stderr
+    first, second, third = project.run_dirs()
+    job_id = project.info(first)["scheduler"]["job_id"]
+    try:
+        wait_running(project, second)
+        subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True)
+        if requeue:
+            infos = project.wait(3, 240, done={"COMPLETE", "FAILED"})
+            assert [i["status"] for i in infos] == ["COMPLETE"] * 3
+            assert [i.get("restarts", 0) for i in infos] == [0, 1, 0]
+            assert {e["status"] for e in infos[1]["history"]} == {"TIMEOUT"}
+            starts = [(d / "job.stdout").read_text().count("start at") for d in (first, second)]
+            assert starts == [1, 2]  # the ended point was not run again
+            resumed = (second / "job.stdout").read_text().splitlines()
+            assert [line for line in resumed if line.startswith("start at")][1] != (
+                "start at 0 restarts 1"
+            )  # continued from its checkpoint
+        else:
+            deadline = time.monotonic() + 60
+            while show_job(job_id)["JobState"] not in ("COMPLETED", "FAILED"):
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+            rows = json.loads(project.mlxpy("status", "--format", "json").stdout)
+            assert [r["status"] for r in rows] == ["COMPLETE", "TIMEOUT", "FAILED"]
+            assert "before the run started" in project.info(third)["error"]["message"]
+            assert not (third / "job.stdout").exists()  # never started
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
