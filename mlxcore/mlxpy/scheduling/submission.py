@@ -197,10 +197,11 @@ class Submission:
         if chains and not self.scheduler.can_wait_for_jobs:
             raise self._throttle_refused("without arrays")
         ids: list[str] = []
+        waiting: Any = self.scheduler  # its submit takes ``after`` (can_wait_for_jobs)
         for number, (unit, members) in enumerate(units):
             assert unit.script_path is not None
             if chains and number >= chains:
-                job_id = self.scheduler.submit(unit.script_path, after=[ids[number - chains]])
+                job_id = waiting.submit(unit.script_path, after=[ids[number - chains]])
             else:
                 job_id = self.scheduler.submit(unit.script_path)
             ids.append(job_id)
@@ -217,20 +218,20 @@ class Submission:
         units = []
         for number, members in enumerate(_chunks(self.jobs, self.pack)):
             base = parent / f"{stamp}-{number}"
-            out = str(base.with_suffix(".out"))
+            script = base.with_suffix(".sh")
             unit = ScheduledJob(
                 log_id=None,
                 log_dir=parent,
                 overrides=[],
                 name=f"{self.script.stem}-{members[0].log_id}-{members[-1].log_id}",
-                script_path=base.with_suffix(".sh"),
-                extra={"pack": [m.log_id for m in members], "stdout": out},
+                script_path=script,
+                extra={"pack": [m.log_id for m in members], "stdout": f"{base}.out"},
             )
             text = job_script.pack_script(
                 self.scheduler, unit, members, self.workdir, base.with_suffix(".done")
             )
-            atomic_write_text(unit.script_path, text)
-            os.chmod(unit.script_path, 0o755)
+            atomic_write_text(script, text)
+            os.chmod(script, 0o755)
             units.append((unit, members))
         return units
 
