@@ -251,6 +251,12 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sub(args: argparse.Namespace) -> int:
+    from mlxpy.scheduling.script_import import submit
+
+    return submit(args.script, args.dry_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlxpy", description="mlxpy experiment manager")
     parser.add_argument("--version", action="version", version=f"mlxpy {__version__}")
@@ -315,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--html", help="a self-contained HTML report: runs table and curves")
     plot.add_argument("--title", default="mlxpy report")
     plot.set_defaults(func=_plot)
+
+    from mlxpy.scheduling.script_import import add_arguments as add_script_arguments
+
+    mlxpsub = sub.add_parser("sub", help="submit an MLXP batch script (#SBATCH/#OAR), as mlxpsub")
+    add_script_arguments(mlxpsub)
+    mlxpsub.set_defaults(func=_sub)
     return parser
 
 

@@ -42,7 +42,7 @@ from mlxpy.launching.runner import Job, Run, make_job
 from mlxpy.plugins import get_plugins
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
-from mlxpy.sweeping.space import from_overrides
+from mlxpy.sweeping.space import from_overrides, space_file_path
 from mlxpy.sweeping.sweeper import Sweeper, make_sweeper
 
 Task = Callable[..., Any]
@@ -127,7 +127,7 @@ class Launcher:
         sweep_texts, point_texts = split_sweep_options(overrides)
         sweep_options = split_job(sweep_texts, self.config_dir).options
         self.sweeper = sweeper = make_sweeper(self._options(sweep_options))
-        space = from_overrides(point_texts)
+        space = from_overrides(point_texts, space_file_path(sweeper.space, self.config_dir))
         jobs = []
         composer = Composer(self.config_dir)
         with composer.session():

@@ -116,6 +116,8 @@ class BasicSweeper(Sweeper):
             raise ValueError(f"mode must be product or zip, got {mode!r}")
         if samples < 0:
             raise ValueError("samples must be 0 (every point) or more")
+        if samples and mode == "zip":
+            raise ValueError("samples draws from the whole space, not from a zip: drop one")
         self.mode = mode
         self.samples = samples
         self.seed = seed
@@ -124,8 +126,8 @@ class BasicSweeper(Sweeper):
         if self.samples:
             return space.sample(self.samples, self.seed)
         if self.mode == "zip":
-            return space.zip()
-        return space.product()
+            return space.zip(self.seed)
+        return space.product(self.seed)
 
 
 def make_sweeper(options: Any) -> Sweeper:
