@@ -82,7 +82,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mlxpy-submit-"))
-    user = os.environ.get("USER", "root")
     try:
         bin_dir, log = tmp / "bin", tmp / "calls.log"
         bin_dir.mkdir()
@@ -135,10 +134,26 @@ def main() -> None:
                 f"{'':21s} mlxpy status: {len(rows)} runs ({pending} PENDING) in "
                 f"{elapsed:6.2f} s, {describe(counts)}"
             )
-            subprocess.run(["scancel", "--quiet", "-u", user], check=False)
+            cancel_under(tmp)
     finally:
-        subprocess.run(["scancel", "--quiet", "-u", user], check=False)
+        cancel_under(tmp)
         shutil.rmtree(tmp)
+
+
+def cancel_under(root: Path) -> None:
+    """``scancel`` this benchmark's jobs (those started in its temp dir), no one else's."""
+    out = subprocess.run(
+        ["squeue", "-h", "--me", "-o", "%F %Z"], capture_output=True, text=True
+    ).stdout
+    ids = sorted(
+        {
+            job
+            for job, _, workdir in (line.partition(" ") for line in out.splitlines())
+            if workdir.startswith(str(root))
+        }
+    )
+    if ids:
+        subprocess.run(["scancel", "--quiet", *ids], check=False)
 
 
 def max_array_size() -> str:

@@ -37,6 +37,10 @@ PHASES: dict[str, JobPhase] = {
 }
 
 
+#: ``ArrayTaskId`` of an array's record that names no task (SLURM's NO_VAL)
+NO_TASK = 0xFFFFFFFE
+
+
 def job_state(
     word: str, exit_code: int | None = None, reason: str | None = None, signal: int | None = None
 ) -> JobState:
@@ -195,7 +199,10 @@ class SLURMScheduler(Scheduler):
         return max_submit(out)
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
-        """One ``scontrol show job -o`` for every job the controller still knows."""
+        """One ``scontrol show job -o`` for every job the controller still knows. A pending
+        array is one record for its pending tasks; once every pending task is cancelled it
+        names no task (``ArrayTaskId`` is SLURM's NO_VAL) and stands for every task of the
+        array that has no record of its own."""
         wanted = set(job_ids)
         try:
             out = self.call(["scontrol", "show", "job", "-o"], "scontrol show job")
@@ -204,6 +211,7 @@ class SLURMScheduler(Scheduler):
                 return {}
             raise
         found: dict[str, JobState] = {}
+        whole_array: dict[str, JobState] = {}
         for line in out.splitlines():
             fields = dict(_FIELD.findall(line))
             if "JobId" not in fields:
@@ -217,12 +225,17 @@ class SLURMScheduler(Scheduler):
             )
             names = [fields["JobId"]]
             if "ArrayJobId" in fields:
-                names += [
-                    f"{fields['ArrayJobId']}_{t}" for t in _expand(fields.get("ArrayTaskId", ""))
-                ]
+                tasks = _expand(fields.get("ArrayTaskId", ""))
+                if tasks == [str(NO_TASK)]:
+                    whole_array[fields["ArrayJobId"]] = state
+                names += [f"{fields['ArrayJobId']}_{t}" for t in tasks]
             for name in names:
                 if name in wanted:
                     found[name] = state
+        for name in wanted - found.keys():
+            array, _, task = name.partition("_")
+            if task and array in whole_array:
+                found[name] = whole_array[array]
         return found
 
     def cancel(self, job_ids: Sequence[str]) -> None:

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,25 @@ def test_warning_signal_in_a_pack_goes_to_the_running_point(tmp_path, requeue):
             assert not (third / "job.stdout").exists()  # never started
     finally:
         subprocess.run(["scancel", job_id], check=False)
+
+
+def test_a_cancelled_pending_array_shows_its_runs_cancelled(tmp_path):
+    """``scancel -u <user>`` of a pending array leaves one record naming no task
+    (ArrayTaskId is NO_VAL): every run of it is CANCELLED, not '(gone)' and SUBMITTED for
+    ever. Only this test's array is cancelled (``-n`` its unique name)."""
+    name = f"mlxpy-test-{uuid.uuid4().hex[:8]}"
+    project = slurm_project(tmp_path)
+    options = f"+mlxpy.scheduler.option_cmd=['--hold','--job-name={name}']"
+    result = project.run("seed=1,2,3", options)
+    assert result.returncode == 0, result.stderr
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["scancel", "-u", user, "-n", name], check=True)
+    (array,) = {j.split("_")[0] for j in job_ids(project)}
+    deadline = time.monotonic() + 30
+    while show_job(array)["JobState"] != "CANCELLED":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert show_job(array)["ArrayTaskId"] == "4294967294"  # the case this test is about
+    rows = json.loads(project.mlxpy("status", "--format", "json").stdout)
+    assert [(r["scheduler_state"], r["status"]) for r in rows] == [("CANCELLED", "CANCELLED")] * 3
+    assert {project.info(d)["status"] for d in project.run_dirs()} == {"CANCELLED"}
