@@ -68,14 +68,21 @@ class Scheduler(Component):
 
     A scheduler plugin sets ``directive_prefix`` and ``job_id_pattern`` and implements
     :meth:`submit`, :meth:`statuses` (its states as :class:`JobState`, each with its
-    :class:`JobPhase`) and :meth:`cancel`; arrays (:meth:`submit_array`) and requeue
-    (:meth:`requeue_current_job`) are optional. These are every method and attribute the
-    core uses.
+    :class:`JobPhase`) and :meth:`cancel`; arrays (:meth:`submit_array`), requeue
+    (:meth:`requeue_current_job`) and ``reserved_directives`` are optional. These are every
+    method and attribute the core uses.
     """
 
     role = "scheduler"
     name = "Scheduler"
+    #: how the directive lines of this scheduler's job scripts start (a shell comment such as
+    #: ``#XYZ``); also how ``mlxpsub`` tells that a batch script is meant for this scheduler
     directive_prefix: ClassVar[str] = ""
+    #: the directive options mlxpy sets itself in every job script (job name, output paths,
+    #: arrays, ...): option -> why, and what to write instead. ``mlxpsub`` refuses a batch
+    #: script whose directives set one, with that text. A long option (``--name``) matches
+    #: up to its ``=``, a short one (``-n``) its first two characters (``-nvalue``)
+    reserved_directives: ClassVar[dict[str, str]] = {}
     #: a regular expression every job id this scheduler gives matches: ``mlxpy status`` and
     #: ``mlxpy cancel`` pass it no other id read from a run dir (None: any id of
     #: :data:`mlxpy.scheduling.status.JOB_ID`'s shape)

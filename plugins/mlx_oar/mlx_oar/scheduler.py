@@ -39,6 +39,23 @@ PHASES: dict[str, JobPhase] = {
     **dict.fromkeys(("Terminated", "Error"), JobPhase.DONE),
 }
 
+_NAME = "mlxpy names each job after its run"
+_OUTPUT = "mlxpy writes each job's output into its run dir (job.stdout, job.stderr)"
+_ARRAY = "mlxpy submits a sweep as one array itself (scheduler.use_arrays)"
+#: the ``#OAR`` options :meth:`OARScheduler.directives` and array submission set, and why
+RESERVED: dict[str, str] = {
+    "-n": _NAME,
+    "--name": _NAME,
+    "-O": _OUTPUT,
+    "--stdout": _OUTPUT,
+    "-E": _OUTPUT,
+    "--stderr": _OUTPUT,
+    "--array": _ARRAY,
+    "--array-param-file": _ARRAY,
+    "--checkpoint": "mlxpy asks for the walltime signal itself: set scheduler.checkpoint_s instead",
+    "--signal": "set scheduler.checkpoint_s instead (mlxpy picks the signal)",
+}
+
 
 class OARScheduler(Scheduler):
     """Submits to OAR. Sweeps go as one array job (``use_arrays``). With
@@ -55,6 +72,7 @@ class OARScheduler(Scheduler):
 
     name = "OARScheduler"
     directive_prefix = "#OAR"
+    reserved_directives: ClassVar[dict[str, str]] = RESERVED
     array_index_var = "OAR_ARRAY_INDEX"
     array_index_base = 1
     warning_signals: ClassVar[dict[str, str]] = {"SIGUSR2": RunStatus.TIMEOUT.value}

@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mlxpy import JobPhase, JobState, RunStatus, ScheduledJob, Scheduler, SubmissionError
 
@@ -34,6 +34,27 @@ PHASES: dict[str, JobPhase] = {
         ),
         JobPhase.DONE,
     ),
+}
+
+
+_NAME = "mlxpy names each job after its run"
+_OUTPUT = "mlxpy writes each job's output into its run dir (job.stdout, job.stderr)"
+_ARRAY = "mlxpy submits a sweep as one array itself (scheduler.use_arrays)"
+#: the ``#SBATCH`` options :meth:`SLURMScheduler.directives` sets itself, and why
+RESERVED: dict[str, str] = {
+    "--job-name": _NAME,
+    "-J": _NAME,
+    "--output": _OUTPUT,
+    "-o": _OUTPUT,
+    "--error": _OUTPUT,
+    "-e": _OUTPUT,
+    "--open-mode": _OUTPUT,
+    "--array": _ARRAY,
+    "-a": _ARRAY,
+    "--signal": "mlxpy asks for the time-limit signal itself: set "
+    "+mlxpy.scheduler.signal_grace_s=<seconds> in mlxpy.yaml or on the python line",
+    "--requeue": "set scheduler.requeue: true instead",
+    "--no-requeue": "mlxpy sets it unless scheduler.requeue is true",
 }
 
 
@@ -94,6 +115,7 @@ class SLURMScheduler(Scheduler):
 
     name = "SLURMScheduler"
     directive_prefix = "#SBATCH"
+    reserved_directives: ClassVar[dict[str, str]] = RESERVED
     array_index_var = "SLURM_ARRAY_TASK_ID"
     array_index_base = 0
     warning_signals = {"SIGUSR1": RunStatus.TIMEOUT.value}
