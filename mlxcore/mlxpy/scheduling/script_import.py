@@ -109,8 +109,8 @@ class DirectiveWriters:
             "the scheduler plugin for your cluster; `mlxpy plugins` lists what is installed "
             f"(the installed schedulers write: {known or 'no directives'})"
         )
-        for reason in self.unresolved:
-            message += f"; {reason}"
+        for reason in self.unresolved:  # perhaps the one writing them
+            message += f"; a scheduler mlxpsub could not look at: {reason}"
         return ScriptError(message)
 
 
