@@ -12,9 +12,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import mlxpy
 import pytest
 from conftest import REPO
 from mlxpy.launching.overrides import split_job
+from mlxpy.plugins.registry import PluginRegistry
 from mlxpy.rundir.layout import RunDir
 from mlxpy.scheduling.script_import import ScriptError, parse_script
 from mlxpy.testing import ProjectDir
@@ -147,6 +149,13 @@ def test_submission_script_runs_the_lines_in_order_with_the_options_appended(tmp
         ("#OAR -O out.%jobid%\npython main.py\n", "-O is set by mlxpy"),
         ("#OAR --array 10\npython main.py\n", "--array is set by mlxpy"),
         ("#OAR -n myjob\npython main.py\n", "-n is set by mlxpy"),
+        ("#SBATCH --signal=B:USR1@60\npython main.py\n", "--signal is set .*signal_grace_s"),
+        (
+            "#!/bin/bash\n#PBS -l walltime=1:00:00\npython main.py\n",
+            r"job.sh, line 2: '#PBS -l walltime=1:00:00': no installed scheduler writes "
+            r"'#PBS' directives: install the scheduler plugin for your cluster; "
+            r"`mlxpy plugins` lists what is installed \(.*#SBATCH \(SLURMScheduler\)",
+        ),
         ("python main.py a=1 && echo done\n", r"'&' out of quotes"),
         ("python main.py seed=range(0,3)\n", r"'\(' out of quotes.*quote sweeps"),
         ("python main.py > out.txt\n", r"'>' out of quotes"),
@@ -161,6 +170,85 @@ def test_submission_script_runs_the_lines_in_order_with_the_options_appended(tmp
 def test_refusals_name_the_line_and_the_fix(text, message):
     with pytest.raises(ScriptError, match=message):
         parse_script(text, "job.sh")
+
+
+def test_comments_and_disabled_directives_stay_comments():
+    text = (
+        "#!/bin/bash\n"
+        "# SBATCH --time=1:00:00   (a space after #: disabled, as the schedulers read it)\n"
+        "##SBATCH --gres=gpu:1\n"
+        "#TODO try lr=1e-4\n"
+        "#!/not/a/shebang on line 4\n"
+        "#SBATCH\n"  # a prefix without options: nothing to pass on
+        "python main.py\n"
+    )
+    script = parse_script(text, "job.sh")
+    assert script.scheduler is None and script.option_cmd == []
+    assert script.plan[:-1] == text.splitlines()[:-1]  # kept as written, run at submission
+
+
+class _Scheduler(mlxpy.Scheduler):
+    """A scheduler registered only in this test's registry (never submits: parse only)."""
+
+    directive_prefix = "#JOBS"
+    reserved_directives = {"--log": "mlxpy writes the log into the run dir"}
+
+
+class JobsScheduler(_Scheduler):
+    name = "JobsScheduler"
+
+
+class OtherJobsScheduler(_Scheduler):
+    name = "OtherJobsScheduler"
+
+
+class _Provides:
+    def __init__(self, *schedulers: type) -> None:
+        self.schedulers = list(schedulers)
+
+    @mlxpy.hookimpl
+    def mlxpy_register_schedulers(self) -> list[type]:
+        return self.schedulers
+
+
+def registry_with(*schedulers: type) -> PluginRegistry:
+    """A real registry holding the builtins and ``schedulers`` (no installed plugin)."""
+    registry = PluginRegistry(load_entry_points=False)
+    if schedulers:
+        registry.register(_Provides(*schedulers), "test-schedulers")
+    return registry
+
+
+def test_the_registrys_schedulers_say_which_directives_they_write():
+    registry = registry_with(JobsScheduler)
+    script = parse_script("#JOBS --nodes=2\n#JOBS -q fast\npython main.py\n", "j.sh", registry)
+    assert (script.scheduler, script.option_cmd) == ("JobsScheduler", ["--nodes=2", "-q fast"])
+    with pytest.raises(ScriptError, match=r"j.sh, line 2: .*--log is set by mlxpy \(mlxpy wr"):
+        parse_script("#JOBS --nodes=2\n#JOBS --log=x\npython main.py\n", "j.sh", registry)
+    # without their plugins, directives are refused, never dropped as comments
+    sbatch = "#SBATCH --time=1:00:00\npython main.py\n"
+    with pytest.raises(ScriptError, match=r"writes '#SBATCH'.*write: #JOBS \(JobsScheduler\)\)$"):
+        parse_script(sbatch, "j.sh", registry)
+    with pytest.raises(ScriptError, match="writes '#SBATCH'.*write: no directives"):
+        parse_script(sbatch, "j.sh", registry_with())  # the builtins only
+
+
+def test_a_prefix_several_schedulers_write_is_refused_naming_them():
+    registry = registry_with(JobsScheduler, OtherJobsScheduler)
+    with pytest.raises(ScriptError) as caught:
+        parse_script("#!/bin/bash\n#JOBS --nodes=2\npython main.py\n", "j.sh", registry)
+    message = str(caught.value)
+    assert "j.sh, line 2: several installed schedulers write '#JOBS' directives" in message
+    assert f"JobsScheduler ({__name__}.JobsScheduler)" in message
+    assert f"OtherJobsScheduler ({__name__}.OtherJobsScheduler)" in message
+    assert "uninstall the plugins you do not use" in message
+    script = parse_script("python main.py\n", "j.sh", registry)  # no directive: no matter
+    assert script.scheduler is None
+
+    registry = registry_with(JobsScheduler)  # one name two plugins provide: told, not hidden
+    registry.register(_Provides(JobsScheduler), "more-schedulers")
+    with pytest.raises(ScriptError, match="writes '#JOBS'.*could not look at: .*'JobsScheduler'"):
+        parse_script("#JOBS --nodes=2\npython main.py\n", "j.sh", registry)
 
 
 def test_a_backslash_continues_code_only():

@@ -197,3 +197,51 @@ def test_errors_list_the_installed_schedulers(tmp_path, shell_site):
     (row,) = project.status()
     assert row["scheduler_state"] == "(unknown scheduler)"
     assert "not imported" in row["reason"] and "ShellScheduler" in row["reason"]
+
+
+def test_mlxpsub_finds_a_scheduler_by_its_own_directive_prefix(tmp_path, shell_site):
+    """mlxpsub knows no scheduler: installed, ShellScheduler's ``directive_prefix`` makes a
+    script's ``#SHELL`` lines select it (though mlxpy.yaml selects another), its
+    ``reserved_directives`` refuse what its job scripts set; not installed, the same script
+    is refused with what to install."""
+    project = ProjectDir(tmp_path / "proj")
+    project.write_config({"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0})
+    project.write_config({"scheduler": {"name": "LocalScheduler"}}, OPTIONS_FILE)
+    jobs = tmp_path / "jobs"
+    (project.root / "held.sh").write_text(
+        f"#!/bin/bash\n#SHELL --hold\n{sys.executable} main.py seed=1,2 "
+        f"+mlxpy.scheduler.state_dir={jobs}\n"
+    )
+    (project.root / "output.sh").write_text(
+        f"#SHELL --hold\n#SHELL --output=out.txt\n{sys.executable} main.py\n"
+    )
+    missing = project.mlxpy("sub", "held.sh")  # the plugin is not on the path yet
+    assert missing.returncode == 2 and project.run_dirs() == []
+    assert "held.sh, line 2: '#SHELL --hold': no installed scheduler writes '#SHELL'" in (
+        missing.stderr
+    )
+    assert "install the scheduler plugin for your cluster" in missing.stderr
+
+    on_path(project, shell_site)
+    refused = project.mlxpy("sub", "output.sh")
+    assert refused.returncode == 2 and project.run_dirs() == []
+    assert "output.sh, line 2: '#SHELL --output=out.txt': --output is set by mlxpy" in (
+        refused.stderr
+    )
+    assert "(mlxpy writes each job's output into its run dir)" in refused.stderr
+
+    submitted = project.mlxpy("sub", "held.sh")
+    assert submitted.returncode == 0, submitted.stderr
+    rows = project.status()
+    try:
+        assert len(rows) == 2
+        for row in rows:  # held: the script's directive reached the scheduler
+            assert (row["scheduler_state"], row["phase"]) == ("HELD", "QUEUED"), row
+        for run_dir in project.run_dirs():
+            info = project.info(run_dir)
+            assert info["scheduler"]["name"] == "ShellScheduler"
+            assert info["scheduler"]["settings"]["option_cmd"] == ["--hold"]
+            assert "#SHELL --hold" in (run_dir / "script.sh").read_text()
+    finally:
+        cancelled = project.mlxpy("cancel", *(str(row["log_id"]) for row in rows))
+    assert cancelled.returncode == 0, cancelled.stderr

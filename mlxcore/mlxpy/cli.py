@@ -472,7 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mlxpy.scheduling.script_import import add_arguments as add_script_arguments
 
-    mlxpsub = sub.add_parser("sub", help="submit an MLXP batch script (#SBATCH/#OAR), as mlxpsub")
+    mlxpsub = sub.add_parser(
+        "sub", help="submit an MLXP batch script (with its scheduler directives), as mlxpsub"
+    )
     add_script_arguments(mlxpsub)
     mlxpsub.set_defaults(func=_sub)
     sweeps = sub.add_parser(

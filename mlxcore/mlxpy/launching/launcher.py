@@ -462,8 +462,17 @@ class Launcher:
         sweep = resume.manifest if resume is not None else self._new_sweep(jobs, record)
         runs = [self._run(job, record) for job in jobs]
         submission = Submission(
-            runs, scheduler, choice, script, workdir, record, use_arrays=scheduler.use_arrays
+            runs,
+            scheduler,
+            choice,
+            script,
+            workdir,
+            record,
+            use_arrays=scheduler.use_arrays,
+            max_running=self.sweeper.max_running if self.sweeper else 0,
+            pack=self.sweeper.pack if self.sweeper else 1,
         )
+        submission.check_limits()  # before any run dir is claimed
         try:
             submission.prepare()
             try:

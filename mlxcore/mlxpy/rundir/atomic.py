@@ -74,8 +74,10 @@ def atomic_write_text(path: Path, text: str, fsync: bool = True) -> None:
     atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"), fsync=fsync)
 
 
-class _Dumper(yaml.SafeDumper):
-    """Safe YAML that writes str subclasses (RunStatus) and tuples as plain values."""
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Safe YAML that writes str subclasses (RunStatus) and tuples as plain values; emitted
+    by libyaml when PyYAML has it (a run's files are written several times per submission:
+    the pure-Python emitter dominated the submission of a large sweep)."""
 
 
 _Dumper.add_multi_representer(str, lambda d, v: d.represent_str(str(v)))

@@ -68,14 +68,21 @@ class Scheduler(Component):
 
     A scheduler plugin sets ``directive_prefix`` and ``job_id_pattern`` and implements
     :meth:`submit`, :meth:`statuses` (its states as :class:`JobState`, each with its
-    :class:`JobPhase`) and :meth:`cancel`; arrays (:meth:`submit_array`) and requeue
-    (:meth:`requeue_current_job`) are optional. These are every method and attribute the
-    core uses.
+    :class:`JobPhase`) and :meth:`cancel`; arrays (:meth:`submit_array`), requeue
+    (:meth:`requeue_current_job`) and ``reserved_directives`` are optional. These are every
+    method and attribute the core uses.
     """
 
     role = "scheduler"
     name = "Scheduler"
+    #: how the directive lines of this scheduler's job scripts start (a shell comment such as
+    #: ``#XYZ``); also how ``mlxpsub`` tells that a batch script is meant for this scheduler
     directive_prefix: ClassVar[str] = ""
+    #: the directive options mlxpy sets itself in every job script (job name, output paths,
+    #: arrays, ...): option -> why, and what to write instead. ``mlxpsub`` refuses a batch
+    #: script whose directives set one, with that text. A long option (``--name``) matches
+    #: up to its ``=``, a short one (``-n``) its first two characters (``-nvalue``)
+    reserved_directives: ClassVar[dict[str, str]] = {}
     #: a regular expression every job id this scheduler gives matches: ``mlxpy status`` and
     #: ``mlxpy cancel`` pass it no other id read from a run dir (None: any id of
     #: :data:`mlxpy.scheduling.status.JOB_ID`'s shape)
@@ -94,6 +101,12 @@ class Scheduler(Component):
     #: whether a job that received a warning signal asks to run again (a setting of the
     #: schedulers that can requeue)
     requeue: bool = False
+    #: whether :meth:`submit_array` takes ``max_running`` (at most that many of the array's
+    #: tasks run at once) and ``after`` (start only once those jobs ended, however they ended)
+    can_throttle_arrays: ClassVar[bool] = False
+    #: whether :meth:`submit` takes ``after`` (start only once those jobs ended): what limits
+    #: a sweep's running jobs when arrays cannot
+    can_wait_for_jobs: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -124,7 +137,9 @@ class Scheduler(Component):
         return list(self.option_cmd)
 
     def submit(self, script_path: Path) -> str:
-        """Submit one job script; return the job id."""
+        """Submit one job script; return the job id. A scheduler with
+        :attr:`can_wait_for_jobs` also takes ``after: Sequence[str]``: the ids of jobs that
+        must end (however they end) before this one starts."""
         raise MlxpyError(
             f"scheduler '{self.name}' cannot submit jobs. Set scheduler.name in mlxpy.yaml to "
             f"one that can ({submitting_schedulers()}), install a scheduler plugin, or set "
@@ -136,8 +151,17 @@ class Scheduler(Component):
         return 0
 
     def submit_array(self, script_path: Path, count: int, first_job: ScheduledJob) -> list[str]:
-        """Submit ``count`` tasks of one array script; return one job id per task."""
+        """Submit ``count`` tasks of one array script; return one job id per task. A
+        scheduler with :attr:`can_throttle_arrays` also takes ``max_running: int`` and
+        ``after: Sequence[str]`` (keywords, passed only when set; ``after`` holds every task
+        id of the array to wait for)."""
         raise NotImplementedError
+
+    def max_submitted_jobs(self) -> int | None:
+        """How many more jobs this user may submit now (the cluster's cap on submitted
+        jobs, less those already queued); None when there is no cap or it cannot be read.
+        An array task counts as one job."""
+        return None
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """The scheduler's state of each job it knows, in **one** call to the scheduler; a

@@ -1,5 +1,6 @@
-"""Job scripts: what a scheduler runs for one run (``<log dir>/script.sh``), and the
-dispatcher script of a job array, which picks a run by the task index."""
+"""Job scripts: what a scheduler runs for one run (``<log dir>/script.sh``), the script of a
+packed job (several runs one after another in one allocation), and the dispatcher script of
+a job array, which picks a run (or a pack) by the task index."""
 
 from __future__ import annotations
 
@@ -68,19 +69,78 @@ def run_script(
 
 
 def array_script(scheduler: Scheduler, first: ScheduledJob, jobs: Sequence[ScheduledJob]) -> str:
-    """One script for a whole array: task ``i`` runs ``jobs[i]``'s own script, its output
-    going to that run's dir."""
+    """One script for a whole array: task ``i`` runs ``jobs[i]``'s own script (a run's, or a
+    pack's), its output going to that job's own files (the run's dir, or the pack's)."""
     lines = _header(scheduler, scheduler.directives(first))
     index = scheduler.array_index_var
     base = scheduler.array_index_base
     lines.append(f'case "${{{index}}}" in')
     for number, job in enumerate(jobs, start=base):
-        run = RunDir(job.log_dir)
-        out, err = shlex.quote(str(run.job_stdout)), shlex.quote(str(run.job_stderr))
+        out, err = (shlex.quote(path) for path in scheduler.output_paths(job))
         script = shlex.quote(str(job.script_path))
         lines.append(
             f"  {number}) exec {shlex.quote(scheduler.shell_path)} {script} >>{out} 2>>{err} ;;"
         )
     lines.append(f'  *) echo "mlxpy: no run for array index ${{{index}}}" >&2; exit 2 ;;')
     lines.append("esac")
+    return "\n".join(lines) + "\n"
+
+
+#: waits for the point's process, through any number of signal-interrupted waits (see
+#: :func:`run_script`), and sets ``status`` to its exit status
+_WAIT_POINT = [
+    "wait_point() {",
+    '  wait "$child"; status=$?',
+    '  while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
+    '  wait "$child" 2>/dev/null; last=$?; [ "$last" -eq 127 ] || status=$last',
+    "}",
+]
+
+
+def pack_script(
+    scheduler: Scheduler,
+    pack: ScheduledJob,
+    jobs: Sequence[ScheduledJob],
+    workdir: Path,
+    done_file: Path,
+) -> str:
+    """One job that runs several runs one after another, each with its own launch record and
+    its output in its own run dir. A run that fails does not stop the next; the job exits 1
+    if any failed. Each run that ends is noted in ``done_file``, so a requeued (or
+    resubmitted) pack skips them and runs only the rest.
+
+    A warning signal goes to the run in progress (as :func:`run_script` forwards it); the
+    pack then starts no further run and exits with that run's status (so a run that asks
+    the scheduler to resubmit the job by its exit code does). The runs not started stay SUBMITTED:
+    they start when the job is requeued, else ``mlxpy status`` marks them as never started.
+    Each job's ``extra`` holds its ``command`` and ``env`` (set by the submission)."""
+    lines = _header(scheduler, scheduler.directives(pack))
+    lines.append(f"# {len(jobs)} runs, one after another")
+    lines.append(f"cd {shlex.quote(str(workdir))}")
+    done = shlex.quote(str(done_file))
+    lines += [f"done_file={done}", 'touch "$done_file"', "failed=0 status=0 child= note= warned="]
+    lines += _WAIT_POINT
+    signals = [name.removeprefix("SIG") for name in scheduler.warning_signals]
+    for sig in signals:  # the note tells the run's mlxpy which signal came (see run_script)
+        handler = f'warned=1; [ -z "$note" ] || echo SIG{sig} > "$note"; '
+        handler += f'[ -z "$child" ] || kill -{sig} "$child" 2>/dev/null'
+        lines.append(f"trap {shlex.quote(handler)} {sig}")
+    ignore = f"trap '' {' '.join(signals)}; " if signals else ""
+    for number, job in enumerate(jobs):
+        run = RunDir(job.log_dir)
+        out, err = shlex.quote(str(run.job_stdout)), shlex.quote(str(run.job_stderr))
+        env = {**job.extra["env"], WARNING_ENV: str(job.log_dir / WARNING_NOTE)}
+        exports = "".join(f"export {key}={shlex.quote(value)}; " for key, value in env.items())
+        lines += [
+            '[ -z "$warned" ] || exit "$status"',
+            f'if ! grep -qx {number} "$done_file"; then',
+            f'  note={shlex.quote(str(job.log_dir / WARNING_NOTE))}; rm -f "$note"',
+            f"  ({ignore}{exports}exec {shlex.join(job.extra['command'])}) >>{out} 2>>{err} &",
+            "  child=$!; wait_point; child=",
+            '  [ -z "$warned" ] || exit "$status"',
+            f'  echo {number} >>"$done_file"',
+            '  [ "$status" -eq 0 ] || failed=1',
+            "fi",
+        ]
+    lines.append('exit "$failed"')
     return "\n".join(lines) + "\n"

@@ -97,6 +97,7 @@ class LocalScheduler(Scheduler):
     array_index_var = INDEX_VAR
     array_index_base = 0
     job_id_pattern = JOB_ID_PATTERN
+    can_throttle_arrays = True  # an array runs on at most max_workers (or max_running)
 
     def __init__(
         self,
@@ -116,7 +117,7 @@ class LocalScheduler(Scheduler):
     def max_array_size(self) -> int:
         return 1_000_000
 
-    def _start(self, script: Path, count: int, single: bool) -> str:
+    def _start(self, script: Path, count: int, single: bool, workers: int = 0) -> str:
         if not os.access(self.shell_path, os.X_OK):
             raise SubmissionError(
                 f"local submit failed: the shell {self.shell_path} (scheduler.shell_path) "
@@ -132,7 +133,7 @@ class LocalScheduler(Scheduler):
             str(queue),
             str(script),
             str(count),
-            str(self.max_workers),
+            str(workers or self.max_workers),
             json.dumps(self.gpus),
             self.shell_path,
             "single" if single else "array",
@@ -155,8 +156,18 @@ class LocalScheduler(Scheduler):
         job_id = os.environ.get(JOB_VAR, "")
         return {"job_id": job_id} if re.fullmatch(JOB_ID_PATTERN, job_id) else {}
 
-    def submit_array(self, script_path: Path, count: int, first_job: ScheduledJob) -> list[str]:
-        queue = self._start(script_path, count, single=False)
+    def submit_array(
+        self,
+        script_path: Path,
+        count: int,
+        first_job: ScheduledJob,
+        max_running: int = 0,
+        after: Sequence[str] = (),
+    ) -> list[str]:
+        if after:  # one array holds any sweep (max_array_size): never asked to wait
+            raise SubmissionError("LocalScheduler cannot make an array wait for other jobs")
+        workers = min(self.max_workers, max_running) if max_running > 0 else 0
+        queue = self._start(script_path, count, single=False, workers=workers)
         return [f"{queue}_{i}" for i in range(count)]
 
     def _state_path(self, job_id: str) -> Path | None:

@@ -1,11 +1,14 @@
 """``mlxpsub script.sh`` (and ``mlxpy sub script.sh``): submit an MLXP-style batch script.
 
-MLXP users keep their cluster resources in a shell script: ``#SBATCH`` or ``#OAR``
-directives, environment lines (``module load``, ``source env/bin/activate``) and one or more
-``python main.py ...`` lines. Here the directives become the scheduler's ``option_cmd``, the
+MLXP users keep their cluster resources in a shell script: scheduler directives (the lines
+an installed scheduler plugin's ``directive_prefix`` starts), environment lines (``module
+load``, ``source env/bin/activate``) and one or more ``python main.py ...`` lines. Here the
+directives select the scheduler that writes them and become its ``option_cmd``, the
 environment lines its ``env_cmd``, and each python line an ordinary mlxpy launch with
 ``+mlxpy.use_scheduler=true``, so every sweep point is its own job (or array task) with its
-own run directory, as with any scheduled mlxpy launch.
+own run directory, as with any scheduled mlxpy launch. Which scheduler writes which
+directives, and which directive options mlxpy sets itself, is read from the installed
+schedulers (``directive_prefix``, ``reserved_directives``): the core names none.
 
 The script runs once, in its shell, at submission (as MLXP does): its variables, ``cd`` and
 environment lines take effect there, and each python line gets mlxpy's options appended.
@@ -21,46 +24,17 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlxpy.errors import ConfigError
+from mlxpy.errors import ConfigError, PluginError
+from mlxpy.scheduling.base import Scheduler
 
-#: directive prefix -> the scheduler plugin that writes it
-SCHEDULERS = {"#SBATCH": "SLURMScheduler", "#OAR": "OARScheduler"}
+if TYPE_CHECKING:
+    from mlxpy.plugins.registry import PluginRegistry
 
-_NAME = "mlxpy names each job after its run"
-_OUTPUT = "mlxpy writes each job's output into its run dir (job.stdout, job.stderr)"
-_ARRAY = "mlxpy submits a sweep as one array itself (scheduler.use_arrays)"
-#: directive options mlxpy sets itself, and why a script may not set them
-RESERVED: dict[str, dict[str, str]] = {
-    "#SBATCH": {
-        "--job-name": _NAME,
-        "-J": _NAME,
-        "--output": _OUTPUT,
-        "-o": _OUTPUT,
-        "--error": _OUTPUT,
-        "-e": _OUTPUT,
-        "--open-mode": _OUTPUT,
-        "--array": _ARRAY,
-        "-a": _ARRAY,
-        "--signal": "mlxpy asks for the time-limit signal itself: set "
-        "+mlxpy.scheduler.signal_grace_s=<seconds> in mlxpy.yaml or on the python line",
-        "--requeue": "set scheduler.requeue: true instead",
-        "--no-requeue": "mlxpy sets it unless scheduler.requeue is true",
-    },
-    "#OAR": {
-        "-n": _NAME,
-        "--name": _NAME,
-        "-O": _OUTPUT,
-        "--stdout": _OUTPUT,
-        "-E": _OUTPUT,
-        "--stderr": _OUTPUT,
-        "--array": _ARRAY,
-        "--array-param-file": _ARRAY,
-        "--checkpoint": "mlxpy asks for the walltime signal itself: set "
-        "scheduler.checkpoint_s instead",
-        "--signal": "set scheduler.checkpoint_s instead (mlxpy picks the signal)",
-    },
-}
+#: the shape of any scheduler's directive line: ``#`` and a word in capitals, then an option;
+#: such a line that no installed scheduler writes is refused, never read as a comment
+_DIRECTIVE_SHAPE = re.compile(r"#[A-Z][A-Z0-9_]*\s+--?[A-Za-z]")
 
 #: commands that may name python without running it (``module load python``): environment
 #: lines; any other line naming python besides a python line is refused
@@ -72,6 +46,72 @@ _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 class ScriptError(ConfigError):
     """A batch script ``mlxpsub`` cannot turn into mlxpy launches (exit status 2)."""
+
+
+@dataclass
+class DirectiveWriters:
+    """The installed schedulers by the directive prefix each writes (its own
+    ``directive_prefix``): how a batch script's directives tell its scheduler."""
+
+    #: prefix -> (registered name, class) of every scheduler writing it
+    by_prefix: dict[str, list[tuple[str, type[Scheduler]]]] = field(default_factory=dict)
+    #: why a registered scheduler name could not be resolved (a name several plugins give)
+    unresolved: list[str] = field(default_factory=list)
+
+    @classmethod
+    def installed(cls, registry: PluginRegistry | None = None) -> DirectiveWriters:
+        """Read from the plugin registry (default: the process-wide one)."""
+        if registry is None:
+            from mlxpy.plugins import get_plugins
+
+            registry = get_plugins()
+        writers = cls()
+        for name in registry.available("scheduler"):
+            try:
+                scheduler = registry.resolve("scheduler", name)
+            except PluginError as exc:
+                writers.unresolved.append(str(exc))
+                continue
+            prefix = getattr(scheduler, "directive_prefix", "")
+            if prefix:
+                writers.by_prefix.setdefault(prefix, []).append((name, scheduler))
+        return writers
+
+    def match(self, line: str) -> tuple[str, str] | None:
+        """``(prefix, options)`` of a directive line (stripped) an installed scheduler
+        writes; None for any other line."""
+        for prefix in sorted(self.by_prefix, key=len, reverse=True):
+            if line == prefix or (line.startswith(prefix) and line[len(prefix)].isspace()):
+                return prefix, line[len(prefix) :].strip()
+        return None
+
+    def writer(self, prefix: str, where: str) -> tuple[str, type[Scheduler]]:
+        """The one scheduler writing ``prefix``; a :class:`ScriptError` when several do."""
+        (found, *others) = self.by_prefix[prefix]
+        if others:
+            names = ", ".join(f"{n} ({c.__module__}.{c.__qualname__})" for n, c in [found, *others])
+            raise ScriptError(
+                f"{where}: several installed schedulers write '{prefix}' directives: {names}; "
+                "mlxpsub cannot tell which one the script is for: uninstall the plugins you "
+                "do not use (`mlxpy plugins` lists what is installed)"
+            )
+        return found
+
+    def unknown(self, line: str, where: str) -> ScriptError:
+        """The error for a directive-looking line whose prefix no installed scheduler writes."""
+        word = line.split(maxsplit=1)[0]
+        known = ", ".join(
+            f"{prefix} ({' or '.join(n for n, _ in writers)})"
+            for prefix, writers in sorted(self.by_prefix.items())
+        )
+        message = (
+            f"{where}: {line!r}: no installed scheduler writes '{word}' directives: install "
+            "the scheduler plugin for your cluster; `mlxpy plugins` lists what is installed "
+            f"(the installed schedulers write: {known or 'no directives'})"
+        )
+        for reason in self.unresolved:  # perhaps the one writing them
+            message += f"; a scheduler mlxpsub could not look at: {reason}"
+        return ScriptError(message)
 
 
 @dataclass
@@ -185,8 +225,13 @@ def _is_python(word: str) -> bool:
     return bool(_PYTHON.fullmatch(os.path.basename(word)))
 
 
-def parse_script(text: str, path: str = "script.sh") -> ImportedScript:
-    """Read a batch script; a :class:`ScriptError` names the line and says how to fix it."""
+def parse_script(
+    text: str, path: str = "script.sh", registry: PluginRegistry | None = None
+) -> ImportedScript:
+    """Read a batch script; a :class:`ScriptError` names the line and says how to fix it.
+    ``registry`` holds the schedulers whose directives the script may carry (default: the
+    installed ones)."""
+    writers = DirectiveWriters.installed(registry)
     directives: dict[str, list[tuple[int, str]]] = {}
     script = ImportedScript(path=path, scheduler=None)
     for number, raw in _logical_lines(text):
@@ -201,9 +246,11 @@ def parse_script(text: str, path: str = "script.sh") -> ImportedScript:
             script.plan.append(raw)
             continue
         if line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            if word in SCHEDULERS and rest.strip():
-                directives.setdefault(word, []).append((number, rest.strip()))
+            directive = writers.match(line)
+            if directive is None and _DIRECTIVE_SHAPE.match(line):
+                raise writers.unknown(line, where)
+            if directive is not None and directive[1]:
+                directives.setdefault(directive[0], []).append((number, directive[1]))
             script.plan.append(raw)
             continue
         code, operators, open_quote = _scan(line)
@@ -236,7 +283,7 @@ def parse_script(text: str, path: str = "script.sh") -> ImportedScript:
         else:
             script.env_cmd.append(code)
             script.plan.append(raw)
-    _set_scheduler(script, directives, path)
+    _set_scheduler(script, directives, writers, path)
     if not script.commands:
         raise ScriptError(
             f"{path} has no python line: add one such as `python main.py key=a,b` (a script "
@@ -257,7 +304,10 @@ def _check_python_line(where: str, code: str, words: list[str], operators: list[
 
 
 def _set_scheduler(
-    script: ImportedScript, directives: dict[str, list[tuple[int, str]]], path: str
+    script: ImportedScript,
+    directives: dict[str, list[tuple[int, str]]],
+    writers: DirectiveWriters,
+    path: str,
 ) -> None:
     if len(directives) > 1:
         found = ", ".join(f"{p} (line {lines[0][0]})" for p, lines in directives.items())
@@ -266,18 +316,20 @@ def _set_scheduler(
             "scheduler; keep the directives of the cluster you submit to"
         )
     for prefix, lines in directives.items():
+        name, scheduler = writers.writer(prefix, f"{path}, line {lines[0][0]}")
         for number, option in lines:
-            _refuse_reserved(prefix, option, f"{path}, line {number}")
-        script.scheduler = SCHEDULERS[prefix]
+            _refuse_reserved(prefix, option, scheduler, f"{path}, line {number}")
+        script.scheduler = name
         script.option_cmd = [option for _, option in lines]
 
 
-def _refuse_reserved(prefix: str, option: str, where: str) -> None:
+def _refuse_reserved(prefix: str, option: str, scheduler: type[Scheduler], where: str) -> None:
+    """Refuse a directive setting an option the scheduler's own directives set."""
     try:
         words = shlex.split(option)
     except ValueError:
         words = option.split()
-    reserved = RESERVED[prefix]
+    reserved = scheduler.reserved_directives
     for word in words:
         if not word.startswith("-"):
             continue
@@ -321,7 +373,12 @@ def describe(script: ImportedScript) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("script", type=Path, help="a batch script with #SBATCH or #OAR lines")
+    parser.add_argument(
+        "script",
+        type=Path,
+        help="a batch script; its scheduler directives (the lines an installed scheduler "
+        "plugin's directive_prefix starts) select that scheduler",
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the launches without running them"
     )

@@ -114,15 +114,23 @@ def _runs(parent: str, query: str) -> Any:
 def _schedulers(runs: Any) -> tuple[dict[tuple, tuple[Scheduler, list]], list[dict]]:
     """The runs grouped by the scheduler that submitted them, each group with that scheduler
     built from its recorded name and settings, and each valid job id; plus the rows of runs
-    whose scheduler cannot be asked (unknown name, bad settings, invalid job id) and why."""
-    has_settings = any(str(c).startswith(SETTINGS_COLUMN) for c in runs.columns)
+    whose scheduler cannot be asked (unknown name, bad settings, invalid job id) and why.
+
+    A run's settings are read from its info file once per distinct flattened form (the
+    runs of a sweep share theirs): a status of N runs reads a few files, not N."""
+    columns = [c for c in runs.columns if str(c).startswith(SETTINGS_COLUMN)]
+    has_settings = bool(columns)
+    read: dict[tuple, Any] = {}
     groups: dict[tuple, tuple[Scheduler, list]] = {}
     unasked = []
     for log_id, row in runs.iterrows():
         name = row["info.scheduler.name"]
         try:
             cls = _scheduler_class(name)
-            settings = _recorded_settings(row, has_settings)
+            flat = (name, *(repr(row[c]) for c in columns))
+            if flat not in read:
+                read[flat] = _recorded_settings(row, has_settings)
+            settings = read[flat]
             key = (name, _settings_key(settings))
             if key not in groups:
                 scheduler = build_scheduler(cls, settings, f"run {log_id}")

@@ -26,7 +26,7 @@ from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.logger import Logger
 from mlxpy.rundir.status import RunStatus
 from mlxpy.scheduling import job_script
-from mlxpy.scheduling.base import ScheduledJob, Scheduler
+from mlxpy.scheduling.base import ScheduledJob, Scheduler, SubmissionError
 from mlxpy.sweeping.manifest import JournalEntry, append_journal
 
 SUBMITTED = RunStatus.SUBMITTED.value
@@ -49,6 +49,8 @@ class Submission:
         workdir: Path,
         record: LaunchRecord,
         use_arrays: bool,
+        max_running: int = 0,
+        pack: int = 1,
     ) -> None:
         self.runs = list(runs)  # mlxpy.launching.runner.Run objects, one per job
         self.scheduler = scheduler
@@ -57,7 +59,10 @@ class Submission:
         self.workdir = workdir
         self.record = record
         self.use_arrays = use_arrays
+        self.max_running = max_running  # at most this many of the jobs run at once (0: any)
+        self.pack = max(1, pack)  # runs per scheduler job, one after another
         self.jobs: list[ScheduledJob] = []
+        self._index: dict[int, int] = {}  # id of each job -> its run's index
 
     def prepare(self) -> None:
         """Claim each run dir and write its metadata and script; nothing is submitted. What
@@ -108,6 +113,7 @@ class Submission:
         )
         job.script_path = run_dir.job_script
         env = {ENV_VAR: str(record_path)}
+        job.extra.update(command=command, env=env)  # what a packed job runs (job_script)
         text = job_script.run_script(self.scheduler, job, command, self.workdir, env)
         atomic_write_text(job.script_path, text)
         os.chmod(job.script_path, 0o755)
@@ -124,19 +130,39 @@ class Submission:
         with run.plugins.selected(logger):  # the job's own logger hears its submission
             run.ctx.hook.mlxpy_before_job_submit(job=job)
 
+    def check_limits(self) -> None:
+        """Refuse, before any run dir is claimed, a sweep that needs more scheduler jobs than
+        the cluster lets this user submit (naming the cap and the fix)."""
+        needed = -(-len(self.runs) // self.pack)
+        room = self.scheduler.max_submitted_jobs()
+        if room is not None and needed > room:
+            fit = -(-len(self.runs) // room)
+            raise SubmissionError(
+                f"this sweep needs {needed} scheduler jobs ({len(self.runs)} runs, "
+                f"{self.pack} per job), but {self.scheduler.name} lets you submit only {room} "
+                f"more now (the cluster's cap on submitted jobs, less your queued ones). Run "
+                f"several points per job with +mlxpy.sweep.pack={fit}, or submit fewer points "
+                "at a time"
+            )
+
     def submit(self) -> None:
         """Submit every prepared job; on failure mark the unsubmitted runs SUBMIT_FAILED.
         Every accepted job's id is saved before any ``mlxpy_after_job_submit`` fires, so a
-        hook that raises never hides a job the scheduler holds."""
+        hook that raises never hides a job the scheduler holds.
+
+        With ``pack`` > 1, each scheduler job runs that many runs one after another. Arrays
+        are split at the scheduler's :meth:`~Scheduler.max_array_size`. With
+        ``max_running``, arrays are throttled and each waits for the one before, so the
+        limit holds across them; without arrays, the jobs form ``max_running`` chains, each
+        job waiting for the one before it in its chain."""
+        self._index = {id(job): number for number, job in enumerate(self.jobs)}
         try:
+            units = self._pack_units() if self.pack > 1 else [(j, [j]) for j in self.jobs]
             limit = self.scheduler.max_array_size() if self.use_arrays else 0
-            if limit > 0 and len(self.jobs) >= 2:
-                for chunk in _chunks(list(range(len(self.jobs))), limit):
-                    self._submit_array([self.jobs[i] for i in chunk])
+            if limit > 0 and len(units) >= 2:
+                self._submit_arrays(units, limit)
             else:
-                for job in self.jobs:
-                    assert job.script_path is not None
-                    self._record(job, self.scheduler.submit(job.script_path), None)
+                self._submit_singles(units)
         except Exception as exc:
             self._fail_unsubmitted(exc)
             try:
@@ -147,6 +173,73 @@ class Submission:
                 )
             raise
         self._announce()
+
+    def _throttle_refused(self, how: str) -> SubmissionError:
+        return SubmissionError(
+            f"{self.scheduler.name} cannot limit the running jobs of a sweep {how} "
+            f"(sweep.max_running={self.max_running}); remove +mlxpy.sweep.max_running, or "
+            "use a scheduler that can (see its README)"
+        )
+
+    def _submit_arrays(
+        self, units: list[tuple[ScheduledJob, list[ScheduledJob]]], limit: int
+    ) -> None:
+        throttled = 0 < self.max_running < len(units)
+        if throttled and not self.scheduler.can_throttle_arrays:
+            if not self.scheduler.can_wait_for_jobs:
+                raise self._throttle_refused("in arrays")
+            self._submit_singles(units)
+            return
+        after: list[str] = []
+        for chunk in _chunks(units, limit):
+            kwargs: dict[str, Any] = {}
+            if throttled:
+                kwargs = {"max_running": self.max_running, "after": after}
+            ids = self._submit_array(chunk, **kwargs)
+            after = ids
+
+    def _submit_singles(self, units: list[tuple[ScheduledJob, list[ScheduledJob]]]) -> None:
+        chains = self.max_running if 0 < self.max_running < len(units) else 0
+        if chains and not self.scheduler.can_wait_for_jobs:
+            raise self._throttle_refused("without arrays")
+        ids: list[str] = []
+        waiting: Any = self.scheduler  # its submit takes ``after`` (can_wait_for_jobs)
+        for number, (unit, members) in enumerate(units):
+            assert unit.script_path is not None
+            if chains and number >= chains:
+                job_id = waiting.submit(unit.script_path, after=[ids[number - chains]])
+            else:
+                job_id = self.scheduler.submit(unit.script_path)
+            ids.append(job_id)
+            script = str(unit.script_path) if unit is not members[0] else None
+            for job in members:
+                self._record(job, job_id, None, pack_script=script)
+
+    def _pack_units(self) -> list[tuple[ScheduledJob, list[ScheduledJob]]]:
+        """Group the jobs ``pack`` at a time, each group one job running them in turn."""
+        first = self.jobs[0]
+        parent = first.log_dir.parent / ".mlxpy-packs"
+        parent.mkdir(exist_ok=True)
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        units = []
+        for number, members in enumerate(_chunks(self.jobs, self.pack)):
+            base = parent / f"{stamp}-{number}"
+            script = base.with_suffix(".sh")
+            unit = ScheduledJob(
+                log_id=None,
+                log_dir=parent,
+                overrides=[],
+                name=f"{self.script.stem}-{members[0].log_id}-{members[-1].log_id}",
+                script_path=script,
+                extra={"pack": [m.log_id for m in members], "stdout": f"{base}.out"},
+            )
+            text = job_script.pack_script(
+                self.scheduler, unit, members, self.workdir, base.with_suffix(".done")
+            )
+            atomic_write_text(script, text)
+            os.chmod(script, 0o755)
+            units.append((unit, members))
+        return units
 
     def _fail_unsubmitted(self, exc: BaseException) -> None:
         """Mark every claimed run that has no job id SUBMIT_FAILED, with the reason."""
@@ -169,8 +262,12 @@ class Submission:
                 with run.plugins.selected(run.job.logger):
                     run.ctx.hook.mlxpy_after_job_submit(job=job, job_id=job.job_id)
 
-    def _submit_array(self, jobs: list[ScheduledJob]) -> None:
-        first = jobs[0]
+    def _submit_array(
+        self, units: list[tuple[ScheduledJob, list[ScheduledJob]]], **kwargs: Any
+    ) -> list[str]:
+        """One array whose task ``i`` runs ``units[i]`` (a run, or a pack of runs); every
+        run gets its task's id. ``kwargs``: the scheduler's throttle and dependency."""
+        first, last = units[0][1][0], units[-1][1][-1]
         parent = first.log_dir.parent / ".mlxpy-arrays"
         parent.mkdir(exist_ok=True)
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -178,22 +275,34 @@ class Submission:
             log_id=None,
             log_dir=parent,
             overrides=[],
-            name=f"{self.script.stem}-{first.log_id}-{jobs[-1].log_id}",
+            name=f"{self.script.stem}-{first.log_id}-{last.log_id}",
             extra={"array": True, "stdout": str(parent / f"{stamp}.%a.out")},
         )
         path = parent / f"{stamp}.sh"
-        atomic_write_text(path, job_script.array_script(self.scheduler, array_job, jobs))
+        text = job_script.array_script(self.scheduler, array_job, [unit for unit, _ in units])
+        atomic_write_text(path, text)
         os.chmod(path, 0o755)
-        ids = self.scheduler.submit_array(path, len(jobs), array_job)
-        for job, job_id in zip(jobs, ids, strict=True):
-            self._record(job, job_id, str(path))
+        ids = self.scheduler.submit_array(path, len(units), array_job, **kwargs)
+        for (unit, members), job_id in zip(units, ids, strict=True):
+            script = str(unit.script_path) if unit is not members[0] else None
+            for job in members:
+                self._record(job, job_id, str(path), pack_script=script)
+        return ids
 
-    def _record(self, job: ScheduledJob, job_id: str, array_script: str | None) -> None:
+    def _record(
+        self,
+        job: ScheduledJob,
+        job_id: str,
+        array_script: str | None,
+        pack_script: str | None = None,
+    ) -> None:
         job.job_id = job_id
-        run = self.runs[self.jobs.index(job)]
+        run = self.runs[self._index[id(job)]]
         run.info.scheduler["job_id"] = job_id
         if array_script:
             run.info.scheduler["array_script"] = array_script
+        if pack_script:
+            run.info.scheduler["pack_script"] = pack_script
         run.job.logger.save_info(dict(run.info))
 
     def table(self) -> str:

@@ -214,7 +214,7 @@ def reconcile_with_schedulers(parent: Path, states: list[PointState]) -> None:
     for scheduler, members in groups.values():
         try:
             answers = scheduler.statuses([job_id for _, job_id in members])
-        except Exception as exc:  # e.g. no squeue on this machine
+        except Exception as exc:  # e.g. its status command is not on this machine
             warnings.warn(
                 f"could not ask {scheduler.name} about {len(members)} queued or running "
                 f"point(s) ({exc}); their recorded statuses are shown",

@@ -39,34 +39,63 @@ PHASES: dict[str, JobPhase] = {
     **dict.fromkeys(("Terminated", "Error"), JobPhase.DONE),
 }
 
+_NAME = "mlxpy names each job after its run"
+_OUTPUT = "mlxpy writes each job's output into its run dir (job.stdout, job.stderr)"
+_ARRAY = "mlxpy submits a sweep as one array itself (scheduler.use_arrays)"
+#: the ``#OAR`` options :meth:`OARScheduler.directives` and array submission set, and why
+RESERVED: dict[str, str] = {
+    "-n": _NAME,
+    "--name": _NAME,
+    "-O": _OUTPUT,
+    "--stdout": _OUTPUT,
+    "-E": _OUTPUT,
+    "--stderr": _OUTPUT,
+    "--array": _ARRAY,
+    "--array-param-file": _ARRAY,
+    "--checkpoint": "mlxpy asks for the walltime signal itself: set scheduler.checkpoint_s instead",
+    "--signal": "set scheduler.checkpoint_s instead (mlxpy picks the signal)",
+}
+
 
 class OARScheduler(Scheduler):
     """Submits to OAR. Sweeps go as one array job (``use_arrays``). With
     ``checkpoint_s > 0`` OAR sends SIGUSR2 that long before the walltime; the run records
     TIMEOUT with its logs and checkpoint saved. With ``requeue: true`` the job is of type
     ``idempotent`` and exits with 99, so OAR resubmits it and the new job resumes the
-    same run dir; statuses and cancel follow such resubmissions."""
+    same run dir; statuses and cancel follow such resubmissions.
+
+    OAR 2.5 cannot throttle an array: a sweep with ``max_running: k`` is submitted as ``k``
+    chains of jobs, each job waiting for the one before it in its chain (``oarsub -a``,
+    which OAR satisfies once that job is Terminated or in Error): one ``oarsub`` per job.
+    ``max_submitted`` caps the jobs one may submit (OAR's own caps live in admission
+    rules, which cannot be read)."""
 
     name = "OARScheduler"
     directive_prefix = "#OAR"
+    reserved_directives: ClassVar[dict[str, str]] = RESERVED
     array_index_var = "OAR_ARRAY_INDEX"
     array_index_base = 1
     warning_signals: ClassVar[dict[str, str]] = {"SIGUSR2": RunStatus.TIMEOUT.value}
     #: ``mlxpy status``/``cancel`` pass only OAR's integer job ids to oarstat/oardel
     job_id_pattern: ClassVar[str] = r"[0-9]+"
     requeue_exit_code = 99  # with type idempotent, OAR resubmits a job ending so
+    can_wait_for_jobs = True
 
     def __init__(
         self,
         use_arrays: bool = True,
         checkpoint_s: int = 0,
         requeue: bool = False,
+        max_submitted: int = 0,
         **kwargs: Any,  # the job-script settings every scheduler shares (mlxpy.Scheduler)
     ) -> None:
         super().__init__(**kwargs)
+        if max_submitted < 0:
+            raise ValueError("max_submitted must be 0 (no limit) or more")
         self.use_arrays = use_arrays
         self.checkpoint_s = checkpoint_s
         self.requeue = requeue
+        self.max_submitted = max_submitted
         self._process_start = time.monotonic()  # in a job: soon after OAR started it
 
     def directives(self, job: ScheduledJob) -> list[str]:
@@ -88,8 +117,17 @@ class OARScheduler(Scheduler):
             raise SubmissionError(f"{what} failed: {out.strip()}")
         return ids
 
-    def submit(self, script_path: Path) -> str:
-        return self._submit(["oarsub", "-S", str(script_path)], "oarsub")[0]
+    def submit(self, script_path: Path, after: Sequence[str] = ()) -> str:
+        anterior = [word for job_id in after for word in ("-a", str(job_id))]
+        return self._submit(["oarsub", *anterior, "-S", str(script_path)], "oarsub")[0]
+
+    def max_submitted_jobs(self) -> int | None:
+        """``max_submitted`` less this user's jobs OAR has not finished; None: no cap."""
+        if not self.max_submitted:
+            return None
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+        jobs = json.loads(self.call(["oarstat", "-J", "-u", user], "oarstat") or "{}")
+        return max(self.max_submitted - len(jobs), 0)
 
     def max_array_size(self) -> int:
         return 100_000

@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mlxpy import JobPhase, JobState, RunStatus, ScheduledJob, Scheduler, SubmissionError
 
@@ -37,6 +37,31 @@ PHASES: dict[str, JobPhase] = {
 }
 
 
+_NAME = "mlxpy names each job after its run"
+_OUTPUT = "mlxpy writes each job's output into its run dir (job.stdout, job.stderr)"
+_ARRAY = "mlxpy submits a sweep as one array itself (scheduler.use_arrays)"
+#: the ``#SBATCH`` options :meth:`SLURMScheduler.directives` sets itself, and why
+RESERVED: dict[str, str] = {
+    "--job-name": _NAME,
+    "-J": _NAME,
+    "--output": _OUTPUT,
+    "-o": _OUTPUT,
+    "--error": _OUTPUT,
+    "-e": _OUTPUT,
+    "--open-mode": _OUTPUT,
+    "--array": _ARRAY,
+    "-a": _ARRAY,
+    "--signal": "mlxpy asks for the time-limit signal itself: set "
+    "+mlxpy.scheduler.signal_grace_s=<seconds> in mlxpy.yaml or on the python line",
+    "--requeue": "set scheduler.requeue: true instead",
+    "--no-requeue": "mlxpy sets it unless scheduler.requeue is true",
+}
+
+
+#: ``ArrayTaskId`` of an array's record that names no task (SLURM's NO_VAL)
+NO_TASK = 0xFFFFFFFE
+
+
 def job_state(
     word: str, exit_code: int | None = None, reason: str | None = None, signal: int | None = None
 ) -> JobState:
@@ -63,20 +88,42 @@ def _expand(task_ids: str) -> list[str]:
     return out
 
 
+def _dependency(after: Sequence[str]) -> list[str]:
+    """``sbatch`` waits for those jobs to end, however they end. The tasks of an array
+    (``<array>_<task>``, every task of it, as a submission passes them) are waited for as
+    the whole array, by its base id: one short dependency."""
+    jobs = dict.fromkeys(job_id.split("_")[0] for job_id in after)
+    return [f"--dependency=afterany:{':'.join(jobs)}"] if jobs else []
+
+
+def max_submit(sacctmgr_output: str) -> int:
+    """The smallest MaxSubmitJobs of ``sacctmgr -n -P ... format=MaxSubmit`` lines (one per
+    association; empty: no limit); 0 when none is set."""
+    limits = [int(line) for line in sacctmgr_output.split() if line.strip().isdigit()]
+    return min(limits) if limits else 0
+
+
 class SLURMScheduler(Scheduler):
-    """Submits to SLURM. Sweeps go as one job array (``use_arrays``), split above the
-    cluster's MaxArraySize, optionally throttled (``array_throttle``). SLURM is asked for
+    """Submits to SLURM. Sweeps go as one job array (``use_arrays``), split at the
+    cluster's MaxArraySize, optionally throttled (``array_throttle`` per array; a sweep's
+    ``max_running`` across its arrays, each array waiting for the one before:
+    ``--dependency=afterany``). ``max_submitted`` (else the association's MaxSubmitJobs,
+    read with ``sacctmgr`` when the cluster keeps accounts) caps the jobs one may submit.
+    SLURM is asked for
     SIGUSR1 ``signal_grace_s`` seconds before the time limit; the run then records TIMEOUT
     and, with ``requeue: true``, puts itself back in the queue to resume in the same dir."""
 
     name = "SLURMScheduler"
     directive_prefix = "#SBATCH"
+    reserved_directives: ClassVar[dict[str, str]] = RESERVED
     array_index_var = "SLURM_ARRAY_TASK_ID"
     array_index_base = 0
     warning_signals = {"SIGUSR1": RunStatus.TIMEOUT.value}
     #: ``mlxpy status``/``cancel`` pass only ids of this shape to squeue/scancel: a job id, or
     #: an array task's ``<array job>_<task>``
     job_id_pattern = r"[0-9]+(_[0-9]+)?"
+    can_throttle_arrays = True
+    can_wait_for_jobs = True
 
     def __init__(
         self,
@@ -84,13 +131,22 @@ class SLURMScheduler(Scheduler):
         array_throttle: int = 0,
         signal_grace_s: int = 60,
         requeue: bool = False,
+        max_submitted: int = 0,
+        max_array_tasks: int = 0,
         **kwargs: Any,  # the job-script settings every scheduler shares (mlxpy.Scheduler)
     ) -> None:
         super().__init__(**kwargs)
+        if min(array_throttle, max_submitted, max_array_tasks) < 0:
+            raise ValueError(
+                "array_throttle, max_submitted and max_array_tasks must be 0 (no limit) or more"
+            )
         self.use_arrays = use_arrays
         self.array_throttle = array_throttle
         self.signal_grace_s = signal_grace_s
         self.requeue = requeue
+        self.max_submitted = max_submitted
+        self.max_array_tasks = max_array_tasks
+        self._config: str | None = None
 
     def directives(self, job: ScheduledJob) -> list[str]:
         out, err = self.output_paths(job)
@@ -105,25 +161,70 @@ class SLURMScheduler(Scheduler):
         lines.append("--requeue" if self.requeue else "--no-requeue")
         return lines + list(self.option_cmd)
 
-    def submit(self, script_path: Path) -> str:
-        out = self.call(["sbatch", "--parsable", str(script_path)], "sbatch")
+    def submit(self, script_path: Path, after: Sequence[str] = ()) -> str:
+        out = self.call(["sbatch", "--parsable", *_dependency(after), str(script_path)], "sbatch")
         return out.strip().split(";")[0]
 
-    def max_array_size(self) -> int:
-        out = self.call(["scontrol", "show", "config"], "scontrol show config")
-        match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, flags=re.M)
-        return int(match.group(1)) if match else 1001
+    def _controller_config(self) -> str:
+        """``scontrol show config``, asked once per scheduler instance."""
+        if self._config is None:
+            self._config = self.call(["scontrol", "show", "config"], "scontrol show config")
+        return self._config
 
-    def submit_array(self, script_path: Path, count: int, first_job: ScheduledJob) -> list[str]:
-        spec = f"0-{count - 1}" + (f"%{self.array_throttle}" if self.array_throttle else "")
-        out = self.call(
-            ["sbatch", "--parsable", f"--array={spec}", str(script_path)], "sbatch --array"
-        )
-        base = out.strip().split(";")[0]
+    def max_array_size(self) -> int:
+        """The most tasks one array may hold: the controller's MaxArraySize (SLURM's task
+        indices stay below it, and arrays are numbered from 0), or ``max_array_tasks`` when
+        smaller (a site's own policy)."""
+        match = re.search(r"^MaxArraySize\s*=\s*(\d+)", self._controller_config(), flags=re.M)
+        limit = int(match.group(1)) if match else 1001
+        return min(limit, self.max_array_tasks) if self.max_array_tasks else limit
+
+    def submit_array(
+        self,
+        script_path: Path,
+        count: int,
+        first_job: ScheduledJob,
+        max_running: int = 0,
+        after: Sequence[str] = (),
+    ) -> list[str]:
+        limits = [k for k in (self.array_throttle, max_running) if k > 0]
+        spec = f"0-{count - 1}" + (f"%{min(limits)}" if limits else "")
+        args = ["sbatch", "--parsable", f"--array={spec}", *_dependency(after), str(script_path)]
+        base = self.call(args, "sbatch --array").strip().split(";")[0]
         return [f"{base}_{i}" for i in range(count)]
 
+    def max_submitted_jobs(self) -> int | None:
+        """``max_submitted``, or the association's MaxSubmitJobs (``sacctmgr``, only when the
+        controller keeps accounts), less this user's jobs in the queue (array tasks count
+        one each, as SLURM counts them); None: no known cap."""
+        cap = self.max_submitted or self._association_max_submit()
+        if not cap:
+            return None
+        queued = self.call(["squeue", "-h", "-r", "--me", "-o", "%i"], "squeue").split()
+        return max(cap - len(queued), 0)
+
+    def _association_max_submit(self) -> int:
+        if not re.search(
+            r"^AccountingStorageType\s*=\s*accounting_storage/slurmdbd",
+            self._controller_config(),
+            flags=re.M,
+        ):
+            return 0
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+        try:
+            out = self.call(
+                ["sacctmgr", "-n", "-P", "show", "assoc", f"where user={user}", "format=MaxSubmit"],
+                "sacctmgr show assoc",
+            )
+        except SubmissionError:  # accounts unreadable: no known cap
+            return 0
+        return max_submit(out)
+
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
-        """One ``scontrol show job -o`` for every job the controller still knows."""
+        """One ``scontrol show job -o`` for every job the controller still knows. A pending
+        array is one record for its pending tasks; once every pending task is cancelled it
+        names no task (``ArrayTaskId`` is SLURM's NO_VAL) and stands for every task of the
+        array that has no record of its own."""
         wanted = set(job_ids)
         try:
             out = self.call(["scontrol", "show", "job", "-o"], "scontrol show job")
@@ -132,6 +233,7 @@ class SLURMScheduler(Scheduler):
                 return {}
             raise
         found: dict[str, JobState] = {}
+        whole_array: dict[str, JobState] = {}
         for line in out.splitlines():
             fields = dict(_FIELD.findall(line))
             if "JobId" not in fields:
@@ -145,12 +247,17 @@ class SLURMScheduler(Scheduler):
             )
             names = [fields["JobId"]]
             if "ArrayJobId" in fields:
-                names += [
-                    f"{fields['ArrayJobId']}_{t}" for t in _expand(fields.get("ArrayTaskId", ""))
-                ]
+                tasks = _expand(fields.get("ArrayTaskId", ""))
+                if tasks == [str(NO_TASK)]:
+                    whole_array[fields["ArrayJobId"]] = state
+                names += [f"{fields['ArrayJobId']}_{t}" for t in tasks]
             for name in names:
                 if name in wanted:
                     found[name] = state
+        for name in wanted - found.keys():
+            array, _, task = name.partition("_")
+            if task and array in whole_array:
+                found[name] = whole_array[array]
         return found
 
     def cancel(self, job_ids: Sequence[str]) -> None:

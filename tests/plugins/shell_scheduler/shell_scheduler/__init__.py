@@ -65,6 +65,10 @@ class ShellScheduler(Scheduler):
 
     name = "ShellScheduler"
     directive_prefix = "#SHELL"
+    reserved_directives = {
+        "--output": "mlxpy writes each job's output into its run dir",
+        "--error": "mlxpy writes each job's errors into its run dir",
+    }
     job_id_pattern = r"sh-[0-9a-f]{12}"
 
     def __init__(self, state_dir: str = "", **kwargs: Any) -> None:
