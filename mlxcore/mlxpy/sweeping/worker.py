@@ -36,9 +36,7 @@ from mlxpy.rundir.info import now_iso, read_info
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.status import RunStatus
 from mlxpy.sweeping.manifest import (
-    JournalEntry,
     SweepManifest,
-    append_journal,
     list_sweeps,
     new_sweep_id,
     read_journal,
@@ -320,11 +318,9 @@ def _run_trial(
         except MlxpyError as exc:  # this trial cannot start; the next one still may
             print(f"mlxpy: error in trial {trial.number}: {exc}", file=sys.stderr, flush=True)
             return RunStatus.FAILED
-        log_id = run.info.log_id
+        log_id = run.info.log_id  # run.start() journaled it (the run has a sweep_id)
         if log_id is not None:
             trial.log_id = int(log_id)
-            entry = JournalEntry(trial.number, int(log_id), run.info.get("uid", ""))
-            append_journal(parent, sweep_id, entry)
         outcome = run.execute(reraise=False)
     except BaseException:
         recorded = run.info.get("status") if run is not None else None

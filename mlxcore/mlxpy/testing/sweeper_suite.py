@@ -259,6 +259,10 @@ class AdaptiveSweeperSuite(SweeperSuite):
         assert manifest["sweeper"]["name"] == self.sweeper_name
         for info in infos:
             assert any(o in ("lr=0.1", "lr=0.01", "lr=0.001") for o in info["overrides"])
+        # the journal: one line per trial's run (written once, when its run dir is claimed)
+        lines = (project.logs / ".sweeps" / sweep_id / "points.jsonl").read_text().splitlines()
+        entries = sorted((e["point"], e["log_id"]) for e in map(json.loads, lines))
+        assert entries == sorted((i["sweep_point"], i["log_id"]) for i in infos), lines
 
 
 def _worker_main(argv: list[str]) -> int:

@@ -98,6 +98,8 @@ def test_local_workers_run_exactly_the_trials(tmp_path):
     assert len(runs) == 12 and all(i["status"] == "COMPLETE" for i in runs), runs
     assert {i["sweep_id"] for i in runs} == {sweep_id}
     assert sorted(i["sweep_point"] for i in runs) == list(range(12))  # no trial twice
+    journal = (project.logs / ".sweeps" / sweep_id / "points.jsonl").read_text().splitlines()
+    assert len(journal) == 12, journal  # one line per trial, by the worker that claimed it
     jobs = {i["scheduler"]["job_id"] for i in runs}
     assert jobs <= set(worker_jobs(project, sweep_id)) and len(jobs) >= 2  # shared out
     frame = mlxpy.Reader(project.logs).filter(f"info.sweep_id == '{sweep_id}'")
