@@ -102,9 +102,20 @@ class Sweeper(Component):
     #: worker computes it, :func:`mlxpy.sweeping.worker.objective_value`)
     objective: str = ""
 
-    def open(self, sweep_dir: Path, space: SearchSpace) -> None:
+    #: the most a read-only :meth:`open` reads of a study, in bytes (256 MiB): a bigger
+    #: study is refused rather than replayed into the memory of whoever looks at it
+    max_read_bytes: int = 256 * 1024**2
+
+    def open(self, sweep_dir: Path, space: SearchSpace, read_only: bool = False) -> None:
         """Create or reopen the study of a sweep; ``sweep_dir`` holds its files (on the
-        shared filesystem every worker sees)."""
+        shared filesystem every worker sees).
+
+        ``read_only`` (``mlxpy sweep status``, which anyone who can read the sweep runs, in
+        a sweep dir that may be another user's or not writable): open an existing study
+        only to read it (:meth:`best`, :meth:`running`). It creates, writes and locks
+        nothing in ``sweep_dir``, and raises :class:`mlxpy.sweeping.manifest.SweepError`
+        when the study is missing or bigger than :attr:`max_read_bytes`; :meth:`ask` and
+        :meth:`tell` then raise."""
         raise NotImplementedError
 
     def ask(self) -> Trial | None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 import yaml
 from mlx_optuna.sweeper import OptunaSweeper
 from mlxpy.scheduling.local import LocalScheduler, NotOurProcessWarning
+from mlxpy.sweeping.manifest import SweepError
 from mlxpy.testing import OBJECTIVE_TASK, ProjectDir
 
 LRS = "lr=0.1,0.03,0.02,0.01,0.005,0.003,0.001"
@@ -252,3 +255,73 @@ def test_a_changed_space_is_refused_on_resume(tmp_path):
     space = mlxpy.SearchSpace([], [mlxpy.Choice("", "lr", ("0.5", "0.6"))])
     with pytest.raises(mlxpy.ConfigError, match="searches another space"):
         sweeper.open(folder, space)
+
+
+def tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def chmod_tree(folder: Path, dirs: int, files: int) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, dirs if path.is_dir() else files)
+
+
+@pytest.fixture
+def shared_tmp():
+    """A temp dir every user may enter (pytest's own is its user's alone)."""
+    root = Path(tempfile.mkdtemp(prefix="mlxpy-optuna-"))
+    os.chmod(root, 0o755)
+    yield root
+    chmod_tree(root, 0o755, 0o644)
+    shutil.rmtree(root)
+
+
+def test_sweep_status_reads_the_study_and_writes_nothing(shared_tmp):
+    project = ProjectDir(shared_tmp / "proj", OBJECTIVE_TASK)
+    project.write_config({"lr": 0.1})
+    result = project.run(LRS, *SWEEP, "+mlxpy.sweep.trials=3")
+    assert result.returncode == 0, result.stderr
+    sweep_id = sweep_id_of(result)
+    folder = project.logs / ".sweeps" / sweep_id
+    reader = OptunaSweeper(trials=3, objective="val.loss.min")
+    reader.open(folder, mlxpy.SearchSpace(), read_only=True)
+    expected = reader.best()
+    assert expected is not None and expected["log_id"] is not None
+
+    # a sweep dir its reader cannot write to: as another user when the tests run as root
+    if os.geteuid() == 0:
+        project.command_prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    before = tree(folder)
+    chmod_tree(folder, 0o555, 0o444)
+    try:
+        status = project.mlxpy("sweep", "status", sweep_id, "--format", "json")
+    finally:
+        chmod_tree(folder, 0o755, 0o644)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["best"] == expected
+    assert tree(folder) == before  # no lock file, no journal line
+
+    # a sweep whose journal is gone: told so, and nothing created (even by a user who could)
+    project.command_prefix = []
+    (folder / "optuna.journal").unlink()
+    before = tree(folder)
+    status = project.mlxpy("sweep", "status", sweep_id)
+    assert status.returncode == 0, status.stderr
+    assert 'best: "(unavailable: SweepError: no Optuna study in' in status.stdout, status.stdout
+    assert tree(folder) == before
+
+
+def test_a_read_only_open_refuses_a_journal_over_256_mib(tmp_path):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    with open(folder / "optuna.journal", "wb") as f:
+        f.truncate(256 * 1024**2 + 1)  # sparse: no disk used
+    before = tree(folder)
+    with pytest.raises(SweepError, match="more than the 268435456"):
+        OptunaSweeper(trials=1, objective="val.loss.min").open(
+            folder, mlxpy.SearchSpace(), read_only=True
+        )
+    assert tree(folder) == before
