@@ -216,6 +216,37 @@ class AdaptiveSweeperSuite(SweeperSuite):
         best = again.best()
         assert best is not None and best["number"] in done
 
+    def test_running_trials_name_the_process_that_asked_them(self, tmp_path: Path) -> None:
+        import socket
+
+        folder = tmp_path / "study"
+        trial = self._open(folder, 2).ask()
+        assert trial is not None
+        assert (trial.host, trial.pid) == (socket.gethostname(), os.getpid())
+        [running] = self._open(folder, 2).running()  # a relaunch's view
+        assert (running.number, running.host, running.pid) == (
+            trial.number,
+            socket.gethostname(),
+            os.getpid(),
+        )
+
+    def test_a_trial_told_twice_warns_and_keeps_the_first(self, tmp_path: Path) -> None:
+        folder = tmp_path / "study"
+        worker = self._open(folder, 2)
+        trial = worker.ask()
+        assert trial is not None
+        relaunch = self._open(folder, 2)
+        relaunch.tell(relaunch.running()[0], None, RunStatus.LOST)  # took it for dead
+        trial.log_id = 7
+        with pytest.warns(Warning, match=f"trial {trial.number}"):
+            worker.tell(trial, toy_value(trial), RunStatus.COMPLETE)  # must not raise
+        assert worker.best() is None  # the study keeps LOST: a trial asked in its place
+        numbers = []
+        while (again := worker.ask()) is not None:
+            numbers.append(again.number)
+            worker.tell(again, toy_value(again), RunStatus.COMPLETE)
+        assert len(numbers) == 2 and trial.number not in numbers
+
     def test_a_read_only_open_reads_the_study_and_writes_nothing(self, tmp_path: Path) -> None:
         folder = tmp_path / "study"
         writer = self._open(folder, 4)

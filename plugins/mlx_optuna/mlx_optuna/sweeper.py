@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mlxpy import Choice, ConfigError, Interval, RunStatus, SearchSpace, Sweeper, Trial
+from mlxpy.errors import MlxpyWarning
 
 STUDY_NAME = "mlxpy"
 JOURNAL_FILE = "optuna.journal"
@@ -31,12 +34,13 @@ ASK_LOCK = "ask"  # the lock file is ask.lock
 SAMPLERS = ("tpe", "random")
 DIRECTIONS = ("minimize", "maximize")
 #: what a trial keeps in its user attributes
-OVERRIDES, LOG_ID, STATUS, COUNTED, SPACE = (
+OVERRIDES, LOG_ID, STATUS, COUNTED, SPACE, WORKER = (
     "overrides",
     "log_id",
     "status",
     "counted",
     "mlxpy_space",
+    "worker",  # [host, pid] of the process that asked it
 )
 
 
@@ -186,43 +190,71 @@ class OptunaSweeper(Sweeper):
                 value = params[dimension.key]
                 overrides.append(SearchSpace.override(dimension, _as_text(value)))
             asked.set_user_attr(OVERRIDES, overrides)
+            host, pid = socket.gethostname(), os.getpid()
+            asked.set_user_attr(WORKER, [host, pid])  # under the lock: see running()
         finally:
             lock.release()
         self._asked[asked.number] = asked
-        return Trial(asked.number, overrides, params)
+        return Trial(asked.number, overrides, params, host=host, pid=pid)
 
     def tell(self, trial: Trial, value: float | None, status: RunStatus) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import Trial as OptunaTrial
         from optuna.trial import TrialState
 
         study = self._require_writable()
         handle = self._asked.pop(trial.number, None)
-        if handle is None:  # a trial another process asked (a relaunch telling it LOST)
-            found = [t for t in study.get_trials(deepcopy=False) if t.number == trial.number]
-            if not found:
-                raise ValueError(f"the study has no trial {trial.number}")
-            if found[0].state.is_finished():
-                return  # told meanwhile
-            handle = OptunaTrial(study, found[0]._trial_id)
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == trial.number]
+        if not found:
+            raise ValueError(f"the study has no trial {trial.number}")
         status = RunStatus(status)
-        if trial.log_id is not None:
-            handle.set_user_attr(LOG_ID, int(trial.log_id))
-        handle.set_user_attr(STATUS, status.value)
-        if status is RunStatus.COMPLETE and value is not None:
-            study.tell(handle, float(value))
+        if found[0].state.is_finished():
+            self._warn_told(trial, found[0].state.name, status)
             return
-        if status in (RunStatus.COMPLETE, RunStatus.FAILED):
-            handle.set_user_attr(COUNTED, True)  # the task ran: it uses up its trial
-        study.tell(handle, state=TrialState.FAIL)
+        if handle is None:  # a trial another process asked (a relaunch telling it LOST)
+            handle = OptunaTrial(study, found[0]._trial_id)
+        try:
+            if trial.log_id is not None:
+                handle.set_user_attr(LOG_ID, int(trial.log_id))
+            handle.set_user_attr(STATUS, status.value)
+            if status is RunStatus.COMPLETE and value is not None:
+                study.tell(handle, float(value), skip_if_finished=True)
+                return
+            if status in (RunStatus.COMPLETE, RunStatus.FAILED):
+                handle.set_user_attr(COUNTED, True)  # the task ran: it uses up its trial
+            study.tell(handle, state=TrialState.FAIL, skip_if_finished=True)
+        except UpdateFinishedTrialError:  # told by another process between the two
+            self._warn_told(trial, "finished", status)
+
+    def _warn_told(self, trial: Trial, state: str, status: RunStatus) -> None:
+        warnings.warn(
+            f"trial {trial.number} of the study in {self._folder} was already told "
+            f"({state}) by another process, so it is not told {status} (run "
+            f"{trial.log_id}) again: a relaunch took its worker for dead? Its run dir "
+            "keeps the result; the study keeps what it was told first",
+            MlxpyWarning,
+            stacklevel=2,
+        )
 
     def running(self) -> list[Trial]:
         from optuna.trial import TrialState
 
         study = self._require_open()
-        return [
-            Trial(t.number, list(t.user_attrs.get(OVERRIDES, [])), dict(t.params))
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        ]
+        lock = None if self._read_only else self._lock()
+        if lock is not None:  # no trial half asked (created, its worker not yet recorded)
+            lock.acquire()
+        try:
+            trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        finally:
+            if lock is not None:
+                lock.release()
+        found = []
+        for t in trials:
+            worker = t.user_attrs.get(WORKER)
+            host, pid = worker if isinstance(worker, list) and len(worker) == 2 else (None, None)
+            overrides = list(t.user_attrs.get(OVERRIDES, []))
+            found.append(Trial(t.number, overrides, dict(t.params), host=host, pid=pid))
+        return found
 
     def best(self) -> dict[str, Any] | None:
         from optuna.trial import TrialState

@@ -8,6 +8,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -325,3 +327,56 @@ def test_a_read_only_open_refuses_a_journal_over_256_mib(tmp_path):
             folder, mlxpy.SearchSpace(), read_only=True
         )
     assert tree(folder) == before
+
+
+#: a logger that holds trial 0 between its ask and its run (the window in which the trial has
+#: no run dir and no journal line) until the test creates the file ``go``
+SLOW_START_LOGGER = """
+import os, time
+from pathlib import Path
+
+from mlxpy.logger import DefaultLogger
+
+
+class SlowStartLogger(DefaultLogger):
+    def start_run(self, ctx):
+        if ctx.info.get("sweep_point") == 0:
+            Path("holding-0").write_text(str(os.getpid()))
+            deadline = time.monotonic() + 120
+            while not Path("go").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        super().start_run(ctx)
+"""
+
+
+def test_a_relaunch_leaves_a_live_workers_trial_that_has_no_run_yet(tmp_path):
+    project = ProjectDir(tmp_path / "proj", OBJECTIVE_TASK)
+    project.write_config({"lr": 0.1})
+    project.write_config({"logger": {"name": "slow_start.SlowStartLogger"}}, "mlxpy.yaml")
+    (project.root / "slow_start.py").write_text(SLOW_START_LOGGER)
+    args = [LRS, *SWEEP, "+mlxpy.sweep.trials=3"]
+    command = [sys.executable, str(project.root / "main.py"), *args]
+    first = subprocess.Popen(
+        command, cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (project.root / "holding-0").exists():  # trial 0 asked, not started
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "trial 0 never asked"
+            time.sleep(0.05)
+        again = project.run(*args, "+mlxpy.sweep.resume=true")
+        assert again.returncode == 0, again.stderr
+        assert "told LOST" not in again.stderr  # the first worker lives: its trial is its own
+        (project.root / "go").touch()
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0, err  # its tell found its trial still its own
+    runs = infos(project)
+    assert len(runs) == 3, runs  # exactly the trials: none asked again
+    assert sorted(i["sweep_point"] for i in runs) == [0, 1, 2]
+    assert all(i["status"] == "COMPLETE" for i in runs), runs
+    assert [i["pid"] for i in runs if i["sweep_point"] == 0] == [first.pid]
