@@ -114,3 +114,38 @@ if __name__ == "__main__":
         time.sleep(0.05)
     assert project.info(run_dir)["status"] == "RUNNING"  # the record still says so
     assert not run_alive(tmp_path / "no-such-run")
+
+
+def test_a_relaunch_leaves_a_trial_whose_worker_may_live(tmp_path):
+    import socket
+
+    from mlxpy.sweeping.sweeper import Trial
+    from mlxpy.sweeping.worker import worker_may_live
+
+    here = socket.gethostname()
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    dead = int(ended.stdout)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # on this host: its pid says, started or not
+        assert worker_may_live(Trial(0, [], host=here, pid=live.pid), started=False)
+        assert worker_may_live(Trial(0, [], host=here, pid=live.pid), started=True)
+        assert not worker_may_live(Trial(0, [], host=here, pid=dead), started=False)
+        live.kill()  # and not reaped (no wait): a zombie, which runs nothing
+        deadline = time.monotonic() + 10
+        while worker_may_live(Trial(0, [], host=here, pid=live.pid), started=True):
+            assert time.monotonic() < deadline, "a killed, unreaped worker taken for alive"
+            time.sleep(0.05)
+    finally:
+        live.kill()
+        live.wait()
+    # on another host: left until it has a run (then its run's heartbeat says)
+    assert worker_may_live(Trial(0, [], host="elsewhere", pid=dead), started=False)
+    assert not worker_may_live(Trial(0, [], host="elsewhere", pid=dead), started=True)
+    # asked before workers were recorded: its run alone says
+    assert not worker_may_live(Trial(0, []), started=False)

@@ -312,7 +312,8 @@ def _sweeps(args: argparse.Namespace) -> int:
 
 def _best(parent: Path, manifest: Any) -> Any:
     """The best trial of an adaptive sweep, from its sweeper (a registered one only: the
-    manifest is data from a shared dir, a dotted class path in it is never imported)."""
+    manifest is data from a shared dir, a dotted class path in it is never imported), opened
+    read-only: looking at a sweep, maybe another user's, writes nothing in its dir."""
     from mlxpy.plugins import get_plugins
     from mlxpy.plugins.component import build_component
     from mlxpy.sweeping.manifest import sweep_dir
@@ -326,7 +327,7 @@ def _best(parent: Path, manifest: Any) -> Any:
         cls = registry.resolve("sweeper", name, where="the sweep manifest")
         settings = dict(manifest.sweeper.get("settings") or {})
         sweeper = build_component(cls, "sweep", settings, lambda key: "the sweep manifest")
-        sweeper.open(sweep_dir(parent, manifest.sweep_id), SearchSpace([], []))
+        sweeper.open(sweep_dir(parent, manifest.sweep_id), SearchSpace([], []), read_only=True)
         return sweeper.best()
     except Exception as exc:  # a study that cannot be read still leaves the points shown
         return f"(unavailable: {type(exc).__name__}: {exc})"

@@ -39,12 +39,17 @@ RESUMABLE = (
 class Trial:
     """One point an adaptive sweeper proposes: its number in the study (unique across the
     sweep's workers: the run's ``sweep_point``) and its overrides; ``log_id`` is set by the
-    worker once the trial's run dir is claimed, before it is told."""
+    worker once the trial's run dir is claimed, before it is told. ``host`` and ``pid``: the
+    process that asked it (``socket.gethostname()``, ``os.getpid()``), recorded by
+    :meth:`Sweeper.ask` with the trial and given back by :meth:`Sweeper.running`, so that a
+    relaunch never takes a live worker's trial, not started as a run yet, for a lost one."""
 
     number: int
     overrides: list[str]
     params: dict[str, Any] = field(default_factory=dict)
     log_id: int | None = None
+    host: str | None = None
+    pid: int | None = None
 
 
 class Sweeper(Component):
@@ -102,25 +107,42 @@ class Sweeper(Component):
     #: worker computes it, :func:`mlxpy.sweeping.worker.objective_value`)
     objective: str = ""
 
-    def open(self, sweep_dir: Path, space: SearchSpace) -> None:
+    #: the most a read-only :meth:`open` reads of a study, in bytes (256 MiB): a bigger
+    #: study is refused rather than replayed into the memory of whoever looks at it
+    max_read_bytes: int = 256 * 1024**2
+
+    def open(self, sweep_dir: Path, space: SearchSpace, read_only: bool = False) -> None:
         """Create or reopen the study of a sweep; ``sweep_dir`` holds its files (on the
-        shared filesystem every worker sees)."""
+        shared filesystem every worker sees).
+
+        ``read_only`` (``mlxpy sweep status``, which anyone who can read the sweep runs, in
+        a sweep dir that may be another user's or not writable): open an existing study
+        only to read it (:meth:`best`, :meth:`running`). It creates, writes and locks
+        nothing in ``sweep_dir``, and raises :class:`mlxpy.sweeping.manifest.SweepError`
+        when the study is missing or bigger than :attr:`max_read_bytes`; :meth:`ask` and
+        :meth:`tell` then raise."""
         raise NotImplementedError
 
     def ask(self) -> Trial | None:
-        """The next trial to run, or None when the study has all its trials."""
+        """The next trial to run, or None when the study has all its trials. The asking
+        process's host and pid are stored with the trial in the same critical section as
+        the asking (see :class:`Trial`)."""
         raise NotImplementedError
 
     def tell(self, trial: Trial, value: float | None, status: RunStatus) -> None:
         """How a trial ended: its objective (None when the run did not complete or logged
         no objective). COMPLETE and FAILED (the task raised) use up a trial of the budget;
         any other status (INTERRUPTED, CANCELLED, TIMEOUT, PREEMPTED, LOST: the run was cut
-        short) does not, so the study asks another trial in its place."""
+        short) does not, so the study asks another trial in its place. A trial already
+        told (by another process) is left as it is, with a warning: never an error, which
+        would end the worker."""
         raise NotImplementedError
 
     def running(self) -> list[Trial]:
-        """The trials asked and not told yet: a relaunch tells those whose run is not alive
-        (their worker was killed) as LOST, so that the study can ask again."""
+        """The trials asked and not told yet, each with the ``host`` and ``pid`` that asked
+        it (a trial being asked meanwhile is either absent or complete): a relaunch tells
+        those whose run and worker are not alive as LOST, so that the study can ask
+        again."""
         return []
 
     def best(self) -> dict[str, Any] | None:

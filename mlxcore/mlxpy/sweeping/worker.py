@@ -4,7 +4,8 @@ all its trials. No worker waits for another; the study (in the sweep's folder, o
 filesystem every worker sees) is what they share.
 
 The launching process writes the sweep's manifest (``adaptive: true``), tells the sweeper
-that the trials a killed worker left running are LOST (so they are asked again), then either
+that the trials a killed worker left running are LOST (so they are asked again; a trial whose
+worker lives, even one not started as a run yet, is left: see :func:`worker_may_live`), then either
 runs one worker itself (no scheduler: the trials run one after another in this process), or
 submits ``workers`` workers to the scheduler as one array. A submitted worker learns its
 sweep from its launch record (``sweep_worker``) and claims a run dir per trial: nothing is
@@ -22,6 +23,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -37,9 +39,7 @@ from mlxpy.rundir.info import now_iso, read_info
 from mlxpy.rundir.layout import LAUNCH_RECORD, RunDir
 from mlxpy.rundir.status import RunStatus
 from mlxpy.sweeping.manifest import (
-    JournalEntry,
     SweepManifest,
-    append_journal,
     list_sweeps,
     new_sweep_id,
     read_journal,
@@ -222,8 +222,8 @@ def run_alive(run_dir: Path) -> bool:
 
 def reap(sweeper: Sweeper, parent: Path, sweep_id: str) -> int:
     """Tell the sweeper LOST every trial it still counts as running whose run is not alive
-    (its worker was killed, or died before claiming the trial's run dir); returns how many.
-    Run by a relaunch, before its workers start."""
+    and whose worker is gone (killed, or died before claiming the trial's run dir); returns
+    how many. Run by a relaunch, before its workers start; the old workers may still run."""
     journal = read_journal(parent, sweep_id)
     lost = 0
     for trial in sweeper.running():
@@ -232,9 +232,44 @@ def reap(sweeper: Sweeper, parent: Path, sweep_id: str) -> int:
             trial.log_id = entry.log_id
             if run_alive(parent / str(entry.log_id)):
                 continue
+        if worker_may_live(trial, started=entry is not None):
+            continue
         sweeper.tell(trial, None, RunStatus.LOST)
         lost += 1
     return lost
+
+
+def worker_may_live(trial: Trial, started: bool) -> bool:
+    """Whether the worker that asked ``trial`` (its ``host`` and ``pid``) may still run it:
+    on this host, while that pid lives (it is between asking and telling: composing the
+    trial, claiming its run dir, or telling its result); on another host, whose processes
+    cannot be seen from here, only until the trial has a run (``started``), whose heartbeat
+    then tells. A trial recorded without its worker is judged by its run alone."""
+    from mlxpy.sweeping.resume import _pid_alive
+
+    if trial.host is None or trial.pid is None:
+        return False
+    if trial.host == socket.gethostname():
+        return _pid_alive(trial.pid) and not _zombie(trial.pid)
+    if not started:
+        print(
+            f"[mlxpy] trial {trial.number}, asked by pid {trial.pid} on {trial.host}, has no "
+            "run yet: left to that worker (its host's processes are not visible here)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return not started
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended and waits for its parent to reap it (Linux; elsewhere
+    False): signalling it still succeeds, yet it runs nothing."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read(4096)
+    except OSError:
+        return False
+    return stat.rpartition(b")")[2].split()[:1] == [b"Z"]
 
 
 def work(launcher: Launcher, record: LaunchRecord | None, parent: Path, sweep_id: str) -> Any:
@@ -321,11 +356,9 @@ def _run_trial(
         except MlxpyError as exc:  # this trial cannot start; the next one still may
             print(f"mlxpy: error in trial {trial.number}: {exc}", file=sys.stderr, flush=True)
             return RunStatus.FAILED
-        log_id = run.info.log_id
+        log_id = run.info.log_id  # run.start() journaled it (the run has a sweep_id)
         if log_id is not None:
             trial.log_id = int(log_id)
-            entry = JournalEntry(trial.number, int(log_id), run.info.get("uid", ""))
-            append_journal(parent, sweep_id, entry)
         outcome = run.execute(reraise=False)
     except BaseException:
         recorded = run.info.get("status") if run is not None else None

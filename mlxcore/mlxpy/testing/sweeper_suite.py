@@ -216,6 +216,87 @@ class AdaptiveSweeperSuite(SweeperSuite):
         best = again.best()
         assert best is not None and best["number"] in done
 
+    def test_running_trials_name_the_process_that_asked_them(self, tmp_path: Path) -> None:
+        import socket
+
+        folder = tmp_path / "study"
+        trial = self._open(folder, 2).ask()
+        assert trial is not None
+        assert (trial.host, trial.pid) == (socket.gethostname(), os.getpid())
+        [running] = self._open(folder, 2).running()  # a relaunch's view
+        assert (running.number, running.host, running.pid) == (
+            trial.number,
+            socket.gethostname(),
+            os.getpid(),
+        )
+
+    def test_a_trial_told_twice_warns_and_keeps_the_first(self, tmp_path: Path) -> None:
+        folder = tmp_path / "study"
+        worker = self._open(folder, 2)
+        trial = worker.ask()
+        assert trial is not None
+        relaunch = self._open(folder, 2)
+        relaunch.tell(relaunch.running()[0], None, RunStatus.LOST)  # took it for dead
+        trial.log_id = 7
+        with pytest.warns(Warning, match=f"trial {trial.number}"):
+            worker.tell(trial, toy_value(trial), RunStatus.COMPLETE)  # must not raise
+        assert worker.best() is None  # the study keeps LOST: a trial asked in its place
+        numbers = []
+        while (again := worker.ask()) is not None:
+            numbers.append(again.number)
+            worker.tell(again, toy_value(again), RunStatus.COMPLETE)
+        assert len(numbers) == 2 and trial.number not in numbers
+
+    def test_a_read_only_open_reads_the_study_and_writes_nothing(self, tmp_path: Path) -> None:
+        folder = tmp_path / "study"
+        writer = self._open(folder, 4)
+        for _ in range(2):
+            trial = writer.ask()
+            assert trial is not None
+            trial.log_id = 100 + trial.number
+            writer.tell(trial, toy_value(trial), RunStatus.COMPLETE)
+        left = writer.ask()  # still running
+        assert left is not None
+        before = _tree(folder)
+        os.chmod(folder, 0o555)  # (root writes anyway: the tree compared below is the proof)
+        try:
+            reader = self.make(**self.adaptive_settings(4))
+            reader.open(folder, SearchSpace(), read_only=True)
+            assert reader.best() == writer.best() and reader.best() is not None
+            assert [t.number for t in reader.running()] == [left.number]
+            with pytest.raises(Exception):  # noqa: B017 - any error: it must not ask
+                reader.ask()
+            with pytest.raises(Exception):  # noqa: B017
+                reader.tell(left, None, RunStatus.LOST)
+        finally:
+            os.chmod(folder, 0o755)
+        assert _tree(folder) == before  # nothing created, written or locked
+        assert [t.number for t in writer.running()] == [left.number]
+
+    def test_a_read_only_open_refuses_a_missing_or_oversized_study(self, tmp_path: Path) -> None:
+        from mlxpy.sweeping.manifest import SweepError
+
+        missing = tmp_path / "never"
+        with pytest.raises(SweepError):
+            self.make(**self.adaptive_settings(2)).open(missing, SearchSpace(), read_only=True)
+        assert not missing.exists()  # not created
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        with pytest.raises(SweepError):
+            self.make(**self.adaptive_settings(2)).open(empty, SearchSpace(), read_only=True)
+        assert list(empty.iterdir()) == []
+        folder = tmp_path / "study"
+        writer = self._open(folder, 2)
+        trial = writer.ask()
+        assert trial is not None
+        writer.tell(trial, toy_value(trial), RunStatus.COMPLETE)
+        before = _tree(folder)
+        reader = self.make(**self.adaptive_settings(2))
+        reader.max_read_bytes = 1  # any study is bigger than that
+        with pytest.raises(SweepError):
+            reader.open(folder, SearchSpace(), read_only=True)
+        assert _tree(folder) == before
+
     def test_concurrent_workers_never_share_a_trial(self, tmp_path: Path) -> None:
         folder, trials, workers = tmp_path / "study", 12, 3
         settings = {**self.sweeper_settings, **self.adaptive_settings(trials)}
@@ -259,6 +340,19 @@ class AdaptiveSweeperSuite(SweeperSuite):
         assert manifest["sweeper"]["name"] == self.sweeper_name
         for info in infos:
             assert any(o in ("lr=0.1", "lr=0.01", "lr=0.001") for o in info["overrides"])
+        # the journal: one line per trial's run (written once, when its run dir is claimed)
+        lines = (project.logs / ".sweeps" / sweep_id / "points.jsonl").read_text().splitlines()
+        entries = sorted((e["point"], e["log_id"]) for e in map(json.loads, lines))
+        assert entries == sorted((i["sweep_point"], i["log_id"]) for i in infos), lines
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: its size and modification time (ns)."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        info = path.lstat()
+        found[str(path.relative_to(folder))] = (info.st_size, info.st_mtime_ns)
+    return found
 
 
 def _worker_main(argv: list[str]) -> int:

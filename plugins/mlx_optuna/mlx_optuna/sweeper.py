@@ -9,15 +9,24 @@ which case it is failed in the study and another is asked in its place. A trial 
 failed, or that logged no objective, counts (a task that always fails must not be retried
 for ever). Asking is serialised by a lock of its own, so concurrent workers never exceed the
 budget and never share a trial number.
+
+``mlxpy sweep status`` opens the study read-only: with ``optuna.load_study`` on a journal
+read as it was when opened, never written nor locked, at most ``max_read_bytes`` (256 MiB)
+of it; a missing or bigger journal is refused.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mlxpy import Choice, ConfigError, Interval, RunStatus, SearchSpace, Sweeper, Trial
+from mlxpy.errors import MlxpyWarning
 
 STUDY_NAME = "mlxpy"
 JOURNAL_FILE = "optuna.journal"
@@ -25,12 +34,13 @@ ASK_LOCK = "ask"  # the lock file is ask.lock
 SAMPLERS = ("tpe", "random")
 DIRECTIONS = ("minimize", "maximize")
 #: what a trial keeps in its user attributes
-OVERRIDES, LOG_ID, STATUS, COUNTED, SPACE = (
+OVERRIDES, LOG_ID, STATUS, COUNTED, SPACE, WORKER = (
     "overrides",
     "log_id",
     "status",
     "counted",
     "mlxpy_space",
+    "worker",  # [host, pid] of the process that asked it
 )
 
 
@@ -103,15 +113,20 @@ class OptunaSweeper(Sweeper):
         self._distributions: dict[str, Any] = {}
         self._folder = Path()
         self._asked: dict[int, Any] = {}  # number -> optuna.trial.Trial asked by this process
+        self._read_only = False
 
     # -- the study ------------------------------------------------------------------------
-    def open(self, sweep_dir: Path, space: SearchSpace) -> None:
+    def open(self, sweep_dir: Path, space: SearchSpace, read_only: bool = False) -> None:
         import optuna
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the worker prints each trial
         self._folder = Path(sweep_dir)
+        self._read_only = read_only
+        if read_only:
+            self._study = _load_read_only(self._folder / JOURNAL_FILE, self.max_read_bytes)
+            return
         self._folder.mkdir(parents=True, exist_ok=True)
         path = str(self._folder / JOURNAL_FILE)
         storage = JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
@@ -159,7 +174,7 @@ class OptunaSweeper(Sweeper):
 
     # -- ask and tell -----------------------------------------------------------------------
     def ask(self) -> Trial | None:
-        study = self._require_open()
+        study = self._require_writable()
         lock = self._lock()
         lock.acquire()
         try:
@@ -175,43 +190,71 @@ class OptunaSweeper(Sweeper):
                 value = params[dimension.key]
                 overrides.append(SearchSpace.override(dimension, _as_text(value)))
             asked.set_user_attr(OVERRIDES, overrides)
+            host, pid = socket.gethostname(), os.getpid()
+            asked.set_user_attr(WORKER, [host, pid])  # under the lock: see running()
         finally:
             lock.release()
         self._asked[asked.number] = asked
-        return Trial(asked.number, overrides, params)
+        return Trial(asked.number, overrides, params, host=host, pid=pid)
 
     def tell(self, trial: Trial, value: float | None, status: RunStatus) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import Trial as OptunaTrial
         from optuna.trial import TrialState
 
-        study = self._require_open()
+        study = self._require_writable()
         handle = self._asked.pop(trial.number, None)
-        if handle is None:  # a trial another process asked (a relaunch telling it LOST)
-            found = [t for t in study.get_trials(deepcopy=False) if t.number == trial.number]
-            if not found:
-                raise ValueError(f"the study has no trial {trial.number}")
-            if found[0].state.is_finished():
-                return  # told meanwhile
-            handle = OptunaTrial(study, found[0]._trial_id)
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == trial.number]
+        if not found:
+            raise ValueError(f"the study has no trial {trial.number}")
         status = RunStatus(status)
-        if trial.log_id is not None:
-            handle.set_user_attr(LOG_ID, int(trial.log_id))
-        handle.set_user_attr(STATUS, status.value)
-        if status is RunStatus.COMPLETE and value is not None:
-            study.tell(handle, float(value))
+        if found[0].state.is_finished():
+            self._warn_told(trial, found[0].state.name, status)
             return
-        if status in (RunStatus.COMPLETE, RunStatus.FAILED):
-            handle.set_user_attr(COUNTED, True)  # the task ran: it uses up its trial
-        study.tell(handle, state=TrialState.FAIL)
+        if handle is None:  # a trial another process asked (a relaunch telling it LOST)
+            handle = OptunaTrial(study, found[0]._trial_id)
+        try:
+            if trial.log_id is not None:
+                handle.set_user_attr(LOG_ID, int(trial.log_id))
+            handle.set_user_attr(STATUS, status.value)
+            if status is RunStatus.COMPLETE and value is not None:
+                study.tell(handle, float(value), skip_if_finished=True)
+                return
+            if status in (RunStatus.COMPLETE, RunStatus.FAILED):
+                handle.set_user_attr(COUNTED, True)  # the task ran: it uses up its trial
+            study.tell(handle, state=TrialState.FAIL, skip_if_finished=True)
+        except UpdateFinishedTrialError:  # told by another process between the two
+            self._warn_told(trial, "finished", status)
+
+    def _warn_told(self, trial: Trial, state: str, status: RunStatus) -> None:
+        warnings.warn(
+            f"trial {trial.number} of the study in {self._folder} was already told "
+            f"({state}) by another process, so it is not told {status} (run "
+            f"{trial.log_id}) again: a relaunch took its worker for dead? Its run dir "
+            "keeps the result; the study keeps what it was told first",
+            MlxpyWarning,
+            stacklevel=2,
+        )
 
     def running(self) -> list[Trial]:
         from optuna.trial import TrialState
 
         study = self._require_open()
-        return [
-            Trial(t.number, list(t.user_attrs.get(OVERRIDES, [])), dict(t.params))
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        ]
+        lock = None if self._read_only else self._lock()
+        if lock is not None:  # no trial half asked (created, its worker not yet recorded)
+            lock.acquire()
+        try:
+            trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        finally:
+            if lock is not None:
+                lock.release()
+        found = []
+        for t in trials:
+            worker = t.user_attrs.get(WORKER)
+            host, pid = worker if isinstance(worker, list) and len(worker) == 2 else (None, None)
+            overrides = list(t.user_attrs.get(OVERRIDES, []))
+            found.append(Trial(t.number, overrides, dict(t.params), host=host, pid=pid))
+        return found
 
     def best(self) -> dict[str, Any] | None:
         from optuna.trial import TrialState
@@ -231,6 +274,71 @@ class OptunaSweeper(Sweeper):
         if self._study is None:
             raise RuntimeError("OptunaSweeper.open(sweep_dir, space) must come first")
         return self._study
+
+    def _require_writable(self) -> Any:
+        study = self._require_open()
+        if self._read_only:
+            raise RuntimeError(f"the study in {self._folder} was opened read-only")
+        return study
+
+
+def _load_read_only(path: Path, limit: int) -> Any:
+    """The study in the journal ``path``, loaded without writing or locking anything."""
+    import optuna
+    from mlxpy.rundir.safe import open_regular
+    from mlxpy.sweeping.manifest import SweepError
+    from optuna.storages import JournalStorage
+
+    try:
+        fd = open_regular(path, limit)  # no FIFO, no symlink, at most limit bytes
+    except FileNotFoundError:
+        raise SweepError(
+            f"no Optuna study in {path.parent}: its journal {path.name} is missing (the "
+            "sweep's workers never started, or its folder was moved)"
+        ) from None
+    except OSError as exc:
+        raise SweepError(f"cannot read the Optuna study {path}: {exc}") from None
+    try:
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    # a journal backend by its two methods (subclassing Optuna's would import it with us)
+    backend: Any = _ReadOnlyJournal(path, size, limit)
+    storage = JournalStorage(backend)
+    try:
+        return optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    except KeyError:
+        raise SweepError(f"the journal {path} holds no study named {STUDY_NAME!r}") from None
+
+
+class _ReadOnlyJournal:
+    """Optuna's journal file as it was when opened (its first ``size`` bytes: a line still
+    being written is not part of it), read without a lock (appends are whole lines, so a
+    reader never needs one) and never written."""
+
+    def __init__(self, path: Path, size: int, limit: int) -> None:
+        self._path, self._size, self._limit = path, size, limit
+        self._done = (0, 0)  # how many logs were read, and the byte offset after them
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        from mlxpy.rundir.safe import open_regular
+
+        number, offset = self._done if log_number_from >= self._done[0] else (0, 0)
+        with os.fdopen(open_regular(self._path, self._limit), "rb") as f:
+            f.seek(offset)
+            while offset < self._size:
+                line = f.readline(self._size - offset)
+                if not line.endswith(b"\n"):
+                    return  # cut by the end of the snapshot
+                offset += len(line)
+                number += 1
+                if number > self._done[0]:
+                    self._done = (number, offset)
+                if number > log_number_from:
+                    yield json.loads(line)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        raise RuntimeError(f"the study in {self._path} was opened read-only")
 
 
 def _counts(trial: Any) -> bool:

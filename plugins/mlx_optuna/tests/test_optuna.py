@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -16,6 +20,7 @@ import pytest
 import yaml
 from mlx_optuna.sweeper import OptunaSweeper
 from mlxpy.scheduling.local import LocalScheduler, NotOurProcessWarning
+from mlxpy.sweeping.manifest import SweepError
 from mlxpy.testing import OBJECTIVE_TASK, ProjectDir
 
 LRS = "lr=0.1,0.03,0.02,0.01,0.005,0.003,0.001"
@@ -98,6 +103,8 @@ def test_local_workers_run_exactly_the_trials(tmp_path):
     assert len(runs) == 12 and all(i["status"] == "COMPLETE" for i in runs), runs
     assert {i["sweep_id"] for i in runs} == {sweep_id}
     assert sorted(i["sweep_point"] for i in runs) == list(range(12))  # no trial twice
+    journal = (project.logs / ".sweeps" / sweep_id / "points.jsonl").read_text().splitlines()
+    assert len(journal) == 12, journal  # one line per trial, by the worker that claimed it
     jobs = {i["scheduler"]["job_id"] for i in runs}
     assert jobs <= set(worker_jobs(project, sweep_id)) and len(jobs) >= 2  # shared out
     frame = mlxpy.Reader(project.logs).filter(f"info.sweep_id == '{sweep_id}'")
@@ -250,3 +257,126 @@ def test_a_changed_space_is_refused_on_resume(tmp_path):
     space = mlxpy.SearchSpace([], [mlxpy.Choice("", "lr", ("0.5", "0.6"))])
     with pytest.raises(mlxpy.ConfigError, match="searches another space"):
         sweeper.open(folder, space)
+
+
+def tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def chmod_tree(folder: Path, dirs: int, files: int) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, dirs if path.is_dir() else files)
+
+
+@pytest.fixture
+def shared_tmp():
+    """A temp dir every user may enter (pytest's own is its user's alone)."""
+    root = Path(tempfile.mkdtemp(prefix="mlxpy-optuna-"))
+    os.chmod(root, 0o755)
+    yield root
+    chmod_tree(root, 0o755, 0o644)
+    shutil.rmtree(root)
+
+
+def test_sweep_status_reads_the_study_and_writes_nothing(shared_tmp):
+    project = ProjectDir(shared_tmp / "proj", OBJECTIVE_TASK)
+    project.write_config({"lr": 0.1})
+    result = project.run(LRS, *SWEEP, "+mlxpy.sweep.trials=3")
+    assert result.returncode == 0, result.stderr
+    sweep_id = sweep_id_of(result)
+    folder = project.logs / ".sweeps" / sweep_id
+    reader = OptunaSweeper(trials=3, objective="val.loss.min")
+    reader.open(folder, mlxpy.SearchSpace(), read_only=True)
+    expected = reader.best()
+    assert expected is not None and expected["log_id"] is not None
+
+    # a sweep dir its reader cannot write to: as another user when the tests run as root
+    if os.geteuid() == 0:
+        project.command_prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    before = tree(folder)
+    chmod_tree(folder, 0o555, 0o444)
+    try:
+        status = project.mlxpy("sweep", "status", sweep_id, "--format", "json")
+    finally:
+        chmod_tree(folder, 0o755, 0o644)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["best"] == expected
+    assert tree(folder) == before  # no lock file, no journal line
+
+    # a sweep whose journal is gone: told so, and nothing created (even by a user who could)
+    project.command_prefix = []
+    (folder / "optuna.journal").unlink()
+    before = tree(folder)
+    status = project.mlxpy("sweep", "status", sweep_id)
+    assert status.returncode == 0, status.stderr
+    assert 'best: "(unavailable: SweepError: no Optuna study in' in status.stdout, status.stdout
+    assert tree(folder) == before
+
+
+def test_a_read_only_open_refuses_a_journal_over_256_mib(tmp_path):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    with open(folder / "optuna.journal", "wb") as f:
+        f.truncate(256 * 1024**2 + 1)  # sparse: no disk used
+    before = tree(folder)
+    with pytest.raises(SweepError, match="more than the 268435456"):
+        OptunaSweeper(trials=1, objective="val.loss.min").open(
+            folder, mlxpy.SearchSpace(), read_only=True
+        )
+    assert tree(folder) == before
+
+
+#: a logger that holds trial 0 between its ask and its run (the window in which the trial has
+#: no run dir and no journal line) until the test creates the file ``go``
+SLOW_START_LOGGER = """
+import os, time
+from pathlib import Path
+
+from mlxpy.logger import DefaultLogger
+
+
+class SlowStartLogger(DefaultLogger):
+    def start_run(self, ctx):
+        if ctx.info.get("sweep_point") == 0:
+            Path("holding-0").write_text(str(os.getpid()))
+            deadline = time.monotonic() + 120
+            while not Path("go").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        super().start_run(ctx)
+"""
+
+
+def test_a_relaunch_leaves_a_live_workers_trial_that_has_no_run_yet(tmp_path):
+    project = ProjectDir(tmp_path / "proj", OBJECTIVE_TASK)
+    project.write_config({"lr": 0.1})
+    project.write_config({"logger": {"name": "slow_start.SlowStartLogger"}}, "mlxpy.yaml")
+    (project.root / "slow_start.py").write_text(SLOW_START_LOGGER)
+    args = [LRS, *SWEEP, "+mlxpy.sweep.trials=3"]
+    command = [sys.executable, str(project.root / "main.py"), *args]
+    first = subprocess.Popen(
+        command, cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (project.root / "holding-0").exists():  # trial 0 asked, not started
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "trial 0 never asked"
+            time.sleep(0.05)
+        again = project.run(*args, "+mlxpy.sweep.resume=true")
+        assert again.returncode == 0, again.stderr
+        assert "told LOST" not in again.stderr  # the first worker lives: its trial is its own
+        (project.root / "go").touch()
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0, err  # its tell found its trial still its own
+    runs = infos(project)
+    assert len(runs) == 3, runs  # exactly the trials: none asked again
+    assert sorted(i["sweep_point"] for i in runs) == [0, 1, 2]
+    assert all(i["status"] == "COMPLETE" for i in runs), runs
+    assert [i["pid"] for i in runs if i["sweep_point"] == 0] == [first.pid]
