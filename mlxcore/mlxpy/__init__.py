@@ -12,6 +12,7 @@ from mlxpy.errors import (
     ConfigError,
     LogDirError,
     MlxpyError,
+    MlxpyWarning,
     OptionsError,
     PluginError,
     RunInterrupted,
@@ -23,7 +24,9 @@ from mlxpy.rundir import FORMAT_VERSION, RunDir, RunStatus
 from mlxpy.rundir.artifacts import ArtifactType
 from mlxpy.rundir.logger import DefaultLogger, Logger
 from mlxpy.rundir.metrics import read_metrics
+from mlxpy.rundir.safe import open_regular
 from mlxpy.scheduling.base import JobPhase, JobState, ScheduledJob, Scheduler, SubmissionError
+from mlxpy.sweeping.manifest import SweepError
 from mlxpy.sweeping.objective import Objective
 from mlxpy.sweeping.space import Choice, Interval, SearchSpace
 from mlxpy.sweeping.sweeper import BasicSweeper, Sweeper, Trial
@@ -61,6 +64,7 @@ __all__ = [
     "LogDirError",
     "Logger",
     "MlxpyError",
+    "MlxpyWarning",
     "OptionsError",
     "PluginError",
     "QueryError",
@@ -74,9 +78,11 @@ __all__ = [
     "ScheduledJob",
     "Scheduler",
     "SubmissionError",
+    "SweepError",
     "UnknownPluginError",
     "VersionManager",
     "hookimpl",
     "launch",
+    "open_regular",
     "read_metrics",
 ]

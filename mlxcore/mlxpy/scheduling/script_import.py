@@ -226,7 +226,7 @@ def _is_python(word: str) -> bool:
 
 
 def parse_script(
-    text: str, path: str = "script.sh", registry: PluginRegistry | None = None
+    text: str, path: str = "the batch script", registry: PluginRegistry | None = None
 ) -> ImportedScript:
     """Read a batch script; a :class:`ScriptError` names the line and says how to fix it.
     ``registry`` holds the schedulers whose directives the script may carry (default: the

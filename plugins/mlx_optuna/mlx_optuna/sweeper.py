@@ -25,8 +25,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlxpy import Choice, ConfigError, Interval, RunStatus, SearchSpace, Sweeper, Trial
-from mlxpy.errors import MlxpyWarning
+from mlxpy import (
+    Choice,
+    ConfigError,
+    Interval,
+    MlxpyWarning,
+    RunStatus,
+    SearchSpace,
+    Sweeper,
+    Trial,
+)
 
 STUDY_NAME = "mlxpy"
 JOURNAL_FILE = "optuna.journal"
@@ -285,8 +293,7 @@ class OptunaSweeper(Sweeper):
 def _load_read_only(path: Path, limit: int) -> Any:
     """The study in the journal ``path``, loaded without writing or locking anything."""
     import optuna
-    from mlxpy.rundir.safe import open_regular
-    from mlxpy.sweeping.manifest import SweepError
+    from mlxpy import SweepError, open_regular
     from optuna.storages import JournalStorage
 
     try:
@@ -321,7 +328,7 @@ class _ReadOnlyJournal:
         self._done = (0, 0)  # how many logs were read, and the byte offset after them
 
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
-        from mlxpy.rundir.safe import open_regular
+        from mlxpy import open_regular
 
         number, offset = self._done if log_number_from >= self._done[0] else (0, 0)
         with os.fdopen(open_regular(self._path, self._limit), "rb") as f:
