@@ -27,7 +27,13 @@ import orjson
 
 from mlxpy.errors import MlxpyError
 from mlxpy.rundir.atomic import atomic_write
-from mlxpy.rundir.safe import MAX_METADATA_BYTES, MAX_METRICS_BYTES, read_bytes
+from mlxpy.rundir.safe import (
+    MAX_METADATA_BYTES,
+    MAX_METRICS_BYTES,
+    UnsafePathError,
+    check_inside,
+    read_bytes,
+)
 
 SWEEPS_DIR = ".sweeps"
 MANIFEST_FILE = "sweep.json"
@@ -52,7 +58,22 @@ def sweep_dir(parent_log_dir: Path, sweep_id: str) -> Path:
             f"{sweep_id!r} is not a sweep id (they look like 20261201-171300-a1b2c3); "
             f"list the sweeps with: mlxpy sweeps {parent_log_dir}"
         )
-    return Path(parent_log_dir) / SWEEPS_DIR / sweep_id
+    folder = Path(parent_log_dir) / SWEEPS_DIR / sweep_id
+    _check_real_dirs(Path(parent_log_dir), folder)
+    return folder
+
+
+def _check_real_dirs(parent_log_dir: Path, folder: Path) -> None:
+    """Refuse a sweep record reached through a symbolic link (``.sweeps`` or its sweep's
+    folder): what mlxpy writes or reads under a log dir stays inside it."""
+    try:
+        check_inside(parent_log_dir, folder)
+    except UnsafePathError as exc:
+        raise SweepError(
+            f"the sweep record {folder} is reached through a symbolic link ({exc}); mlxpy "
+            f"keeps sweep records in real directories of the log dir {parent_log_dir} and "
+            "never follows a link there: replace the link by a directory, or remove it"
+        ) from None
 
 
 @dataclass
@@ -83,6 +104,7 @@ class SweepManifest:
         """Write (or replace) the manifest atomically; returns its path."""
         folder = sweep_dir(parent_log_dir, self.sweep_id)
         folder.mkdir(parents=True, exist_ok=True)
+        _check_real_dirs(Path(parent_log_dir), folder)  # as created, not swapped for a link
         path = folder / MANIFEST_FILE
         data = orjson.dumps({"format": MANIFEST_FORMAT, **asdict(self)}, option=orjson.OPT_INDENT_2)
         atomic_write(path, lambda tmp: Path(tmp).write_bytes(data + b"\n"))
@@ -92,7 +114,7 @@ class SweepManifest:
     def read(cls, parent_log_dir: Path, sweep_id: str) -> SweepManifest:
         path = sweep_dir(parent_log_dir, sweep_id) / MANIFEST_FILE
         try:
-            data = orjson.loads(read_bytes(path, MAX_METADATA_BYTES * 8))
+            data = orjson.loads(read_bytes(path, MAX_METADATA_BYTES * 8, Path(parent_log_dir)))
         except FileNotFoundError:
             raise SweepError(
                 f"no sweep {sweep_id} in {parent_log_dir} (no {path}); list the sweeps with: "
@@ -173,6 +195,7 @@ def append_journal(parent_log_dir: Path, sweep_id: str, entry: JournalEntry) -> 
     """Record that a point's run dir was claimed: one short line, one ``O_APPEND`` write."""
     folder = sweep_dir(parent_log_dir, sweep_id)
     folder.mkdir(parents=True, exist_ok=True)
+    _check_real_dirs(Path(parent_log_dir), folder)
     line = orjson.dumps(asdict(entry)) + b"\n"
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(folder / JOURNAL_FILE, flags, 0o666)
@@ -186,7 +209,7 @@ def read_journal(parent_log_dir: Path, sweep_id: str) -> dict[int, JournalEntry]
     """The latest run of each point that started one (malformed lines are skipped)."""
     path = sweep_dir(parent_log_dir, sweep_id) / JOURNAL_FILE
     try:
-        data = read_bytes(path, MAX_METRICS_BYTES)
+        data = read_bytes(path, MAX_METRICS_BYTES, Path(parent_log_dir))
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -206,6 +229,7 @@ def read_journal(parent_log_dir: Path, sweep_id: str) -> dict[int, JournalEntry]
 def list_sweeps(parent_log_dir: Path) -> list[str]:
     """The ids of the sweeps recorded under a parent log dir, oldest first."""
     folder = Path(parent_log_dir) / SWEEPS_DIR
+    _check_real_dirs(Path(parent_log_dir), folder)
     try:
         names = os.listdir(folder)
     except FileNotFoundError:

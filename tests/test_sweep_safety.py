@@ -1,0 +1,59 @@
+"""A sweep's record in a shared log dir is untrusted input: never reached through a symbolic
+link, never read beyond a size sized to the data. Real ``python main.py`` launches and real
+``mlxpy`` commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from mlxpy.sweeping.manifest import (
+    list_sweeps,
+)
+from mlxpy.testing import ProjectDir
+
+CONFIG = {"seed": 0, "lr": 0.1, "msg": "", "mode": "ok", "sleep": 0}
+
+
+@pytest.fixture
+def project(tmp_path):
+    project = ProjectDir(tmp_path / "p")
+    project.write_config(CONFIG)
+    return project
+
+
+def test_a_launch_refuses_to_record_its_sweep_through_a_symlinked_sweeps_dir(project, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    project.logs.mkdir()
+    (project.logs / ".sweeps").symlink_to(elsewhere)
+    result = project.run("seed=1,2")
+    assert result.returncode == 2, result.stderr
+    assert "mlxpy: error: " in result.stderr and "symbolic link" in result.stderr
+    assert list(elsewhere.iterdir()) == []  # nothing written outside the log dir
+    assert project.run_dirs() == []  # refused before any run
+
+
+def test_mlxpy_sweeps_does_not_read_through_a_symlinked_sweeps_dir(project, tmp_path):
+    assert project.run("seed=1,2").returncode == 0
+    (sweep_id,) = list_sweeps(project.logs)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(project.logs / ".sweeps", elsewhere)
+    (project.logs / ".sweeps").symlink_to(elsewhere)
+    for command in (("sweeps",), ("sweep", "status", sweep_id)):
+        result = project.mlxpy(*command)
+        assert result.returncode == 2, result.stdout
+        assert "symbolic link" in result.stderr and sweep_id not in result.stdout
+
+
+def test_a_symlinked_sweep_folder_is_refused_too(project, tmp_path):
+    assert project.run("seed=1,2").returncode == 0
+    (sweep_id,) = list_sweeps(project.logs)
+    folder = project.logs / ".sweeps" / sweep_id
+    shutil.move(folder, tmp_path / "moved")
+    folder.symlink_to(tmp_path / "moved")
+    result = project.mlxpy("sweep", "status", sweep_id)
+    assert result.returncode == 2 and "symbolic link" in result.stderr, result.stderr
+    rows = json.loads(project.mlxpy("sweeps", "--format", "json").stdout)
+    assert [row["sweep_id"] for row in rows] == [sweep_id] and "symbolic link" in rows[0]["error"]
