@@ -5,10 +5,15 @@ link, never read beyond a size sized to the data. Real ``python main.py`` launch
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
 from mlxpy.sweeping.manifest import (
+    JOURNAL_FILE,
+    MANIFEST_FILE,
+    MAX_JOURNAL_BYTES,
+    MAX_MANIFEST_BYTES,
     list_sweeps,
 )
 from mlxpy.testing import ProjectDir
@@ -57,3 +62,21 @@ def test_a_symlinked_sweep_folder_is_refused_too(project, tmp_path):
     assert result.returncode == 2 and "symbolic link" in result.stderr, result.stderr
     rows = json.loads(project.mlxpy("sweeps", "--format", "json").stdout)
     assert [row["sweep_id"] for row in rows] == [sweep_id] and "symbolic link" in rows[0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("name", "limit"), [(JOURNAL_FILE, MAX_JOURNAL_BYTES), (MANIFEST_FILE, MAX_MANIFEST_BYTES)]
+)
+def test_an_oversized_record_is_an_unreadable_row_not_a_huge_read(project, name, limit):
+    assert project.run("seed=1,2").returncode == 0
+    assert project.run("seed=3,4").returncode == 0
+    damaged, intact = list_sweeps(project.logs)
+    path = project.logs / ".sweeps" / damaged / name
+    os.truncate(path, limit + 1)  # sparse: no disk used, but too large to read
+    result = project.mlxpy("sweeps", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["sweep_id"]: row for row in json.loads(result.stdout)}
+    assert f"more than the {limit}" in rows[damaged]["error"]
+    assert rows[intact]["counts"] == {"COMPLETE": 2}
+    table = project.mlxpy("sweeps")
+    assert f"{damaged}  (unreadable: " in table.stdout

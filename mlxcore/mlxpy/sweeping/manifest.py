@@ -27,13 +27,7 @@ import orjson
 
 from mlxpy.errors import MlxpyError
 from mlxpy.rundir.atomic import atomic_write
-from mlxpy.rundir.safe import (
-    MAX_METADATA_BYTES,
-    MAX_METRICS_BYTES,
-    UnsafePathError,
-    check_inside,
-    read_bytes,
-)
+from mlxpy.rundir.safe import UnsafePathError, check_inside, read_bytes
 
 SWEEPS_DIR = ".sweeps"
 MANIFEST_FILE = "sweep.json"
@@ -41,6 +35,10 @@ JOURNAL_FILE = "points.jsonl"
 #: bumped when a field changes meaning; a reader refuses a manifest of another format
 MANIFEST_FORMAT = 1
 SWEEP_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
+#: a manifest larger than this is not read (5,000 points take about 1 MiB)
+MAX_MANIFEST_BYTES = 32 * 1024 * 1024
+#: a journal larger than this is not read (a line is about 70 bytes: ~900,000 runs)
+MAX_JOURNAL_BYTES = 64 * 1024 * 1024
 
 
 class SweepError(MlxpyError):
@@ -114,7 +112,7 @@ class SweepManifest:
     def read(cls, parent_log_dir: Path, sweep_id: str) -> SweepManifest:
         path = sweep_dir(parent_log_dir, sweep_id) / MANIFEST_FILE
         try:
-            data = orjson.loads(read_bytes(path, MAX_METADATA_BYTES * 8, Path(parent_log_dir)))
+            data = orjson.loads(read_bytes(path, MAX_MANIFEST_BYTES, Path(parent_log_dir)))
         except FileNotFoundError:
             raise SweepError(
                 f"no sweep {sweep_id} in {parent_log_dir} (no {path}); list the sweeps with: "
@@ -209,7 +207,7 @@ def read_journal(parent_log_dir: Path, sweep_id: str) -> dict[int, JournalEntry]
     """The latest run of each point that started one (malformed lines are skipped)."""
     path = sweep_dir(parent_log_dir, sweep_id) / JOURNAL_FILE
     try:
-        data = read_bytes(path, MAX_METRICS_BYTES, Path(parent_log_dir))
+        data = read_bytes(path, MAX_JOURNAL_BYTES, Path(parent_log_dir))
     except FileNotFoundError:
         return {}
     except OSError as exc:
