@@ -118,12 +118,26 @@ def _read_info(parent_fd: int, parent: Path, log_id: int) -> dict[str, Any] | No
 
 
 def honest_status(info: dict[str, Any], root: Path, now: float | None = None) -> str:
-    """The run's recorded status; ``LOST`` for a ``RUNNING`` run whose heartbeat is stale and
-    whose process is gone (its lock is free; without a lock, its pid is dead on this host)."""
+    """The run's recorded status; ``LOST`` for a ``RUNNING`` run whose process is gone
+    (:func:`run_is_alive`)."""
     status = info.get("status")
     if status != RunStatus.RUNNING:
         return str(status) if isinstance(status, str) else UNREADABLE
+    return str(RunStatus.RUNNING if run_is_alive(info, root, now) else RunStatus.LOST)
+
+
+def run_is_alive(info: dict[str, Any], root: Path, now: float | None = None) -> bool:
+    """Whether the process of the ``RUNNING`` run in ``root`` (``info``: its run info) lives:
+    the one rule of sweeps, for a resume, ``mlxpy sweep status`` and an adaptive sweep's
+    reaper. On the run's own host its lock is the truth (the kernel drops it when the
+    process dies, even by ``kill -9``: a killed run is gone at once). Elsewhere, or with no
+    lock file, its heartbeat: fresh is alive; stale is gone unless its lock is seen held (on
+    this host without a lock file: unless its pid lives)."""
     run = RunDir(root)
+    locked = is_locked(run.lock)
+    same_host = info.get("hostname") == socket.gethostname()
+    if same_host and locked is not None:
+        return locked
     interval = info.get("heartbeat_interval_s")
     if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
         interval = 10.0
@@ -133,13 +147,10 @@ def honest_status(info: dict[str, Any], root: Path, now: float | None = None) ->
         beat = 0.0
     now = time.time() if now is None else now
     if now - beat <= STALE_AFTER_BEATS * interval:
-        return str(RunStatus.RUNNING)
-    locked = is_locked(run.lock)
+        return True
     if locked is None:  # no lock file: judge by the pid, on this host only
-        gone = info.get("hostname") == socket.gethostname() and not _pid_alive(info.get("pid"))
-    else:
-        gone = not locked
-    return str(RunStatus.LOST if gone else RunStatus.RUNNING)
+        return not same_host or _pid_alive(info.get("pid"))
+    return locked
 
 
 def _pid_alive(pid: Any) -> bool:

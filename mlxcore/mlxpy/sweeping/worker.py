@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 
 WORKERS_DIR = "workers"
 RESUME_OVERRIDE = "mlxpy.sweep.resume"
-#: a run whose heartbeat is older than this many intervals, and unlocked, is not alive
-STALE_AFTER_BEATS = 3
 
 
 def run_adaptive(launcher: Launcher, job: Job, record: LaunchRecord | None, argv: list[str]) -> Any:
@@ -198,25 +196,14 @@ def latest_adaptive_sweep(parent: Path, argv: list[str]) -> str | None:
 
 
 def run_alive(run_dir: Path) -> bool:
-    """Whether the run in ``run_dir`` is RUNNING with a live process: its lock held; for a
-    run on another node (whose lock a shared filesystem may not show), its heartbeat fresh."""
-    import socket
-
-    from mlxpy.rundir.claim import is_locked
+    """Whether the run in ``run_dir`` is RUNNING with a live process (the rule of
+    :func:`mlxpy.sweeping.resume.run_is_alive`)."""
+    from mlxpy.sweeping.resume import run_is_alive
 
     info = read_info(run_dir)
     if not isinstance(info, dict) or info.get("status") != RunStatus.RUNNING.value:
         return False
-    if is_locked(RunDir(run_dir).lock):
-        return True
-    if info.get("hostname") == socket.gethostname():
-        return False  # the lock of a process on this node is the truth
-    interval = info.get("heartbeat_interval_s") or 10.0
-    try:
-        beat = os.lstat(RunDir(run_dir).heartbeat).st_mtime
-    except OSError:
-        return False
-    return time.time() - beat <= STALE_AFTER_BEATS * float(interval)
+    return run_is_alive(info, run_dir)
 
 
 def reap(sweeper: Sweeper, parent: Path, sweep_id: str) -> int:
