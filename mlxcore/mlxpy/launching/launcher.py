@@ -46,9 +46,10 @@ from mlxpy.plugins import get_plugins
 from mlxpy.rundir.info import now_iso
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
+from mlxpy.sweeping.lock import RESUME_LOCK, SweepLock
 from mlxpy.sweeping.manifest import SweepError, SweepManifest, SweepPoint, new_sweep_id
 from mlxpy.sweeping.progress import SweepProgress, counts_text, say, summary_line
-from mlxpy.sweeping.resume import ResumePlan, find_sweep, plan_resume
+from mlxpy.sweeping.resume import PointCheck, ResumePlan, find_sweep, plan_resume
 from mlxpy.sweeping.resume import counts as point_counts
 from mlxpy.sweeping.space import SearchSpace, from_overrides, space_file_path
 from mlxpy.sweeping.sweeper import Sweeper, make_sweeper
@@ -126,6 +127,8 @@ class Launcher:
         self.sweep_options: list[Any] = []  # the mlxpy.sweep.* overrides of the last build
         self.points: list[list[str]] = []  # the planned points of the last build
         self.sweep_parent: Path | None = None  # where the launch's sweep is recorded
+        self.sweep_lock: SweepLock | None = None  # held while this process runs a sweep
+        self.point_check: PointCheck | None = None  # of a resume: each point before it runs
 
     def _options(self, option_overrides: list[Any]) -> Options:
         options_file = self.config_dir / OPTIONS_FILE
@@ -220,7 +223,12 @@ class Launcher:
 
     def main(self, argv: list[str]) -> Any:
         with cli_warnings():
-            return self._main(argv)
+            try:
+                return self._main(argv)
+            finally:
+                if self.sweep_lock is not None:
+                    self.sweep_lock.release()
+                    self.sweep_lock = None
 
     def _main(self, argv: list[str]) -> Any:
         started = time.monotonic()
@@ -344,6 +352,8 @@ class Launcher:
         )
         manifest.write(parent)
         self.sweep_parent = parent
+        # a resume started meanwhile refuses, instead of running the same points again
+        self.sweep_lock = SweepLock(parent, manifest.sweep_id, RESUME_LOCK, "run").acquire()
         for job in jobs:
             job.sweep_id = manifest.sweep_id
         return manifest
@@ -365,7 +375,11 @@ class Launcher:
             say(f"[mlxpy] no earlier sweep of this command in {parent}: starting it")
             return None
         self.sweep_parent = parent
-        return plan_resume(parent, manifest, self.sweeper.only)
+        # one resume at a time: a second one would plan the same points and run them again
+        self.sweep_lock = SweepLock(parent, manifest.sweep_id, RESUME_LOCK, "resumed").acquire()
+        plan = plan_resume(parent, manifest, self.sweeper.only)
+        self.point_check = PointCheck(plan)
+        return plan
 
     @staticmethod
     def _resume_in_own_dirs(jobs: list[Job], resume: ResumePlan) -> None:
@@ -406,6 +420,10 @@ class Launcher:
         try:
             with progress:
                 for number, job in enumerate(jobs, start=1):
+                    if not self._still_due(job):
+                        progress.total -= 1
+                        results.append(None)
+                        continue
                     run = self._run(job, record)
                     progress.job_started()
                     try:
@@ -437,6 +455,23 @@ class Launcher:
         if failed:
             raise SystemExit(1)
         return results
+
+    def _still_due(self, job: Job) -> bool:
+        """In a resume, whether a point is still to run just before it starts: one that
+        another process ran since the plan (complete, or running now) is skipped; one it ran
+        and left resumable is resumed in the dir it ran in."""
+        if self.point_check is None or job.sweep_point is None:
+            return True
+        state = self.point_check.now(job.sweep_point, job.overrides)
+        if not self.point_check.still_due(state):
+            say(
+                f"[mlxpy] point {state.index} skipped: it is {state.status} now (run "
+                f"{state.log_id}), since the resume was planned"
+            )
+            return False
+        if state.log_id is not None and job.logger is not None:
+            job.logger.forced_log_id = state.log_id
+        return True
 
     def _run(self, job: Job, record: LaunchRecord | None = None, job_scheduler: Any = None) -> Run:
         return Run(self.task, job, self.task_file, self.seeding_function, record, job_scheduler)

@@ -27,7 +27,7 @@ import orjson
 
 from mlxpy.errors import MlxpyError
 from mlxpy.rundir.atomic import atomic_write
-from mlxpy.rundir.safe import UnsafePathError, check_inside, read_bytes
+from mlxpy.rundir.safe import UnsafePathError, check_inside, open_regular, read_bytes
 
 SWEEPS_DIR = ".sweeps"
 MANIFEST_FILE = "sweep.json"
@@ -213,6 +213,11 @@ def read_journal(parent_log_dir: Path, sweep_id: str) -> dict[int, JournalEntry]
     except OSError as exc:
         raise SweepError(f"cannot read the sweep journal {path}: {exc}") from None
     latest: dict[int, JournalEntry] = {}
+    _parse_journal(data, latest)
+    return latest
+
+
+def _parse_journal(data: bytes, latest: dict[int, JournalEntry]) -> None:
     for line in data.splitlines():
         try:
             raw = orjson.loads(line)
@@ -221,7 +226,40 @@ def read_journal(parent_log_dir: Path, sweep_id: str) -> dict[int, JournalEntry]
             continue  # a torn or foreign line: the others still count
         if type(point) is int and type(log_id) is int and point >= 0 and log_id >= 0:
             latest[point] = JournalEntry(point, log_id, uid if isinstance(uid, str) else "")
-    return latest
+
+
+class JournalTail:
+    """A sweep's journal, read as it grows: each :meth:`read` parses only the lines appended
+    since the one before, so a process that looks again before each point it starts spends
+    O(1) per point, not a whole read."""
+
+    def __init__(self, parent_log_dir: Path, sweep_id: str) -> None:
+        self.parent = Path(parent_log_dir)
+        self.path = sweep_dir(self.parent, sweep_id) / JOURNAL_FILE
+        self.offset = 0
+        self.rest = b""  # a line not ended yet
+        self.latest: dict[int, JournalEntry] = {}
+
+    def read(self) -> dict[int, JournalEntry]:
+        """The latest run of each point, as the journal says now."""
+        try:
+            fd = open_regular(self.path, MAX_JOURNAL_BYTES, self.parent)
+        except FileNotFoundError:
+            return self.latest
+        except OSError as exc:
+            raise SweepError(f"cannot read the sweep journal {self.path}: {exc}") from None
+        try:
+            size = os.fstat(fd).st_size
+            if size < self.offset:  # replaced by a shorter one: read it again
+                self.offset, self.rest, self.latest = 0, b"", {}
+            data = os.pread(fd, size - self.offset, self.offset) if size > self.offset else b""
+        finally:
+            os.close(fd)
+        self.offset += len(data)
+        ended, newline, rest = (self.rest + data).rpartition(b"\n")
+        self.rest = rest
+        _parse_journal(ended + newline, self.latest)
+        return self.latest
 
 
 def list_sweeps(parent_log_dir: Path) -> list[str]:

@@ -26,6 +26,7 @@ from mlxpy.rundir.claim import is_locked
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.status import RunStatus
 from mlxpy.sweeping.manifest import (
+    JournalTail,
     SweepError,
     SweepManifest,
     list_sweeps,
@@ -312,6 +313,39 @@ class ResumePlan:
     parent: Path
     states: list[PointState]
     todo: list[PointState]
+    wanted: frozenset[str] = RESUMABLE  # the statuses it runs
+
+
+class PointCheck:
+    """Where a planned point stands just before a resume starts it: another process may
+    have run it since the plan (a forced-id run of its dir, a job of an earlier
+    submission). The journal is read as it grows, so O(1) per point."""
+
+    def __init__(self, plan: ResumePlan) -> None:
+        self.plan = plan
+        self.journal = JournalTail(plan.parent, plan.manifest.sweep_id)
+
+    def now(self, index: int, overrides: list[str]) -> PointState:
+        latest = self.journal.read()
+        try:
+            parent_fd = os.open(self.plan.parent, _DIR)
+        except OSError as exc:
+            raise SweepError(f"cannot read the log dir {self.plan.parent}: {exc}") from None
+        try:
+            return _point_state(
+                self.plan.parent,
+                parent_fd,
+                self.plan.manifest,
+                latest,
+                index,
+                overrides,
+                time.time(),
+            )
+        finally:
+            os.close(parent_fd)
+
+    def still_due(self, state: PointState) -> bool:
+        return state.status in self.plan.wanted
 
 
 def plan_resume(
@@ -324,7 +358,8 @@ def plan_resume(
         )
     wanted = parse_only(only)
     states = point_states(parent, manifest)
-    return ResumePlan(manifest, Path(parent), states, [s for s in states if s.status in wanted])
+    todo = [s for s in states if s.status in wanted]
+    return ResumePlan(manifest, Path(parent), states, todo, wanted)
 
 
 def find_sweep(
