@@ -1,14 +1,17 @@
 """Who else is at work on a sweep: a second resume started while one runs refuses (never a
-point run twice); a point's run killed with ``kill -9`` is LOST at once (its run lock,
+point run twice); points claimed by a submitter killed before it submitted them are
+SUBMIT_FAILED, and resumed; a point's run killed with ``kill -9`` is LOST at once (its run lock,
 dropped by the kernel, says so on its host: no waiting for a stale heartbeat). Real
 ``python main.py`` launches and real ``mlxpy`` commands."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +111,41 @@ def test_a_resume_skips_a_point_another_process_completed_since_its_plan(project
     state = check.now(lost.index, lost.overrides)
     assert state.status == "COMPLETE" and not check.still_due(state)
     assert RunDir(project.logs / str(lost.log_id)).info.exists()
+
+
+# imported first by the launch only (its PYTHONPATH): the submitting process is killed
+# with SIGKILL once every run dir is claimed, before anything is submitted
+KILL_IN_SUBMIT = """
+import os, signal
+import mlxpy.scheduling.submission as submission
+
+def submit(self):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+submission.Submission.submit = submit
+"""
+
+
+def test_points_claimed_by_a_killed_submitter_are_resumed(project, tmp_path):
+    project.write_config(
+        {"scheduler": {"name": "LocalScheduler", "max_workers": 2}, "use_scheduler": True},
+        "mlxpy.yaml",
+    )
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_IN_SUBMIT)
+    project.env = {"PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    killed = project.run("x=1,2,3")
+    project.env = {}
+    assert killed.returncode == -9, killed.stderr
+    (sweep_id,) = list_sweeps(project.logs)
+    assert [project.info(d)["status"] for d in project.run_dirs()] == ["SUBMITTED"] * 3
+    assert statuses(project, sweep_id) == ["SUBMIT_FAILED"] * 3
+    resume = project.mlxpy("sweep", "resume", sweep_id)
+    assert resume.returncode == 0, resume.stderr
+    assert "resuming 3 of 3 points (3 SUBMIT_FAILED)" in resume.stderr
+    deadline = time.monotonic() + 90
+    while (now := statuses(project, sweep_id)) != ["COMPLETE"] * 3:
+        assert time.monotonic() < deadline and "SUBMIT_FAILED" not in now, now
+        time.sleep(0.5)
+    assert len(project.run_dirs()) == 3  # each point in the run dir it was claimed in

@@ -46,7 +46,7 @@ from mlxpy.plugins import get_plugins
 from mlxpy.rundir.info import now_iso
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
-from mlxpy.sweeping.lock import RESUME_LOCK, SweepLock
+from mlxpy.sweeping.lock import RESUME_LOCK, SUBMIT_LOCK, SweepLock
 from mlxpy.sweeping.manifest import SweepError, SweepManifest, SweepPoint, new_sweep_id
 from mlxpy.sweeping.progress import SweepProgress, counts_text, say, summary_line
 from mlxpy.sweeping.resume import PointCheck, ResumePlan, find_sweep, plan_resume
@@ -499,6 +499,13 @@ class Launcher:
         submission = Submission(
             runs, scheduler, choice, script, workdir, record, use_arrays=scheduler.use_arrays
         )
+        # held from the claim of the run dirs until their job ids are saved: points claimed
+        # by a submitter killed meanwhile are then told SUBMIT_FAILED, not queued forever
+        submitting = None
+        if sweep is not None:
+            assert self.sweep_parent is not None
+            submitting = SweepLock(self.sweep_parent, sweep.sweep_id, SUBMIT_LOCK, "submitted")
+            submitting.acquire()
         try:
             submission.prepare()
             try:
@@ -508,6 +515,8 @@ class Launcher:
         finally:
             if sweep is not None:  # the job ids (and run dirs) of what was submitted
                 self._record_submission(sweep, runs, choice)
+            if submitting is not None:
+                submitting.release()
         say(f"[mlxpy] submitted {len(jobs)} job(s) to {scheduler.name}")
         if sweep is not None:
             say(

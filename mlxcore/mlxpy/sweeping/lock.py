@@ -18,10 +18,12 @@ from pathlib import Path
 
 import orjson
 
+from mlxpy.rundir.claim import is_locked
 from mlxpy.rundir.safe import read_bytes
 from mlxpy.sweeping.manifest import SweepError, sweep_dir
 
 RESUME_LOCK = "resume.lock"
+SUBMIT_LOCK = "submit.lock"
 SUBMIT_LOCK = "submit.lock"
 #: a lock file larger than this is not someone's pid and host
 _MAX_HOLDER_BYTES = 4096
@@ -81,3 +83,13 @@ def holder(path: Path) -> dict[str, object]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def submitter_gone(parent_log_dir: Path, sweep_id: str) -> bool:
+    """Whether the last process that submitted points of the sweep is known to be gone: its
+    lock is free, and it ran on this host (where a free lock is the truth). False when
+    that cannot be told (no lock, another host's)."""
+    path = sweep_dir(Path(parent_log_dir), sweep_id) / SUBMIT_LOCK
+    if is_locked(path) is not False:
+        return False
+    return holder(path).get("host") == socket.gethostname()

@@ -25,6 +25,7 @@ from mlxpy.rundir import codec, layout, safe
 from mlxpy.rundir.claim import is_locked
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.status import RunStatus
+from mlxpy.sweeping.lock import submitter_gone
 from mlxpy.sweeping.manifest import (
     JournalTail,
     SweepError,
@@ -189,9 +190,39 @@ def point_states(
             states.append(_point_state(parent, parent_fd, manifest, journal, index, overrides, now))
     finally:
         os.close(parent_fd)
+    _fail_orphaned_claims(parent, manifest.sweep_id, states)
     if ask_scheduler:
         reconcile_with_schedulers(parent, states)
     return states
+
+
+def _fail_orphaned_claims(parent: Path, sweep_id: str, states: list[PointState]) -> None:
+    """Points claimed (SUBMITTED) but given no job id by a submitter that is gone (killed
+    between claiming their run dirs and submitting them) are SUBMIT_FAILED, on disk too:
+    no job will ever start them, and a resume submits them again."""
+    orphans = [s for s in states if s.status == RunStatus.SUBMITTED and s.job_id is None]
+    if not orphans or not submitter_gone(parent, sweep_id):
+        return
+    from mlxpy.rundir.info import read_yaml, write_info
+
+    for state in orphans:
+        run = RunDir(parent / str(state.log_id))
+        try:
+            info = read_yaml(run.info, run.root) or {}
+            if info.get("status") != RunStatus.SUBMITTED or (info.get("scheduler") or {}).get(
+                "job_id"
+            ):
+                continue  # submitted meanwhile: as it says
+            info["status"] = str(RunStatus.SUBMIT_FAILED)
+            info["error"] = {
+                "type": "SubmitterGone",
+                "message": "the process submitting this run ended before submitting its job",
+            }
+            write_info(run.root, info, read_yaml(run.config, run.root) or {})
+        except (OSError, ValueError):
+            continue  # unchanged on disk; a resume's claim refuses it with the reason
+        state.status = str(RunStatus.SUBMIT_FAILED)
+        state.info = info
 
 
 def reconcile_with_schedulers(parent: Path, states: list[PointState]) -> None:
