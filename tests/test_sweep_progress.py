@@ -94,3 +94,22 @@ def test_on_a_terminal_one_status_line_is_redrawn(project):
         r"\r\x1b\[K\[mlxpy\] sweep \S+: 3 runs: 3 COMPLETE in [\d.]+ s\r?\n$", terminal
     )
     assert stdout.count("RUN ") == 3 and "\x1b" not in stdout
+
+
+def test_sweep_status_shows_a_point_whose_run_id_is_0(project):
+    """Run ids are names: 0 is one (a run dir someone named so, a forced id)."""
+    import json
+    import shutil
+
+    from mlxpy.sweeping.manifest import JournalEntry, append_journal
+
+    assert project.run("seed=1,2").returncode == 0
+    (sweep_id,) = list_sweeps(project.logs)
+    shutil.copytree(project.logs / "1", project.logs / "0")
+    uid = project.info(project.logs / "0")["uid"]
+    append_journal(project.logs, sweep_id, JournalEntry(0, 0, uid))
+    points = json.loads(project.mlxpy("sweep", "status", sweep_id, "--format", "json").stdout)
+    assert [p["log_id"] for p in points["points"]] == [0, 2]
+    table = project.mlxpy("sweep", "status", sweep_id).stdout.splitlines()
+    row = next(line for line in table if line.startswith("0 "))
+    assert row.split()[:3] == ["0", "0", "COMPLETE"]

@@ -358,7 +358,13 @@ def _sweep_status(args: argparse.Namespace) -> int:
     print(f"command: {' '.join(manifest.argv)}  (in {manifest.cwd})")
     rows = [("point", "log_id", "status", "job_id", "overrides")]
     rows += [
-        (str(s.index), str(s.log_id or "-"), s.status, s.job_id or "-", " ".join(s.overrides))
+        (
+            str(s.index),
+            "-" if s.log_id is None else str(s.log_id),
+            s.status,
+            s.job_id or "-",
+            " ".join(s.overrides),
+        )
         for s in states
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
