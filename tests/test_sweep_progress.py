@@ -96,6 +96,45 @@ def test_on_a_terminal_one_status_line_is_redrawn(project):
     assert stdout.count("RUN ") == 3 and "\x1b" not in stdout
 
 
+# an adaptive sweeper of the project itself (selected by its dotted path): two trials
+COUNTING_SWEEPER = """
+from mlxpy.sweeping.sweeper import Sweeper, Trial
+
+
+class CountingSweeper(Sweeper):
+    name = "CountingSweeper"
+    adaptive = True
+    objective = "train.loss.min"
+
+    def open(self, sweep_dir, space):
+        self.fixed, self.asked = list(space.fixed), 0
+
+    def ask(self):
+        if self.asked == 2:
+            return None
+        self.asked += 1
+        return Trial(self.asked - 1, [*self.fixed, f"seed={self.asked}"])
+
+    def tell(self, trial, value, status):
+        pass
+
+    def running(self):
+        return []
+
+    def best(self):
+        return None
+"""
+
+
+def test_an_adaptive_launch_ends_with_its_summary_line_too(project):
+    (project.root / "counting_sweeper.py").write_text(COUNTING_SWEEPER)
+    result = project.run("+mlxpy.sweep.name=counting_sweeper.CountingSweeper")
+    assert result.returncode == 0, result.stderr
+    (sweep_id,) = list_sweeps(project.logs)
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(rf"\[mlxpy\] sweep {sweep_id}: 2 trials: 2 COMPLETE in \d+\.\d s", last)
+
+
 def test_sweep_status_shows_a_point_whose_run_id_is_0(project):
     """Run ids are names: 0 is one (a run dir someone named so, a forced id)."""
     import json

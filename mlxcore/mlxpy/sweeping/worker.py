@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +46,7 @@ from mlxpy.sweeping.manifest import (
     sweep_dir,
 )
 from mlxpy.sweeping.objective import Objective
+from mlxpy.sweeping.progress import say, summary_line
 from mlxpy.sweeping.sweeper import Sweeper, Trial
 
 if TYPE_CHECKING:
@@ -239,11 +241,15 @@ def work(launcher: Launcher, record: LaunchRecord | None, parent: Path, sweep_id
         job_scheduler = scheduled.build(where="the launch record of this sweep worker")
     composer = Composer(launcher.config_dir)
     ran = failed = 0
+    ended: Counter[str] = Counter()
+    started = time.monotonic()
     with _sigterm_raises():
         while (trial := sweeper.ask()) is not None:
             ran += 1
             status = _run_trial(launcher, composer, trial, record, job_scheduler, parent, sweep_id)
+            ended[str(status)] += 1
             failed += _tell(sweeper, objective, trial, status, parent, sweep_id)
+    say(summary_line(ended, time.monotonic() - started, sweep_id, noun="trial"))
     if failed:
         print(f"mlxpy: {failed} of {ran} trials failed", file=sys.stderr)
         raise SystemExit(1)
