@@ -152,3 +152,20 @@ def test_sweep_status_shows_a_point_whose_run_id_is_0(project):
     table = project.mlxpy("sweep", "status", sweep_id).stdout.splitlines()
     row = next(line for line in table if line.startswith("0 "))
     assert row.split()[:3] == ["0", "0", "COMPLETE"]
+
+
+def test_resume_true_continues_the_adaptive_sweep_of_the_same_command(project):
+    """The same command is the same project and overrides, however the script is named."""
+    (project.root / "counting_sweeper.py").write_text(COUNTING_SWEEPER)
+    name = "+mlxpy.sweep.name=counting_sweeper.CountingSweeper"
+    assert project.run(name).returncode == 0  # argv[0]: the script's absolute path
+    (sweep_id,) = list_sweeps(project.logs)
+    again = subprocess.run(
+        [sys.executable, "main.py", name, "+mlxpy.sweep.resume=true"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"[mlxpy] sweep {sweep_id}: continuing its study" in again.stderr
+    assert list_sweeps(project.logs) == [sweep_id]

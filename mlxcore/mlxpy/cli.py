@@ -384,7 +384,7 @@ def _sweep_resume(args: argparse.Namespace) -> int:
     import subprocess
 
     from mlxpy.sweeping.manifest import MANIFEST_FILE, SweepError, SweepManifest, sweep_dir
-    from mlxpy.sweeping.resume import parse_only
+    from mlxpy.sweeping.resume import parse_only, sweep_overrides
 
     parent = Path(args.parent_log_dir)
     manifest = SweepManifest.read(parent, args.sweep_id)
@@ -402,8 +402,7 @@ def _sweep_resume(args: argparse.Namespace) -> int:
             f"sweep {args.sweep_id} cannot be relaunched: its recorded command is empty or its "
             f"directory {manifest.cwd!r} is gone"
         )
-    ours = ("mlxpy.sweep.resume=", "mlxpy.sweep.only=")
-    kept = [a for a in manifest.argv[1:] if not a.lstrip("+").startswith(ours)]
+    kept = sweep_overrides(manifest.argv)
     command = [sys.executable, manifest.argv[0], *kept, f"+mlxpy.sweep.resume={args.sweep_id}"]
     if only:
         command.append(f"+mlxpy.sweep.only=[{','.join(s.lower() for s in only)}]")

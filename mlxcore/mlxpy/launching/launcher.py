@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import os
 import sys
 import time
 import traceback
@@ -43,11 +42,10 @@ from mlxpy.launching.record import LaunchRecord, SchedulerChoice, take_launch_re
 from mlxpy.launching.relaunch import config_dir_for_jobs, freeze, relaunch_from_snapshot
 from mlxpy.launching.runner import Job, Run, make_job
 from mlxpy.plugins import get_plugins
-from mlxpy.rundir.info import now_iso
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
 from mlxpy.sweeping.lock import RESUME_LOCK, SUBMIT_LOCK, SweepLock
-from mlxpy.sweeping.manifest import SweepError, SweepManifest, SweepPoint, new_sweep_id
+from mlxpy.sweeping.manifest import SweepError, SweepManifest, SweepPoint, new_manifest
 from mlxpy.sweeping.progress import SweepProgress, counts_text, say, summary_line
 from mlxpy.sweeping.resume import PointCheck, ResumePlan, find_sweep, plan_resume
 from mlxpy.sweeping.resume import counts as point_counts
@@ -332,23 +330,13 @@ class Launcher:
         parent = self._sweep_parent(jobs[0])
         if parent is None or any(self._sweep_parent(job) != parent for job in jobs[1:]):
             return None
-        sweep_block = jobs[0].options.block("sweep")
-        for key in ("resume", "only"):  # how one launch of it ran, not what the sweep is
-            sweep_block.pop(key, None)
-        scheduler = None
-        if jobs[0].scheduler is not None:
-            block = jobs[0].options.block("scheduler")
-            scheduler = {"name": block.pop("name"), "settings": block}
-        manifest = SweepManifest(
-            sweep_id=new_sweep_id(),
-            argv=list(record.argv) if record is not None else list(sys.argv),
-            cwd=os.getcwd(),
-            project_dir=str(self.project_dir),
-            script=str(self.task_file),
-            sweeper={"name": sweep_block.pop("name"), "settings": sweep_block},
-            scheduler=scheduler,
-            points=[SweepPoint(job.sweep_point or 0, list(job.overrides)) for job in jobs],
-            created=now_iso(),
+        manifest = new_manifest(
+            jobs[0].options,
+            jobs[0].scheduler is not None,
+            list(record.argv) if record is not None else list(sys.argv),
+            self.project_dir,
+            self.task_file,
+            [SweepPoint(job.sweep_point or 0, list(job.overrides)) for job in jobs],
         )
         manifest.write(parent)
         self.sweep_parent = parent

@@ -129,6 +129,41 @@ class SweepManifest:
             ) from None
 
 
+def new_manifest(
+    options: Any,
+    submits: bool,
+    argv: list[str],
+    project_dir: Path,
+    script: Path,
+    points: list[SweepPoint] | None = None,
+    adaptive: bool = False,
+) -> SweepManifest:
+    """The manifest of a new sweep from its launch's options (``mlxpy.launching.options``:
+    its ``sweep`` block, less how this launch ran (``resume``, ``only``), and its
+    ``scheduler`` block when it ``submits``); not written yet."""
+    from mlxpy.rundir.info import now_iso
+
+    sweep_block = options.block("sweep")
+    for key in ("resume", "only"):  # how one launch of it ran, not what the sweep is
+        sweep_block.pop(key, None)
+    scheduler = None
+    if submits:
+        block = options.block("scheduler")
+        scheduler = {"name": block.pop("name"), "settings": block}
+    return SweepManifest(
+        sweep_id=new_sweep_id(),
+        argv=list(argv),
+        cwd=os.getcwd(),
+        project_dir=str(project_dir),
+        script=str(script),
+        sweeper={"name": sweep_block.pop("name"), "settings": sweep_block},
+        scheduler=scheduler,
+        points=list(points or []),
+        adaptive=adaptive,
+        created=now_iso(),
+    )
+
+
 def _parse(data: Any) -> SweepManifest:
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__

@@ -25,6 +25,7 @@ from mlxpy.rundir import codec, layout, safe
 from mlxpy.rundir.claim import is_locked
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.status import RunStatus
+from mlxpy.sweeping import sweeper
 from mlxpy.sweeping.lock import submitter_gone
 from mlxpy.sweeping.manifest import (
     JournalTail,
@@ -38,24 +39,8 @@ from mlxpy.sweeping.manifest import (
 MISSING = "MISSING"
 #: a point whose run dir is there but cannot be read: never resumed (it might be alive)
 UNREADABLE = "UNREADABLE"
-#: what a resume runs unless ``only`` says otherwise
-RESUMABLE = frozenset(
-    {
-        MISSING,
-        *(
-            str(s)
-            for s in (
-                RunStatus.FAILED,
-                RunStatus.INTERRUPTED,
-                RunStatus.TIMEOUT,
-                RunStatus.LOST,
-                RunStatus.CANCELLED,
-                RunStatus.PREEMPTED,
-                RunStatus.SUBMIT_FAILED,
-            )
-        ),
-    }
-)
+#: what a resume runs unless ``only`` says otherwise (the statuses ``sweep.only`` may name)
+RESUMABLE = frozenset(s.upper() for s in sweeper.RESUMABLE)
 #: a heartbeat older than this many intervals is stale (as the Reader judges it)
 STALE_AFTER_BEATS = 3
 
@@ -420,4 +405,32 @@ def find_sweep(
             and all(p.overrides == q for p, q in zip(manifest.points, points, strict=True))
         ):
             return manifest
+    return None
+
+
+#: overrides that say how one launch of a sweep ran, not what the sweep is
+LAUNCH_ONLY_OVERRIDES = ("mlxpy.sweep.resume", "mlxpy.sweep.only")
+
+
+def sweep_overrides(argv: list[str]) -> list[str]:
+    """The overrides of a sweep's command (``argv`` without the script), less those of
+    :data:`LAUNCH_ONLY_OVERRIDES`: what two launches of the same sweep share."""
+    return [a for a in argv[1:] if a.lstrip("+").partition("=")[0] not in LAUNCH_ONLY_OVERRIDES]
+
+
+def find_adaptive_sweep(parent: Path, argv: list[str], project_dir: str) -> str | None:
+    """The newest adaptive sweep under ``parent`` of the same command: same project, same
+    overrides (:func:`sweep_overrides`; the script may be named another way)."""
+    wanted = sweep_overrides(argv)
+    for sweep_id in reversed(list_sweeps(parent)):
+        try:
+            manifest = SweepManifest.read(parent, sweep_id)
+        except SweepError:
+            continue  # a damaged record is not this command's: mlxpy sweeps shows it
+        if (
+            manifest.adaptive
+            and manifest.project_dir == project_dir
+            and sweep_overrides(manifest.argv) == wanted
+        ):
+            return sweep_id
     return None

@@ -33,15 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlxpy.errors import ConfigError, MlxpyError
-from mlxpy.rundir.info import now_iso, read_info
+from mlxpy.rundir.info import read_info
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.status import RunStatus
 from mlxpy.sweeping.manifest import (
     JournalEntry,
     SweepManifest,
     append_journal,
-    list_sweeps,
-    new_sweep_id,
+    new_manifest,
     read_journal,
     sweep_dir,
 )
@@ -134,7 +133,7 @@ def _start_sweep(
                     f"study for {sweeper.name} to continue"
                 )
         else:
-            found = latest_adaptive_sweep(parent, user_argv)
+            found = latest_adaptive_sweep(parent, user_argv, str(launcher.project_dir))
             if found is None:
                 raise ConfigError(
                     f"+{RESUME_OVERRIDE}=true: no adaptive sweep of this command under "
@@ -152,24 +151,16 @@ def _start_sweep(
             flush=True,
         )
         return sweep_id
-    sweep_id = new_sweep_id()
-    block = job.options.block("sweep")
-    name = block.pop("name")
-    scheduler = None
-    if job.scheduler is not None:
-        sched = job.options.block("scheduler")
-        scheduler = {"name": sched.pop("name"), "settings": sched}
-    SweepManifest(
-        sweep_id=sweep_id,
-        argv=user_argv,
-        cwd=os.getcwd(),
-        project_dir=str(launcher.project_dir),
-        script=str(launcher.task_file),
-        sweeper={"name": name, "settings": block},
-        scheduler=scheduler,
+    manifest = new_manifest(
+        job.options,
+        job.scheduler is not None,
+        user_argv,
+        launcher.project_dir,
+        launcher.task_file,
         adaptive=True,
-        created=now_iso(),
-    ).write(parent)
+    )
+    manifest.write(parent)
+    sweep_id = manifest.sweep_id
     sweeper.open(sweep_dir(parent, sweep_id), launcher.space)  # the study exists from now on
     print(
         f"[mlxpy] sweep {sweep_id}: {sweeper.name}, study in {sweep_dir(parent, sweep_id)}",
@@ -179,22 +170,12 @@ def _start_sweep(
     return sweep_id
 
 
-def _without_resume(argv: list[str]) -> list[str]:
-    return [a for a in argv if a.lstrip("+").partition("=")[0] != RESUME_OVERRIDE]
+def latest_adaptive_sweep(parent: Path, argv: list[str], project_dir: str) -> str | None:
+    """The newest adaptive sweep under ``parent`` launched with the same command (the rule
+    of :func:`mlxpy.sweeping.resume.find_adaptive_sweep`)."""
+    from mlxpy.sweeping.resume import find_adaptive_sweep
 
-
-def latest_adaptive_sweep(parent: Path, argv: list[str]) -> str | None:
-    """The newest adaptive sweep under ``parent`` launched with the same command (compared
-    without ``+mlxpy.sweep.resume``)."""
-    wanted = _without_resume(argv)
-    for sweep_id in reversed(list_sweeps(parent)):
-        try:
-            manifest = SweepManifest.read(parent, sweep_id)
-        except MlxpyError:
-            continue
-        if manifest.adaptive and _without_resume(manifest.argv) == wanted:
-            return sweep_id
-    return None
+    return find_adaptive_sweep(parent, argv, project_dir)
 
 
 def run_alive(run_dir: Path) -> bool:
