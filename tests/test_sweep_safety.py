@@ -80,3 +80,48 @@ def test_an_oversized_record_is_an_unreadable_row_not_a_huge_read(project, name,
     assert rows[intact]["counts"] == {"COMPLETE": 2}
     table = project.mlxpy("sweeps")
     assert f"{damaged}  (unreadable: " in table.stdout
+
+
+COUNTING_SWEEPER = """
+from mlxpy.sweeping.sweeper import Sweeper, Trial
+
+
+class CountingSweeper(Sweeper):
+    name = "CountingSweeper"
+    adaptive = True
+    objective = "train.loss.min"
+
+    def open(self, sweep_dir, space):
+        self.fixed, self.asked = list(space.fixed), 0
+
+    def ask(self):
+        if self.asked == 1:
+            return None
+        self.asked += 1
+        return Trial(0, [*self.fixed, "seed=1"])
+
+    def tell(self, trial, value, status):
+        pass
+
+    def running(self):
+        return []
+
+    def best(self):
+        return None
+"""
+
+
+def test_an_adaptive_sweep_submits_no_workers_through_a_symlinked_folder(project, tmp_path):
+    (project.root / "counting_sweeper.py").write_text(COUNTING_SWEEPER)
+    name = "+mlxpy.sweep.name=counting_sweeper.CountingSweeper"
+    assert project.run(name).returncode == 0
+    (sweep_id,) = list_sweeps(project.logs)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project.logs / ".sweeps" / sweep_id / "workers").symlink_to(elsewhere)
+    project.write_config(
+        {"scheduler": {"name": "LocalScheduler"}, "use_scheduler": True}, "mlxpy.yaml"
+    )
+    result = project.run(name, "+mlxpy.sweep.resume=true")
+    assert result.returncode == 2, result.stderr
+    assert "symbolic link" in result.stderr and list(elsewhere.iterdir()) == []

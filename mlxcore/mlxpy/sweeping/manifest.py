@@ -61,6 +61,15 @@ def sweep_dir(parent_log_dir: Path, sweep_id: str) -> Path:
     return folder
 
 
+def sweep_path(parent_log_dir: Path, sweep_id: str, *parts: str) -> Path:
+    """A path in a sweep's folder (``parts`` below it), refused if any directory on the way
+    is a symbolic link: for what a sweep keeps there besides its record (its workers'
+    output, its study)."""
+    path = sweep_dir(parent_log_dir, sweep_id).joinpath(*parts)
+    _check_real_dirs(Path(parent_log_dir), path)
+    return path
+
+
 def _check_real_dirs(parent_log_dir: Path, folder: Path) -> None:
     """Refuse a sweep record reached through a symbolic link (``.sweeps`` or its sweep's
     folder): what mlxpy writes or reads under a log dir stays inside it."""

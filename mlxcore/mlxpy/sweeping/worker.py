@@ -43,6 +43,7 @@ from mlxpy.sweeping.manifest import (
     new_manifest,
     read_journal,
     sweep_dir,
+    sweep_path,
 )
 from mlxpy.sweeping.objective import Objective
 from mlxpy.sweeping.progress import say, summary_line
@@ -365,7 +366,7 @@ def submit_workers(
             config_dir=str(config_dir_for_jobs(launcher.config_dir, launcher.task_file, None)),
             argv=list(sys.argv),
         )
-    folder = sweep_dir(parent, sweep_id) / WORKERS_DIR / _stamp()
+    folder = sweep_path(parent, sweep_id, WORKERS_DIR, _stamp())  # never through a link
     folder.mkdir(parents=True)
     record_path = replace(base, scheduler=choice, sweep_worker=sweep_id).write(
         folder / "launch.json"
