@@ -94,3 +94,78 @@ def test_on_a_terminal_one_status_line_is_redrawn(project):
         r"\r\x1b\[K\[mlxpy\] sweep \S+: 3 runs: 3 COMPLETE in [\d.]+ s\r?\n$", terminal
     )
     assert stdout.count("RUN ") == 3 and "\x1b" not in stdout
+
+
+# an adaptive sweeper of the project itself (selected by its dotted path): two trials
+COUNTING_SWEEPER = """
+from mlxpy.sweeping.sweeper import Sweeper, Trial
+
+
+class CountingSweeper(Sweeper):
+    name = "CountingSweeper"
+    adaptive = True
+    objective = "train.loss.min"
+
+    def open(self, sweep_dir, space):
+        self.fixed, self.asked = list(space.fixed), 0
+
+    def ask(self):
+        if self.asked == 2:
+            return None
+        self.asked += 1
+        return Trial(self.asked - 1, [*self.fixed, f"seed={self.asked}"])
+
+    def tell(self, trial, value, status):
+        pass
+
+    def running(self):
+        return []
+
+    def best(self):
+        return None
+"""
+
+
+def test_an_adaptive_launch_ends_with_its_summary_line_too(project):
+    (project.root / "counting_sweeper.py").write_text(COUNTING_SWEEPER)
+    result = project.run("+mlxpy.sweep.name=counting_sweeper.CountingSweeper")
+    assert result.returncode == 0, result.stderr
+    (sweep_id,) = list_sweeps(project.logs)
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(rf"\[mlxpy\] sweep {sweep_id}: 2 trials: 2 COMPLETE in \d+\.\d s", last)
+
+
+def test_sweep_status_shows_a_point_whose_run_id_is_0(project):
+    """Run ids are names: 0 is one (a run dir someone named so, a forced id)."""
+    import json
+    import shutil
+
+    from mlxpy.sweeping.manifest import JournalEntry, append_journal
+
+    assert project.run("seed=1,2").returncode == 0
+    (sweep_id,) = list_sweeps(project.logs)
+    shutil.copytree(project.logs / "1", project.logs / "0")
+    uid = project.info(project.logs / "0")["uid"]
+    append_journal(project.logs, sweep_id, JournalEntry(0, 0, uid))
+    points = json.loads(project.mlxpy("sweep", "status", sweep_id, "--format", "json").stdout)
+    assert [p["log_id"] for p in points["points"]] == [0, 2]
+    table = project.mlxpy("sweep", "status", sweep_id).stdout.splitlines()
+    row = next(line for line in table if line.startswith("0 "))
+    assert row.split()[:3] == ["0", "0", "COMPLETE"]
+
+
+def test_resume_true_continues_the_adaptive_sweep_of_the_same_command(project):
+    """The same command is the same project and overrides, however the script is named."""
+    (project.root / "counting_sweeper.py").write_text(COUNTING_SWEEPER)
+    name = "+mlxpy.sweep.name=counting_sweeper.CountingSweeper"
+    assert project.run(name).returncode == 0  # argv[0]: the script's absolute path
+    (sweep_id,) = list_sweeps(project.logs)
+    again = subprocess.run(
+        [sys.executable, "main.py", name, "+mlxpy.sweep.resume=true"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"[mlxpy] sweep {sweep_id}: continuing its study" in again.stderr
+    assert list_sweeps(project.logs) == [sweep_id]

@@ -359,7 +359,13 @@ def _sweep_status(args: argparse.Namespace) -> int:
     print(f"command: {' '.join(manifest.argv)}  (in {manifest.cwd})")
     rows = [("point", "log_id", "status", "job_id", "overrides")]
     rows += [
-        (str(s.index), str(s.log_id or "-"), s.status, s.job_id or "-", " ".join(s.overrides))
+        (
+            str(s.index),
+            "-" if s.log_id is None else str(s.log_id),
+            s.status,
+            s.job_id or "-",
+            " ".join(s.overrides),
+        )
         for s in states
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -379,7 +385,7 @@ def _sweep_resume(args: argparse.Namespace) -> int:
     import subprocess
 
     from mlxpy.sweeping.manifest import MANIFEST_FILE, SweepError, SweepManifest, sweep_dir
-    from mlxpy.sweeping.resume import parse_only
+    from mlxpy.sweeping.resume import parse_only, sweep_overrides
 
     parent = Path(args.parent_log_dir)
     manifest = SweepManifest.read(parent, args.sweep_id)
@@ -397,8 +403,7 @@ def _sweep_resume(args: argparse.Namespace) -> int:
             f"sweep {args.sweep_id} cannot be relaunched: its recorded command is empty or its "
             f"directory {manifest.cwd!r} is gone"
         )
-    ours = ("mlxpy.sweep.resume=", "mlxpy.sweep.only=")
-    kept = [a for a in manifest.argv[1:] if not a.lstrip("+").startswith(ours)]
+    kept = sweep_overrides(manifest.argv)
     command = [sys.executable, manifest.argv[0], *kept, f"+mlxpy.sweep.resume={args.sweep_id}"]
     if only:
         command.append(f"+mlxpy.sweep.only=[{','.join(s.lower() for s in only)}]")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import os
 import sys
 import time
 import traceback
@@ -43,12 +42,12 @@ from mlxpy.launching.record import LaunchRecord, SchedulerChoice, take_launch_re
 from mlxpy.launching.relaunch import config_dir_for_jobs, freeze, relaunch_from_snapshot
 from mlxpy.launching.runner import Job, Run, make_job
 from mlxpy.plugins import get_plugins
-from mlxpy.rundir.info import now_iso
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
-from mlxpy.sweeping.manifest import SweepError, SweepManifest, SweepPoint, new_sweep_id
+from mlxpy.sweeping.lock import RESUME_LOCK, SUBMIT_LOCK, SweepLock
+from mlxpy.sweeping.manifest import SweepError, SweepManifest, SweepPoint, new_manifest
 from mlxpy.sweeping.progress import SweepProgress, counts_text, say, summary_line
-from mlxpy.sweeping.resume import ResumePlan, find_sweep, plan_resume
+from mlxpy.sweeping.resume import PointCheck, ResumePlan, find_sweep, plan_resume
 from mlxpy.sweeping.resume import counts as point_counts
 from mlxpy.sweeping.space import SearchSpace, from_overrides, space_file_path
 from mlxpy.sweeping.sweeper import Sweeper, make_sweeper
@@ -126,6 +125,8 @@ class Launcher:
         self.sweep_options: list[Any] = []  # the mlxpy.sweep.* overrides of the last build
         self.points: list[list[str]] = []  # the planned points of the last build
         self.sweep_parent: Path | None = None  # where the launch's sweep is recorded
+        self.sweep_lock: SweepLock | None = None  # held while this process runs a sweep
+        self.point_check: PointCheck | None = None  # of a resume: each point before it runs
 
     def _options(self, option_overrides: list[Any]) -> Options:
         options_file = self.config_dir / OPTIONS_FILE
@@ -220,7 +221,12 @@ class Launcher:
 
     def main(self, argv: list[str]) -> Any:
         with cli_warnings():
-            return self._main(argv)
+            try:
+                return self._main(argv)
+            finally:
+                if self.sweep_lock is not None:
+                    self.sweep_lock.release()
+                    self.sweep_lock = None
 
     def _main(self, argv: list[str]) -> Any:
         started = time.monotonic()
@@ -324,26 +330,18 @@ class Launcher:
         parent = self._sweep_parent(jobs[0])
         if parent is None or any(self._sweep_parent(job) != parent for job in jobs[1:]):
             return None
-        sweep_block = jobs[0].options.block("sweep")
-        for key in ("resume", "only"):  # how one launch of it ran, not what the sweep is
-            sweep_block.pop(key, None)
-        scheduler = None
-        if jobs[0].scheduler is not None:
-            block = jobs[0].options.block("scheduler")
-            scheduler = {"name": block.pop("name"), "settings": block}
-        manifest = SweepManifest(
-            sweep_id=new_sweep_id(),
-            argv=list(record.argv) if record is not None else list(sys.argv),
-            cwd=os.getcwd(),
-            project_dir=str(self.project_dir),
-            script=str(self.task_file),
-            sweeper={"name": sweep_block.pop("name"), "settings": sweep_block},
-            scheduler=scheduler,
-            points=[SweepPoint(job.sweep_point or 0, list(job.overrides)) for job in jobs],
-            created=now_iso(),
+        manifest = new_manifest(
+            jobs[0].options,
+            jobs[0].scheduler is not None,
+            list(record.argv) if record is not None else list(sys.argv),
+            self.project_dir,
+            self.task_file,
+            [SweepPoint(job.sweep_point or 0, list(job.overrides)) for job in jobs],
         )
         manifest.write(parent)
         self.sweep_parent = parent
+        # a resume started meanwhile refuses, instead of running the same points again
+        self.sweep_lock = SweepLock(parent, manifest.sweep_id, RESUME_LOCK, "run").acquire()
         for job in jobs:
             job.sweep_id = manifest.sweep_id
         return manifest
@@ -365,7 +363,11 @@ class Launcher:
             say(f"[mlxpy] no earlier sweep of this command in {parent}: starting it")
             return None
         self.sweep_parent = parent
-        return plan_resume(parent, manifest, self.sweeper.only)
+        # one resume at a time: a second one would plan the same points and run them again
+        self.sweep_lock = SweepLock(parent, manifest.sweep_id, RESUME_LOCK, "resumed").acquire()
+        plan = plan_resume(parent, manifest, self.sweeper.only)
+        self.point_check = PointCheck(plan)
+        return plan
 
     @staticmethod
     def _resume_in_own_dirs(jobs: list[Job], resume: ResumePlan) -> None:
@@ -406,6 +408,10 @@ class Launcher:
         try:
             with progress:
                 for number, job in enumerate(jobs, start=1):
+                    if not self._still_due(job):
+                        progress.total -= 1
+                        results.append(None)
+                        continue
                     run = self._run(job, record)
                     progress.job_started()
                     try:
@@ -437,6 +443,23 @@ class Launcher:
         if failed:
             raise SystemExit(1)
         return results
+
+    def _still_due(self, job: Job) -> bool:
+        """In a resume, whether a point is still to run just before it starts: one that
+        another process ran since the plan (complete, or running now) is skipped; one it ran
+        and left resumable is resumed in the dir it ran in."""
+        if self.point_check is None or job.sweep_point is None:
+            return True
+        state = self.point_check.now(job.sweep_point, job.overrides)
+        if not self.point_check.still_due(state):
+            say(
+                f"[mlxpy] point {state.index} skipped: it is {state.status} now (run "
+                f"{state.log_id}), since the resume was planned"
+            )
+            return False
+        if state.log_id is not None and job.logger is not None:
+            job.logger.forced_log_id = state.log_id
+        return True
 
     def _run(self, job: Job, record: LaunchRecord | None = None, job_scheduler: Any = None) -> Run:
         return Run(self.task, job, self.task_file, self.seeding_function, record, job_scheduler)
@@ -473,6 +496,13 @@ class Launcher:
             pack=self.sweeper.pack if self.sweeper else 1,
         )
         submission.check_limits()  # before any run dir is claimed
+        # held from the claim of the run dirs until their job ids are saved: points claimed
+        # by a submitter killed meanwhile are then told SUBMIT_FAILED, not queued forever
+        submitting = None
+        if sweep is not None:
+            assert self.sweep_parent is not None
+            submitting = SweepLock(self.sweep_parent, sweep.sweep_id, SUBMIT_LOCK, "submitted")
+            submitting.acquire()
         try:
             submission.prepare()
             try:
@@ -482,6 +512,8 @@ class Launcher:
         finally:
             if sweep is not None:  # the job ids (and run dirs) of what was submitted
                 self._record_submission(sweep, runs, choice)
+            if submitting is not None:
+                submitting.release()
         say(f"[mlxpy] submitted {len(jobs)} job(s) to {scheduler.name}")
         if sweep is not None:
             say(

@@ -27,7 +27,7 @@ import orjson
 
 from mlxpy.errors import MlxpyError
 from mlxpy.rundir.atomic import atomic_write
-from mlxpy.rundir.safe import MAX_METADATA_BYTES, MAX_METRICS_BYTES, read_bytes
+from mlxpy.rundir.safe import UnsafePathError, check_inside, open_regular, read_bytes
 
 SWEEPS_DIR = ".sweeps"
 MANIFEST_FILE = "sweep.json"
@@ -35,6 +35,10 @@ JOURNAL_FILE = "points.jsonl"
 #: bumped when a field changes meaning; a reader refuses a manifest of another format
 MANIFEST_FORMAT = 1
 SWEEP_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
+#: a manifest larger than this is not read (5,000 points take about 1 MiB)
+MAX_MANIFEST_BYTES = 32 * 1024 * 1024
+#: a journal larger than this is not read (a line is about 70 bytes: ~900,000 runs)
+MAX_JOURNAL_BYTES = 64 * 1024 * 1024
 
 
 class SweepError(MlxpyError):
@@ -52,7 +56,31 @@ def sweep_dir(parent_log_dir: Path, sweep_id: str) -> Path:
             f"{sweep_id!r} is not a sweep id (they look like 20261201-171300-a1b2c3); "
             f"list the sweeps with: mlxpy sweeps {parent_log_dir}"
         )
-    return Path(parent_log_dir) / SWEEPS_DIR / sweep_id
+    folder = Path(parent_log_dir) / SWEEPS_DIR / sweep_id
+    _check_real_dirs(Path(parent_log_dir), folder)
+    return folder
+
+
+def sweep_path(parent_log_dir: Path, sweep_id: str, *parts: str) -> Path:
+    """A path in a sweep's folder (``parts`` below it), refused if any directory on the way
+    is a symbolic link: for what a sweep keeps there besides its record (its workers'
+    output, its study)."""
+    path = sweep_dir(parent_log_dir, sweep_id).joinpath(*parts)
+    _check_real_dirs(Path(parent_log_dir), path)
+    return path
+
+
+def _check_real_dirs(parent_log_dir: Path, folder: Path) -> None:
+    """Refuse a sweep record reached through a symbolic link (``.sweeps`` or its sweep's
+    folder): what mlxpy writes or reads under a log dir stays inside it."""
+    try:
+        check_inside(parent_log_dir, folder)
+    except UnsafePathError as exc:
+        raise SweepError(
+            f"the sweep record {folder} is reached through a symbolic link ({exc}); mlxpy "
+            f"keeps sweep records in real directories of the log dir {parent_log_dir} and "
+            "never follows a link there: replace the link by a directory, or remove it"
+        ) from None
 
 
 @dataclass
@@ -83,6 +111,7 @@ class SweepManifest:
         """Write (or replace) the manifest atomically; returns its path."""
         folder = sweep_dir(parent_log_dir, self.sweep_id)
         folder.mkdir(parents=True, exist_ok=True)
+        _check_real_dirs(Path(parent_log_dir), folder)  # as created, not swapped for a link
         path = folder / MANIFEST_FILE
         data = orjson.dumps({"format": MANIFEST_FORMAT, **asdict(self)}, option=orjson.OPT_INDENT_2)
         atomic_write(path, lambda tmp: Path(tmp).write_bytes(data + b"\n"))
@@ -92,7 +121,7 @@ class SweepManifest:
     def read(cls, parent_log_dir: Path, sweep_id: str) -> SweepManifest:
         path = sweep_dir(parent_log_dir, sweep_id) / MANIFEST_FILE
         try:
-            data = orjson.loads(read_bytes(path, MAX_METADATA_BYTES * 8))
+            data = orjson.loads(read_bytes(path, MAX_MANIFEST_BYTES, Path(parent_log_dir)))
         except FileNotFoundError:
             raise SweepError(
                 f"no sweep {sweep_id} in {parent_log_dir} (no {path}); list the sweeps with: "
@@ -107,6 +136,41 @@ class SweepManifest:
                 f"the sweep manifest {path} is malformed ({exc}): it was written by another "
                 "mlxpy version or altered"
             ) from None
+
+
+def new_manifest(
+    options: Any,
+    submits: bool,
+    argv: list[str],
+    project_dir: Path,
+    script: Path,
+    points: list[SweepPoint] | None = None,
+    adaptive: bool = False,
+) -> SweepManifest:
+    """The manifest of a new sweep from its launch's options (``mlxpy.launching.options``:
+    its ``sweep`` block, less how this launch ran (``resume``, ``only``), and its
+    ``scheduler`` block when it ``submits``); not written yet."""
+    from mlxpy.rundir.info import now_iso
+
+    sweep_block = options.block("sweep")
+    for key in ("resume", "only"):  # how one launch of it ran, not what the sweep is
+        sweep_block.pop(key, None)
+    scheduler = None
+    if submits:
+        block = options.block("scheduler")
+        scheduler = {"name": block.pop("name"), "settings": block}
+    return SweepManifest(
+        sweep_id=new_sweep_id(),
+        argv=list(argv),
+        cwd=os.getcwd(),
+        project_dir=str(project_dir),
+        script=str(script),
+        sweeper={"name": sweep_block.pop("name"), "settings": sweep_block},
+        scheduler=scheduler,
+        points=list(points or []),
+        adaptive=adaptive,
+        created=now_iso(),
+    )
 
 
 def _parse(data: Any) -> SweepManifest:
@@ -173,6 +237,7 @@ def append_journal(parent_log_dir: Path, sweep_id: str, entry: JournalEntry) -> 
     """Record that a point's run dir was claimed: one short line, one ``O_APPEND`` write."""
     folder = sweep_dir(parent_log_dir, sweep_id)
     folder.mkdir(parents=True, exist_ok=True)
+    _check_real_dirs(Path(parent_log_dir), folder)
     line = orjson.dumps(asdict(entry)) + b"\n"
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(folder / JOURNAL_FILE, flags, 0o666)
@@ -186,12 +251,17 @@ def read_journal(parent_log_dir: Path, sweep_id: str) -> dict[int, JournalEntry]
     """The latest run of each point that started one (malformed lines are skipped)."""
     path = sweep_dir(parent_log_dir, sweep_id) / JOURNAL_FILE
     try:
-        data = read_bytes(path, MAX_METRICS_BYTES)
+        data = read_bytes(path, MAX_JOURNAL_BYTES, Path(parent_log_dir))
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise SweepError(f"cannot read the sweep journal {path}: {exc}") from None
     latest: dict[int, JournalEntry] = {}
+    _parse_journal(data, latest)
+    return latest
+
+
+def _parse_journal(data: bytes, latest: dict[int, JournalEntry]) -> None:
     for line in data.splitlines():
         try:
             raw = orjson.loads(line)
@@ -200,12 +270,46 @@ def read_journal(parent_log_dir: Path, sweep_id: str) -> dict[int, JournalEntry]
             continue  # a torn or foreign line: the others still count
         if type(point) is int and type(log_id) is int and point >= 0 and log_id >= 0:
             latest[point] = JournalEntry(point, log_id, uid if isinstance(uid, str) else "")
-    return latest
+
+
+class JournalTail:
+    """A sweep's journal, read as it grows: each :meth:`read` parses only the lines appended
+    since the one before, so a process that looks again before each point it starts spends
+    O(1) per point, not a whole read."""
+
+    def __init__(self, parent_log_dir: Path, sweep_id: str) -> None:
+        self.parent = Path(parent_log_dir)
+        self.path = sweep_dir(self.parent, sweep_id) / JOURNAL_FILE
+        self.offset = 0
+        self.rest = b""  # a line not ended yet
+        self.latest: dict[int, JournalEntry] = {}
+
+    def read(self) -> dict[int, JournalEntry]:
+        """The latest run of each point, as the journal says now."""
+        try:
+            fd = open_regular(self.path, MAX_JOURNAL_BYTES, self.parent)
+        except FileNotFoundError:
+            return self.latest
+        except OSError as exc:
+            raise SweepError(f"cannot read the sweep journal {self.path}: {exc}") from None
+        try:
+            size = os.fstat(fd).st_size
+            if size < self.offset:  # replaced by a shorter one: read it again
+                self.offset, self.rest, self.latest = 0, b"", {}
+            data = os.pread(fd, size - self.offset, self.offset) if size > self.offset else b""
+        finally:
+            os.close(fd)
+        self.offset += len(data)
+        ended, newline, rest = (self.rest + data).rpartition(b"\n")
+        self.rest = rest
+        _parse_journal(ended + newline, self.latest)
+        return self.latest
 
 
 def list_sweeps(parent_log_dir: Path) -> list[str]:
     """The ids of the sweeps recorded under a parent log dir, oldest first."""
     folder = Path(parent_log_dir) / SWEEPS_DIR
+    _check_real_dirs(Path(parent_log_dir), folder)
     try:
         names = os.listdir(folder)
     except FileNotFoundError:

@@ -25,7 +25,10 @@ from mlxpy.rundir import codec, layout, safe
 from mlxpy.rundir.claim import is_locked
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.status import RunStatus
+from mlxpy.sweeping import sweeper
+from mlxpy.sweeping.lock import submitter_gone
 from mlxpy.sweeping.manifest import (
+    JournalTail,
     SweepError,
     SweepManifest,
     list_sweeps,
@@ -36,24 +39,8 @@ from mlxpy.sweeping.manifest import (
 MISSING = "MISSING"
 #: a point whose run dir is there but cannot be read: never resumed (it might be alive)
 UNREADABLE = "UNREADABLE"
-#: what a resume runs unless ``only`` says otherwise
-RESUMABLE = frozenset(
-    {
-        MISSING,
-        *(
-            str(s)
-            for s in (
-                RunStatus.FAILED,
-                RunStatus.INTERRUPTED,
-                RunStatus.TIMEOUT,
-                RunStatus.LOST,
-                RunStatus.CANCELLED,
-                RunStatus.PREEMPTED,
-                RunStatus.SUBMIT_FAILED,
-            )
-        ),
-    }
-)
+#: what a resume runs unless ``only`` says otherwise (the statuses ``sweep.only`` may name)
+RESUMABLE = frozenset(s.upper() for s in sweeper.RESUMABLE)
 #: a heartbeat older than this many intervals is stale (as the Reader judges it)
 STALE_AFTER_BEATS = 3
 
@@ -118,12 +105,26 @@ def _read_info(parent_fd: int, parent: Path, log_id: int) -> dict[str, Any] | No
 
 
 def honest_status(info: dict[str, Any], root: Path, now: float | None = None) -> str:
-    """The run's recorded status; ``LOST`` for a ``RUNNING`` run whose heartbeat is stale and
-    whose process is gone (its lock is free; without a lock, its pid is dead on this host)."""
+    """The run's recorded status; ``LOST`` for a ``RUNNING`` run whose process is gone
+    (:func:`run_is_alive`)."""
     status = info.get("status")
     if status != RunStatus.RUNNING:
         return str(status) if isinstance(status, str) else UNREADABLE
+    return str(RunStatus.RUNNING if run_is_alive(info, root, now) else RunStatus.LOST)
+
+
+def run_is_alive(info: dict[str, Any], root: Path, now: float | None = None) -> bool:
+    """Whether the process of the ``RUNNING`` run in ``root`` (``info``: its run info) lives:
+    the one rule of sweeps, for a resume, ``mlxpy sweep status`` and an adaptive sweep's
+    reaper. On the run's own host its lock is the truth (the kernel drops it when the
+    process dies, even by ``kill -9``: a killed run is gone at once). Elsewhere, or with no
+    lock file, its heartbeat: fresh is alive; stale is gone unless its lock is seen held (on
+    this host without a lock file: unless its pid lives)."""
     run = RunDir(root)
+    locked = is_locked(run.lock)
+    same_host = info.get("hostname") == socket.gethostname()
+    if same_host and locked is not None:
+        return locked
     interval = info.get("heartbeat_interval_s")
     if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
         interval = 10.0
@@ -133,13 +134,10 @@ def honest_status(info: dict[str, Any], root: Path, now: float | None = None) ->
         beat = 0.0
     now = time.time() if now is None else now
     if now - beat <= STALE_AFTER_BEATS * interval:
-        return str(RunStatus.RUNNING)
-    locked = is_locked(run.lock)
+        return True
     if locked is None:  # no lock file: judge by the pid, on this host only
-        gone = info.get("hostname") == socket.gethostname() and not _pid_alive(info.get("pid"))
-    else:
-        gone = not locked
-    return str(RunStatus.LOST if gone else RunStatus.RUNNING)
+        return not same_host or _pid_alive(info.get("pid"))
+    return locked
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -177,9 +175,39 @@ def point_states(
             states.append(_point_state(parent, parent_fd, manifest, journal, index, overrides, now))
     finally:
         os.close(parent_fd)
+    _fail_orphaned_claims(parent, manifest.sweep_id, states)
     if ask_scheduler:
         reconcile_with_schedulers(parent, states)
     return states
+
+
+def _fail_orphaned_claims(parent: Path, sweep_id: str, states: list[PointState]) -> None:
+    """Points claimed (SUBMITTED) but given no job id by a submitter that is gone (killed
+    between claiming their run dirs and submitting them) are SUBMIT_FAILED, on disk too:
+    no job will ever start them, and a resume submits them again."""
+    orphans = [s for s in states if s.status == RunStatus.SUBMITTED and s.job_id is None]
+    if not orphans or not submitter_gone(parent, sweep_id):
+        return
+    from mlxpy.rundir.info import read_yaml, write_info
+
+    for state in orphans:
+        run = RunDir(parent / str(state.log_id))
+        try:
+            info = read_yaml(run.info, run.root) or {}
+            if info.get("status") != RunStatus.SUBMITTED or (info.get("scheduler") or {}).get(
+                "job_id"
+            ):
+                continue  # submitted meanwhile: as it says
+            info["status"] = str(RunStatus.SUBMIT_FAILED)
+            info["error"] = {
+                "type": "SubmitterGone",
+                "message": "the process submitting this run ended before submitting its job",
+            }
+            write_info(run.root, info, read_yaml(run.config, run.root) or {})
+        except (OSError, ValueError):
+            continue  # unchanged on disk; a resume's claim refuses it with the reason
+        state.status = str(RunStatus.SUBMIT_FAILED)
+        state.info = info
 
 
 def reconcile_with_schedulers(parent: Path, states: list[PointState]) -> None:
@@ -301,6 +329,39 @@ class ResumePlan:
     parent: Path
     states: list[PointState]
     todo: list[PointState]
+    wanted: frozenset[str] = RESUMABLE  # the statuses it runs
+
+
+class PointCheck:
+    """Where a planned point stands just before a resume starts it: another process may
+    have run it since the plan (a forced-id run of its dir, a job of an earlier
+    submission). The journal is read as it grows, so O(1) per point."""
+
+    def __init__(self, plan: ResumePlan) -> None:
+        self.plan = plan
+        self.journal = JournalTail(plan.parent, plan.manifest.sweep_id)
+
+    def now(self, index: int, overrides: list[str]) -> PointState:
+        latest = self.journal.read()
+        try:
+            parent_fd = os.open(self.plan.parent, _DIR)
+        except OSError as exc:
+            raise SweepError(f"cannot read the log dir {self.plan.parent}: {exc}") from None
+        try:
+            return _point_state(
+                self.plan.parent,
+                parent_fd,
+                self.plan.manifest,
+                latest,
+                index,
+                overrides,
+                time.time(),
+            )
+        finally:
+            os.close(parent_fd)
+
+    def still_due(self, state: PointState) -> bool:
+        return state.status in self.plan.wanted
 
 
 def plan_resume(
@@ -313,7 +374,8 @@ def plan_resume(
         )
     wanted = parse_only(only)
     states = point_states(parent, manifest)
-    return ResumePlan(manifest, Path(parent), states, [s for s in states if s.status in wanted])
+    todo = [s for s in states if s.status in wanted]
+    return ResumePlan(manifest, Path(parent), states, todo, wanted)
 
 
 def find_sweep(
@@ -343,4 +405,32 @@ def find_sweep(
             and all(p.overrides == q for p, q in zip(manifest.points, points, strict=True))
         ):
             return manifest
+    return None
+
+
+#: overrides that say how one launch of a sweep ran, not what the sweep is
+LAUNCH_ONLY_OVERRIDES = ("mlxpy.sweep.resume", "mlxpy.sweep.only")
+
+
+def sweep_overrides(argv: list[str]) -> list[str]:
+    """The overrides of a sweep's command (``argv`` without the script), less those of
+    :data:`LAUNCH_ONLY_OVERRIDES`: what two launches of the same sweep share."""
+    return [a for a in argv[1:] if a.lstrip("+").partition("=")[0] not in LAUNCH_ONLY_OVERRIDES]
+
+
+def find_adaptive_sweep(parent: Path, argv: list[str], project_dir: str) -> str | None:
+    """The newest adaptive sweep under ``parent`` of the same command: same project, same
+    overrides (:func:`sweep_overrides`; the script may be named another way)."""
+    wanted = sweep_overrides(argv)
+    for sweep_id in reversed(list_sweeps(parent)):
+        try:
+            manifest = SweepManifest.read(parent, sweep_id)
+        except SweepError:
+            continue  # a damaged record is not this command's: mlxpy sweeps shows it
+        if (
+            manifest.adaptive
+            and manifest.project_dir == project_dir
+            and sweep_overrides(manifest.argv) == wanted
+        ):
+            return sweep_id
     return None

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -35,17 +36,18 @@ from typing import TYPE_CHECKING, Any
 
 from mlxpy.errors import ConfigError, MlxpyError
 from mlxpy.launching.options import OPTIONS_FILE
-from mlxpy.rundir.info import now_iso, read_info
+from mlxpy.rundir.info import read_info
 from mlxpy.rundir.layout import LAUNCH_RECORD, RunDir
 from mlxpy.rundir.status import RunStatus
 from mlxpy.sweeping.manifest import (
     SweepManifest,
-    list_sweeps,
-    new_sweep_id,
+    new_manifest,
     read_journal,
     sweep_dir,
+    sweep_path,
 )
 from mlxpy.sweeping.objective import Objective
+from mlxpy.sweeping.progress import say, summary_line
 from mlxpy.sweeping.sweeper import Sweeper, Trial
 
 if TYPE_CHECKING:
@@ -55,8 +57,6 @@ if TYPE_CHECKING:
 
 WORKERS_DIR = "workers"
 RESUME_OVERRIDE = "mlxpy.sweep.resume"
-#: a run whose heartbeat is older than this many intervals, and unlocked, is not alive
-STALE_AFTER_BEATS = 3
 
 
 def run_adaptive(launcher: Launcher, job: Job, record: LaunchRecord | None, argv: list[str]) -> Any:
@@ -135,7 +135,7 @@ def _start_sweep(
                     f"study for {sweeper.name} to continue"
                 )
         else:
-            found = latest_adaptive_sweep(parent, user_argv)
+            found = latest_adaptive_sweep(parent, user_argv, str(launcher.project_dir))
             if found is None:
                 raise ConfigError(
                     f"+{RESUME_OVERRIDE}=true: no adaptive sweep of this command under "
@@ -153,24 +153,16 @@ def _start_sweep(
             flush=True,
         )
         return sweep_id
-    sweep_id = new_sweep_id()
-    block = job.options.block("sweep")
-    name = block.pop("name")
-    scheduler = None
-    if job.scheduler is not None:
-        sched = job.options.block("scheduler")
-        scheduler = {"name": sched.pop("name"), "settings": sched}
-    SweepManifest(
-        sweep_id=sweep_id,
-        argv=user_argv,
-        cwd=os.getcwd(),
-        project_dir=str(launcher.project_dir),
-        script=str(launcher.task_file),
-        sweeper={"name": name, "settings": block},
-        scheduler=scheduler,
+    manifest = new_manifest(
+        job.options,
+        job.scheduler is not None,
+        user_argv,
+        launcher.project_dir,
+        launcher.task_file,
         adaptive=True,
-        created=now_iso(),
-    ).write(parent)
+    )
+    manifest.write(parent)
+    sweep_id = manifest.sweep_id
     sweeper.open(sweep_dir(parent, sweep_id), launcher.space)  # the study exists from now on
     print(
         f"[mlxpy] sweep {sweep_id}: {sweeper.name}, study in {sweep_dir(parent, sweep_id)}",
@@ -180,44 +172,23 @@ def _start_sweep(
     return sweep_id
 
 
-def _without_resume(argv: list[str]) -> list[str]:
-    return [a for a in argv if a.lstrip("+").partition("=")[0] != RESUME_OVERRIDE]
+def latest_adaptive_sweep(parent: Path, argv: list[str], project_dir: str) -> str | None:
+    """The newest adaptive sweep under ``parent`` launched with the same command (the rule
+    of :func:`mlxpy.sweeping.resume.find_adaptive_sweep`)."""
+    from mlxpy.sweeping.resume import find_adaptive_sweep
 
-
-def latest_adaptive_sweep(parent: Path, argv: list[str]) -> str | None:
-    """The newest adaptive sweep under ``parent`` launched with the same command (compared
-    without ``+mlxpy.sweep.resume``)."""
-    wanted = _without_resume(argv)
-    for sweep_id in reversed(list_sweeps(parent)):
-        try:
-            manifest = SweepManifest.read(parent, sweep_id)
-        except MlxpyError:
-            continue
-        if manifest.adaptive and _without_resume(manifest.argv) == wanted:
-            return sweep_id
-    return None
+    return find_adaptive_sweep(parent, argv, project_dir)
 
 
 def run_alive(run_dir: Path) -> bool:
-    """Whether the run in ``run_dir`` is RUNNING with a live process: its lock held; for a
-    run on another node (whose lock a shared filesystem may not show), its heartbeat fresh."""
-    import socket
-
-    from mlxpy.rundir.claim import is_locked
+    """Whether the run in ``run_dir`` is RUNNING with a live process (the rule of
+    :func:`mlxpy.sweeping.resume.run_is_alive`)."""
+    from mlxpy.sweeping.resume import run_is_alive
 
     info = read_info(run_dir)
     if not isinstance(info, dict) or info.get("status") != RunStatus.RUNNING.value:
         return False
-    if is_locked(RunDir(run_dir).lock):
-        return True
-    if info.get("hostname") == socket.gethostname():
-        return False  # the lock of a process on this node is the truth
-    interval = info.get("heartbeat_interval_s") or 10.0
-    try:
-        beat = os.lstat(RunDir(run_dir).heartbeat).st_mtime
-    except OSError:
-        return False
-    return time.time() - beat <= STALE_AFTER_BEATS * float(interval)
+    return run_is_alive(info, run_dir)
 
 
 def reap(sweeper: Sweeper, parent: Path, sweep_id: str) -> int:
@@ -288,11 +259,15 @@ def work(launcher: Launcher, record: LaunchRecord | None, parent: Path, sweep_id
         job_scheduler = scheduled.build(where="the launch record of this sweep worker")
     composer = Composer(launcher.config_dir)
     ran = failed = 0
+    ended: Counter[str] = Counter()
+    started = time.monotonic()
     with _sigterm_raises():
         while (trial := sweeper.ask()) is not None:
             ran += 1
             status = _run_trial(launcher, composer, trial, record, job_scheduler, parent, sweep_id)
+            ended[str(status)] += 1
             failed += _tell(sweeper, objective, trial, status, parent, sweep_id)
+    say(summary_line(ended, time.monotonic() - started, sweep_id, noun="trial"))
     if failed:
         print(f"mlxpy: {failed} of {ran} trials failed", file=sys.stderr)
         raise SystemExit(1)
@@ -425,7 +400,7 @@ def submit_workers(
             config_dir=str(config_dir_for_jobs(launcher.config_dir, launcher.task_file, None)),
             argv=list(sys.argv),
         )
-    folder = sweep_dir(parent, sweep_id) / WORKERS_DIR / _stamp()
+    folder = sweep_path(parent, sweep_id, WORKERS_DIR, _stamp())  # never through a link
     folder.mkdir(parents=True)
     record_path = replace(base, scheduler=choice, sweep_worker=sweep_id).write(
         folder / LAUNCH_RECORD
