@@ -35,7 +35,7 @@ class SchedulerSettingsError(MlxpyError):
     """A run's recorded ``info.scheduler.settings`` do not fit its scheduler's constructor."""
 
 
-def _scheduler_class(name: Any) -> type[Scheduler]:
+def scheduler_class(name: Any) -> type[Scheduler]:
     """The scheduler registered under ``name`` by an installed plugin. A run's info is data
     from a shared dir: a dotted class path there is never imported."""
     from mlxpy.plugins import get_plugins
@@ -126,7 +126,7 @@ def _schedulers(runs: Any) -> tuple[dict[tuple, tuple[Scheduler, list]], list[di
     for log_id, row in runs.iterrows():
         name = row["info.scheduler.name"]
         try:
-            cls = _scheduler_class(name)
+            cls = scheduler_class(name)
             flat = (name, *(repr(row[c]) for c in columns))
             if flat not in read:
                 read[flat] = _recorded_settings(row, has_settings)
@@ -180,7 +180,7 @@ def collect(parent: str, query: str = "") -> list[dict[str, Any]]:
             run_status = row["info.status"]
             status = reconcile(run_status, state)
             if run_status == RunStatus.SUBMITTED and state and state.phase is JobPhase.DONE:
-                _mark_never_started(Path(row["log_dir"]), status, state)
+                mark_never_started(Path(row["log_dir"]), status, state)
             rows.append(
                 {
                     "log_id": log_id,
@@ -210,7 +210,9 @@ def _unasked(log_id: Any, row: Any, state: str, why: Exception) -> dict[str, Any
     }
 
 
-def _mark_never_started(log_dir: Path, status: str, state: Any) -> None:
+def mark_never_started(log_dir: Path, status: str, state: Any) -> None:
+    """Record that a run still SUBMITTED never started: its job is over (``status``, with
+    the scheduler's ``state`` as the reason), so that it reads as ended, and resumable."""
     from mlxpy.rundir.info import read_yaml, write_info
     from mlxpy.rundir.layout import RunDir
 

@@ -136,11 +136,12 @@ def run_is_alive(info: dict[str, Any], root: Path, now: float | None = None) -> 
     if now - beat <= STALE_AFTER_BEATS * interval:
         return True
     if locked is None:  # no lock file: judge by the pid, on this host only
-        return not same_host or _pid_alive(info.get("pid"))
+        return not same_host or pid_alive(info.get("pid"))
     return locked
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` exists on this host (someone else's counts as alive)."""
     if type(pid) is not int or pid <= 0:
         return False
     try:
@@ -230,7 +231,7 @@ def reconcile_with_schedulers(parent: Path, states: list[PointState]) -> None:
         if state.status not in live or state.job_id is None or not isinstance(recorded, dict):
             continue
         try:
-            cls = job_status._scheduler_class(recorded.get("name"))
+            cls = job_status.scheduler_class(recorded.get("name"))
             settings = recorded.get("settings")
             key = (cls.name, json.dumps(settings, sort_keys=True, default=repr))
             if key not in groups:
@@ -261,7 +262,7 @@ def reconcile_with_schedulers(parent: Path, states: list[PointState]) -> None:
             if status == str(RunStatus.REQUEUED):
                 continue  # its job will start it again: still live
             if state.status == RunStatus.SUBMITTED and status != state.status:
-                job_status._mark_never_started(parent / str(state.log_id), status, answer)
+                job_status.mark_never_started(parent / str(state.log_id), status, answer)
             state.status = status
 
 

@@ -216,12 +216,12 @@ def worker_may_live(trial: Trial, started: bool) -> bool:
     trial, claiming its run dir, or telling its result); on another host, whose processes
     cannot be seen from here, only until the trial has a run (``started``), whose heartbeat
     then tells. A trial recorded without its worker is judged by its run alone."""
-    from mlxpy.sweeping.resume import _pid_alive
+    from mlxpy.sweeping.resume import pid_alive
 
     if trial.host is None or trial.pid is None:
         return False
     if trial.host == socket.gethostname():
-        return _pid_alive(trial.pid) and not _zombie(trial.pid)
+        return pid_alive(trial.pid) and not _zombie(trial.pid)
     if not started:
         print(
             f"[mlxpy] trial {trial.number}, asked by pid {trial.pid} on {trial.host}, has no "
