@@ -68,7 +68,7 @@ class RunLock:
                 ) from None
             raise
         try:
-            _flock_briefly(self.fd)
+            flock_briefly(self.fd)
         except BlockingIOError:
             owner = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "unknown"
             os.close(self.fd)
@@ -86,9 +86,10 @@ class RunLock:
             self.fd = -1
 
 
-def _flock_briefly(fd: int) -> None:
+def flock_briefly(fd: int) -> None:
     """Take the lock, waiting a moment: a reader probing it (``is_locked``) holds it for
-    microseconds, and must not make a starting run think another one lives."""
+    microseconds, and must not make a starting run (or a sweep's submitter) think another
+    one lives."""
     for _ in range(20):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -11,15 +11,13 @@ Each is an exclusive ``flock``, which the kernel drops when its process dies, ev
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import socket
-import time
 from pathlib import Path
 
 import orjson
 
-from mlxpy.rundir.claim import is_locked
+from mlxpy.rundir.claim import flock_briefly, is_locked
 from mlxpy.rundir.safe import read_bytes
 from mlxpy.sweeping.manifest import SweepError, sweep_dir
 
@@ -50,7 +48,7 @@ class SweepLock:
             link = " (a symbolic link: remove it)" if exc.errno == errno.ELOOP else ""
             raise SweepError(f"cannot open the sweep lock {self.path}: {exc}{link}") from None
         try:
-            _flock_briefly(self.fd)
+            flock_briefly(self.fd)
         except BlockingIOError:
             os.close(self.fd)
             self.fd = -1
@@ -75,18 +73,6 @@ class SweepLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
-
-
-def _flock_briefly(fd: int) -> None:
-    """Take the lock, trying for a moment: a process probing it (``is_locked``, as
-    :func:`submitter_gone` does) holds it for microseconds, and is no holder."""
-    for _ in range(20):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            time.sleep(0.01)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def holder(path: Path) -> dict[str, object]:

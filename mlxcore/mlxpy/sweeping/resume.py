@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
@@ -394,11 +394,7 @@ def find_sweep(
                 f", not {project_dir}: resume it from there (mlxpy sweep resume {which})"
             )
         return manifest
-    for sweep_id in reversed(list_sweeps(parent)):
-        try:
-            manifest = SweepManifest.read(parent, sweep_id)
-        except SweepError:
-            continue  # a damaged record is not this command's: mlxpy sweeps shows it
+    for manifest in _newest_first(parent):
         if (
             not manifest.adaptive
             and manifest.project_dir == project_dir
@@ -407,6 +403,16 @@ def find_sweep(
         ):
             return manifest
     return None
+
+
+def _newest_first(parent: Path) -> Iterator[SweepManifest]:
+    """The readable manifests under ``parent``, newest first (a damaged record is no
+    command's: ``mlxpy sweeps`` shows it)."""
+    for sweep_id in reversed(list_sweeps(parent)):
+        try:
+            yield SweepManifest.read(parent, sweep_id)
+        except SweepError:
+            continue
 
 
 #: overrides that say how one launch of a sweep ran, not what the sweep is
@@ -423,15 +429,11 @@ def find_adaptive_sweep(parent: Path, argv: list[str], project_dir: str) -> str 
     """The newest adaptive sweep under ``parent`` of the same command: same project, same
     overrides (:func:`sweep_overrides`; the script may be named another way)."""
     wanted = sweep_overrides(argv)
-    for sweep_id in reversed(list_sweeps(parent)):
-        try:
-            manifest = SweepManifest.read(parent, sweep_id)
-        except SweepError:
-            continue  # a damaged record is not this command's: mlxpy sweeps shows it
+    for manifest in _newest_first(parent):
         if (
             manifest.adaptive
             and manifest.project_dir == project_dir
             and sweep_overrides(manifest.argv) == wanted
         ):
-            return sweep_id
+            return manifest.sweep_id
     return None
