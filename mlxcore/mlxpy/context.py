@@ -7,6 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mlxpy.distributed.detect import SINGLE, DistInfo
+
 
 class Config(DictConfig):
     """An OmegaConf ``DictConfig`` that prints as YAML, as the config file reads."""
@@ -64,6 +66,13 @@ class Context:
     info: RunInfo = field(default_factory=RunInfo)
     logger: Any = None
     hook: Any = field(default_factory=_NoHooks, repr=False)
+    #: this process's place in a distributed job (rank 0 of 1 without one)
+    dist: DistInfo = field(default=SINGLE, repr=False)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process is rank 0, the one that writes the run's own files."""
+        return self.dist.rank == 0
 
     def config_dict(self) -> dict[str, Any]:
         return OmegaConf.to_container(self.config, resolve=True)  # type: ignore[return-value]

@@ -17,6 +17,7 @@ from typing import Any, cast
 from omegaconf import OmegaConf
 
 from mlxpy.context import Config, as_config
+from mlxpy.distributed.detect import detect
 from mlxpy.errors import ConfigError, DiskFullError, MlxpyError, MlxpyWarning
 from mlxpy.launching.configs import (
     CONFIG_FILE,
@@ -231,6 +232,7 @@ class Launcher:
     def _main(self, argv: list[str]) -> Any:
         started = time.monotonic()
         try:
+            detect()  # a launcher's inconsistent environment: a setup error, before anything
             record = take_launch_record()
             if record is not None:  # started by a launch: its record says where things are
                 self.project_dir = Path(record.project_dir)

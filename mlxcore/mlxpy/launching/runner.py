@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mlxpy.context import Config, Context, as_config
+from mlxpy.distributed.detect import DistInfo, detect
 from mlxpy.errors import LogDirError, MlxpyError, RunInterrupted, UnknownPluginError
 from mlxpy.launching.options import Options
 from mlxpy.launching.record import LaunchRecord, SchedulerChoice
@@ -215,16 +216,33 @@ class Run:
             sweep_id, point = record.sweep_id, record.sweep_point
         if sweep_id is not None:
             self.info.sweep_id, self.info.sweep_point = sweep_id, point
+        self.dist = self._dist(point)
+        self.info.rank, self.info.local_rank = self.dist.rank, self.dist.local_rank
+        self.info.world_size = self.dist.world_size
+        if self.dist.distributed:
+            self.info.distributed = {"launcher": self.dist.launcher, "key": self.dist.key}
         self.ctx = Context(
             config=job.config,
             mlxpy=as_config(job.options.data),
             info=self.info,
             logger=job.logger,
             hook=self.plugins.hook,
+            dist=self.dist,
         )
         self.job_scheduler = job_scheduler  # set when this process is a scheduled job
         # the run's selected instances, registered as plugins from start to the recorded end
         self._selection = contextlib.ExitStack()
+
+    @staticmethod
+    def _dist(point: int | None) -> DistInfo:
+        """This process's rank in its job. Each point of a sweep the ranks run together is a
+        job of its own: one run, joined under its own key."""
+        dist = detect()
+        if dist.distributed and point is not None:
+            from dataclasses import replace
+
+            dist = replace(dist, key=f"{dist.key}#point{point}")
+        return dist
 
     def _select(self) -> None:
         """Register the run's logger, version manager and scheduler for the run's duration,
@@ -246,10 +264,15 @@ class Run:
         try:
             if self.record is not None and self.record.claim is not None:
                 logger.adopt_claim(self.record.claim.log_dir)
-            logger.start_run(self.ctx)
+            if self.dist.is_main:
+                logger.start_run(self.ctx)
+            else:  # the run rank 0 started: its files are rank 0's to write
+                logger.join_run(self.ctx)
         except BaseException:
             self._selection.close()
             raise
+        if not self.dist.is_main:
+            return
         try:
             if self.job_scheduler is not None:
                 self.info.scheduler = {
@@ -317,7 +340,7 @@ class Run:
             finally:
                 failure = self._record_end(outcome, started)
         if outcome.requeued:  # last: the scheduler stops this process once the job is requeued
-            self.job_scheduler.requeue_current_job()
+            self.job_scheduler.requeue_current_job()  # (rank 0's to ask, for the whole job)
         error = outcome.error
         if isinstance(error, (Exception, SystemExit)) and not reraise:
             error = None  # returned in the outcome
@@ -402,7 +425,8 @@ class Run:
     def _wants_requeue(self, status: str) -> bool:
         scheduler = self.job_scheduler
         if not (
-            scheduler is not None
+            self.dist.is_main
+            and scheduler is not None
             and scheduler.requeue
             and status in set(scheduler.warning_signals.values())
         ):

@@ -50,7 +50,7 @@ INFO_SCHEMA: dict[str, str] = {
     "launch_id": "str: shared by the runs of one launch (a sweep)",
     "plugins": "dict[str, str]: distribution versions of the plugins loaded",
     "heartbeat_interval_s": "float",
-    "error": "{type: str, message: str}: why the run failed",
+    "error": "{type: str, message: str, rank: int (distributed runs)}: why the run failed",
     "exit_code": "int: the code of sys.exit(n) that ended the task",
     "interrupt_reason": "str: the signal name",
     "restarts": "int: how many times the run was resumed",
@@ -62,7 +62,13 @@ INFO_SCHEMA: dict[str, str] = {
     "version_manager": "dict: commit, dirty, snapshot dir ...",
     "sweep_id": "str: the sweep the run is a point of (its record: <parent>/.sweeps/<id>/)",
     "sweep_point": "int: the point's index in its sweep's manifest",
+    "world_size": "int: the number of processes of a distributed run (absent for one)",
+    "distributed": "dict: launcher (torchelastic, env, openmpi, pmi, slurm), key (the job "
+    "identity its ranks joined under)",
+    "failed_rank": "int: in a distributed run, the rank whose failure is the run's",
 }
+#: in ``ctx.info`` only: each process has its own, so the run's files hold neither
+PROCESS_KEYS = ("rank", "local_rank")
 #: set when the run dir is claimed or submitted, and kept by every later attempt
 KEPT_ON_RESUME = ("uid", "scheduler", "submit_time", "launch_id", "sweep_id", "sweep_point")
 #: what one earlier attempt keeps in ``history``
@@ -73,6 +79,10 @@ def write_info(root: Path, info: dict[str, Any], config: dict[str, Any]) -> None
     """Write both info files. Also used outside the run, by ``mlxpy status`` for runs that
     never started."""
     run = RunDir(Path(root))
+    if any(key in info for key in PROCESS_KEYS) or info.get("world_size") == 1:
+        info = {k: v for k, v in info.items() if k not in PROCESS_KEYS}
+        if info.get("world_size") == 1:  # one process: the run's files are as they were
+            del info["world_size"]
     atomic_write_yaml(run.info, info)
     atomic_write_bytes(run.run_json, codec.encode({"config": config, "info": info}), fsync=False)
 

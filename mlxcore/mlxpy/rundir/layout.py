@@ -52,6 +52,23 @@ STREAM_STDERR = "log.stderr"
 #: beside the runs, in the parent log dir: the Reader's index
 INDEX_FILE = ".mlxpy-index.sqlite"
 
+#: a run of several processes (a distributed job): ``ranks/<k>/`` holds what rank k writes
+#: apart from the run's own files (its heartbeat, lock, status, error, per-rank metrics)
+RANKS_DIR = "ranks"
+RANK_STATUS = "status.json"
+#: ``metadata/.status.lock``: ranks ending at once merge their statuses into info under it
+STATUS_LOCK = ".status.lock"
+#: beside the runs: ``.joins/<hash of the job's key>.json``, where rank 0 tells the other
+#: ranks of its job which run dir it started (``mlxpy.distributed.join``)
+JOINS_DIR = ".joins"
+
+
+def rank_stream(name: str, rank: int) -> str:
+    """``log.rank<k>.stdout`` for ``log.stdout``: each process of a distributed run has its own."""
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem}.rank{rank}.{suffix}"
+
+
 #: run ids are canonical ASCII decimal directory names (``str.isdigit`` would accept ``²``;
 #: ``007`` would read as the same id as ``7``)
 _RUN_ID = re.compile(r"0|[1-9][0-9]{0,17}")
@@ -162,6 +179,18 @@ class RunDir:
     def job_stderr(self) -> Path:
         return self.root / JOB_STDERR
 
+    @property
+    def status_lock(self) -> Path:
+        return self.metadata / STATUS_LOCK
+
+    @property
+    def ranks(self) -> Path:
+        return self.root / RANKS_DIR
+
+    def rank(self, rank: int) -> RankDir:
+        """What rank ``rank`` of a distributed run writes beside the run's own files."""
+        return RankDir(self.root / RANKS_DIR / str(rank))
+
     def metrics_file(self, log_name: str) -> Path:
         return self.metrics / f"{log_name}{METRICS_SUFFIX}"
 
@@ -170,3 +199,42 @@ class RunDir:
 
     def checkpoint(self, name: str) -> Path:
         return self.checkpoints / f"{name}{CHECKPOINT_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class RankDir:
+    """The paths of ``ranks/<k>/`` in a run dir. Rank 0 uses the run's own heartbeat, lock
+    and metrics; it keeps only its status and error here. Per-rank metric logs have the same
+    format as the run's (``metrics/<log>.json`` with ``metrics/.keys/``)."""
+
+    root: Path
+
+    @property
+    def rank(self) -> int:
+        return int(self.root.name)
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.root / HEARTBEAT_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILE
+
+    @property
+    def status(self) -> Path:
+        return self.root / RANK_STATUS
+
+    @property
+    def error_log(self) -> Path:
+        return self.root / ERROR_LOG
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS_DIR
+
+    def metrics_file(self, log_name: str) -> Path:
+        return self.metrics / f"{log_name}{METRICS_SUFFIX}"
+
+    def keys_file(self, log_name: str) -> Path:
+        return self.metrics / KEYS_DIR / f"{log_name}{METRICS_SUFFIX}"

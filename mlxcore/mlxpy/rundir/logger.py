@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 import threading
 import warnings
 from abc import abstractmethod
@@ -12,6 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlxpy.distributed import join
+from mlxpy.distributed.detect import SINGLE, DistInfo
+from mlxpy.distributed.outcome import RankStatus, mark_joined, record_rank_end
 from mlxpy.errors import DiskFullError, LogDirError, MlxpyWarning, PluginError
 from mlxpy.hookspecs import hookimpl
 from mlxpy.plugins.component import Component
@@ -33,7 +37,7 @@ from mlxpy.rundir.info import (
     read_yaml,
     write_info,
 )
-from mlxpy.rundir.layout import FORMAT_VERSION, RunDir
+from mlxpy.rundir.layout import FORMAT_VERSION, RankDir, RunDir
 from mlxpy.rundir.location import DEFAULT_PARENT_LOG_DIR, resolve_parent_log_dir
 from mlxpy.rundir.manifest import (
     ArtifactRecord,
@@ -123,7 +127,7 @@ def _fire_after(
         def wrapper(self: Logger, *args: Any, **kw: Any) -> Any:
             result = method(self, *args, **kw)
             ctx = self.ctx
-            if ctx is not None and getattr(type(self), method.__name__) is wrapper:
+            if ctx is not None and ctx.is_main and getattr(type(self), method.__name__) is wrapper:
                 if getattr(ctx.hook, hook_name).get_hookimpls():
                     fire(ctx, _arguments(method, args, kw), result)
             return result
@@ -180,6 +184,18 @@ class Logger(Component):
     @abstractmethod
     def save_info(self, info: dict[str, Any]) -> None:
         """Persist the run info; called at start, on status changes and at the end."""
+
+    def join_run(self, ctx: Context) -> None:
+        """In a distributed job, on every rank but 0 (``ctx.dist``), in place of
+        :meth:`start_run`: join the run rank 0 started, set ``log_id`` and ``log_dir``. The
+        core then calls the same methods as on rank 0; the logger decides what a rank other
+        than 0 writes. A logger that cannot share a run between processes keeps this
+        default, which refuses."""
+        raise PluginError(
+            f"logger '{self.name}' cannot share one run between the {ctx.dist.world_size} "
+            f"processes of a distributed job ({ctx.dist.launcher}): it must implement "
+            "join_run() (or select DefaultLogger or a subclass of it, logger.name)"
+        )
 
     def finish_metrics(self) -> BaseException | None:
         """Write the metrics still buffered, before the final status is recorded; return the
@@ -254,8 +270,14 @@ class DefaultLogger(Logger):
         flush_every: int = 1000,
         flush_interval_s: float = 1.0,
         heartbeat_interval_s: float = 10.0,
+        join_timeout_s: float = 600.0,
+        all_ranks: bool = False,
     ) -> None:
         self.parent_log_dir = parent_log_dir
+        #: how long a rank other than 0 waits for rank 0 to start the run
+        self.join_timeout_s = join_timeout_s
+        #: every rank keeps its own metric logs (as ``log_metrics(..., all_ranks=True)``)
+        self.all_ranks = all_ranks
         self.forced_log_id = forced_log_id
         self._claimed: Path | None = None  # the run dir a submission claimed for this job
         self.log_streams_to_file = log_streams_to_file
@@ -277,6 +299,14 @@ class DefaultLogger(Logger):
         self._reserved = False
         self._abandon_unwritten = False
         self._write_failure: BaseException | None = None  # while background flushes fail
+        # a distributed job: this process's rank, and where its own files go
+        self._dist: DistInfo = SINGLE
+        self._follower = False  # a rank other than 0: the run's files are rank 0's
+        self._rank_dir: RankDir | None = None
+        self._session = ""
+        self._heartbeat: Path | None = None
+        self._metrics_dir: RunDir | RankDir | None = None
+        self._final_info: dict[str, Any] = {}
 
     # -- run directory ------------------------------------------------------------------
     def _parent(self, ctx: Context) -> Path:
@@ -291,11 +321,16 @@ class DefaultLogger(Logger):
 
     def start_run(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._dist = ctx.dist
         parent = self._parent(ctx)
         fresh = self.forced_log_id < 0 and self._claimed is None
         try:
             parent.mkdir(parents=True, exist_ok=True)
             parent = parent.resolve()
+            if fresh and self._dist.distributed:  # a restart of the job: its run again
+                earlier = self._earlier_attempt(parent)
+                if earlier is not None:
+                    self.forced_log_id, fresh = earlier, False
             if fresh:
                 self.log_id, self.log_dir = claim.claim_new(parent)
             else:
@@ -323,7 +358,10 @@ class DefaultLogger(Logger):
             self._config = ctx.config_dict()
             atomic_write_yaml(run.config, self._config)
             atomic_write_yaml(run.options, ctx.mlxpy_dict())
+            self._heartbeat, self._metrics_dir = run.heartbeat, run
             self._beat()
+            if self._dist.distributed:
+                self._start_rank_zero(parent)
         except BaseException as exc:
             self._release_reserve()
             self._lock.release()
@@ -338,14 +376,118 @@ class DefaultLogger(Logger):
         # log_metrics fires the hook itself unless a subclass's override (wrapped) does
         own = type(self).log_metrics is DefaultLogger.log_metrics
         self._metrics_hook = ctx.hook.mlxpy_after_metrics_logged if own else None
-        if self.log_streams_to_file:
+        self._start_background()
+
+    def _start_background(self) -> None:
+        """Output capture and the ticker (flushes, heartbeat): last, once the run is started.
+        Every process of a distributed job has its own output files."""
+        assert self.log_dir is not None
+        if self.log_streams_to_file or self._dist.distributed:
             from mlxpy.rundir.streams import StreamCapture
 
-            self._streams = StreamCapture(self.log_dir)
+            self._streams = StreamCapture(self.log_dir, self._stream_names())
             self._streams.start()
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick, name="mlxpy-logger", daemon=True)
         self._ticker.start()
+
+    def _stream_names(self) -> tuple[str, str]:
+        names = (layout.STREAM_STDOUT, layout.STREAM_STDERR)
+        if not self._dist.distributed:
+            return names
+        return (
+            layout.rank_stream(names[0], self._dist.rank),
+            layout.rank_stream(names[1], self._dist.rank),
+        )
+
+    # -- distributed jobs ---------------------------------------------------------------
+    def _earlier_attempt(self, parent: Path) -> int | None:
+        """The run an earlier attempt of this job (same key: a torchrun restart, a requeue)
+        started, if it is over: this attempt resumes it instead of starting another."""
+        key = self._dist.key
+        record = join.read(parent, key) if key else None
+        if record is None or record.attempt == self._dist.attempt:
+            return None
+        root = join.run_dir(parent, record)
+        if not root.is_dir() or claim.is_locked(RunDir(root).lock):
+            return None
+        return record.log_id
+
+    def _start_rank_zero(self, parent: Path) -> None:
+        """Rank 0, its run started: say so in ``ranks/0/``, then tell the other ranks."""
+        assert self.run is not None and self.ctx is not None
+        self._session = join.new_session()
+        self._rank_dir = self._make_rank_dir(self.run, 0)
+        mark_joined(self._rank_dir, self._rank_status("RUNNING"))
+        join.publish(parent, self._dist, int(self.log_id), self.ctx.info.uid, self._session)
+
+    def _make_rank_dir(self, run: RunDir, rank: int) -> RankDir:
+        rank_dir = run.rank(rank)
+        for path in (run.ranks, rank_dir.root, rank_dir.status, rank_dir.lock, rank_dir.heartbeat):
+            check_inside(run.root, path)
+        run.ranks.mkdir(exist_ok=True)
+        rank_dir.root.mkdir(exist_ok=True)
+        check_inside(run.root, rank_dir.root)  # again: not swapped for a link meanwhile
+        return rank_dir
+
+    def _rank_status(self, status: str, info: dict[str, Any] | None = None) -> RankStatus:
+        info = info or {}
+        error = info.get("error")
+        return RankStatus(
+            rank=self._dist.rank,
+            session=self._session,
+            status=status,
+            host=os.uname().nodename,
+            pid=os.getpid(),
+            end_time=info.get("end_time"),
+            error=dict(error) if isinstance(error, dict) else None,
+            interrupt_reason=info.get("interrupt_reason"),
+        )
+
+    def join_run(self, ctx: Context) -> None:
+        """A rank other than 0: wait for rank 0 to publish the run it started (keyed on the
+        launcher's identity of the job), then keep this rank's own files in ``ranks/<k>/``.
+        The run's config, info and options are rank 0's alone."""
+        self.ctx = ctx
+        self._dist = dist = ctx.dist
+        self._follower = True
+        parent = self._parent(ctx)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            parent = parent.resolve()
+        except OSError as exc:
+            raise self._setup_error(parent, exc) from exc
+        record = join.wait(parent, dist, self.join_timeout_s)
+        if self._claimed is not None and record.log_id != int(self._claimed.name):
+            raise LogDirError(
+                f"rank {dist.rank}: rank 0 of this job started run {record.log_id} in "
+                f"{parent}, but this job's launch record names run {self._claimed.name}: "
+                "the ranks were not started by the same submission"
+            )
+        self.log_id = record.log_id
+        self.log_dir = root = join.run_dir(parent, record)
+        try:
+            check_inside(parent, root)
+            self.run = run = RunDir(root)
+            self._rank_dir = rank_dir = self._make_rank_dir(run, dist.rank)
+        except OSError as exc:
+            raise self._setup_error(parent, exc) from exc
+        self._lock = claim.RunLock(rank_dir.lock)
+        self._lock.acquire(f"{record.log_id} (rank {dist.rank})")
+        try:
+            self._session = record.session
+            ctx.info.log_id = self.log_id
+            ctx.info.log_dir = str(root)
+            ctx.info.format = FORMAT_VERSION
+            ctx.info.uid = record.uid
+            self._heartbeat, self._metrics_dir = rank_dir.heartbeat, rank_dir
+            self._artifact_manifest = read_artifact_records(run)
+            mark_joined(rank_dir, self._rank_status("RUNNING"))
+            self._beat()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._start_background()
 
     @staticmethod
     def _setup_error(parent: Path, exc: OSError) -> LogDirError:
@@ -481,8 +623,8 @@ class DefaultLogger(Logger):
         written."""
         paths = [run.metadata, run.metrics, run.artifacts, run.checkpoints]
         paths += [run.lock, run.heartbeat, run.info, run.run_json, run.config, run.options]
-        if self.log_streams_to_file:
-            paths += [run.root / layout.STREAM_STDOUT, run.root / layout.STREAM_STDERR]
+        if self.log_streams_to_file or self._dist.distributed:
+            paths += [run.root / name for name in self._stream_names()]
         return paths
 
     def prepare_submission(self, ctx: Context) -> None:
@@ -589,20 +731,42 @@ class DefaultLogger(Logger):
             return {"status": RunStatus.LOST.value}
 
     def save_info(self, info: dict[str, Any]) -> None:
+        """Write the run info. A rank other than 0 keeps it for its own status; rank 0's
+        final info is merged with the other ranks' outcomes (the worst wins)."""
         assert self.log_dir is not None and self.ctx is not None
+        if self._follower:
+            self._final_info = dict(info)
+            return
         log_dir = self.log_dir
+        if self._rank_dir is not None and info.get("status") != RunStatus.RUNNING:
+            assert self.run is not None
+            run, rank_dir = self.run, self._rank_dir
+            status = self._rank_status(str(info.get("status")), info)
+            self._write_with_reserve(
+                lambda: record_rank_end(run, rank_dir, status, info, self._config),
+                f"the run info of run {self.log_id}",
+            )
+            return
         self._write_with_reserve(
             lambda: write_info(log_dir, info, self._config), f"the run info of run {self.log_id}"
         )
 
     def save_error(self, text: str) -> None:
-        """Keep the traceback; on a full disk it is given up (``info.error`` names it)."""
+        """Keep the traceback; on a full disk it is given up (``info.error`` names it). In a
+        distributed job each rank keeps its own (``ranks/<k>/error.log``); the failing rank's
+        becomes the run's."""
         try:
-            self.save_metadata_text(layout.ERROR_LOG, text)
+            if self._rank_dir is not None:
+                path = self._rank_dir.error_log
+                self._write_with_reserve(lambda: atomic_write_text(path, text), str(path))
+            if not self._follower:
+                self.save_metadata_text(layout.ERROR_LOG, text)
         except DiskFullError:
             pass
 
     def save_metadata_text(self, name: str, text: str) -> None:
+        if self._follower:  # the run's metadata is rank 0's
+            return
         check_log_name(name, "metadata file name")
         self._require_dir()
         assert self.run is not None
@@ -611,7 +775,7 @@ class DefaultLogger(Logger):
 
     def _beat(self) -> None:
         assert self.run is not None
-        path = self.run.heartbeat
+        path = self._heartbeat or self.run.heartbeat
         try:
             os.utime(path, follow_symlinks=False)  # a link planted later: its own mtime
         except FileNotFoundError:
@@ -719,6 +883,16 @@ class DefaultLogger(Logger):
             self._beat()
         except OSError:
             pass
+        if self._follower and self._rank_dir is not None and self.run is not None:
+            info = self._final_info or {"status": status}
+            try:  # before the lock goes: until then, no other rank takes this one for LOST
+                record_rank_end(self.run, self._rank_dir, self._rank_status(status, info))
+            except OSError as exc:
+                print(
+                    f"mlxpy: warning: rank {self._dist.rank} of run {self.log_id} could not "
+                    f"record its end: {exc}",
+                    file=sys.stderr,
+                )
         if self._lock is not None:
             self._lock.release()
 
@@ -729,9 +903,19 @@ class DefaultLogger(Logger):
 
     # -- metrics ------------------------------------------------------------------------
     @_fires_its_hook
-    def log_metrics(self, metrics: dict[str, Any], log_name: str = "train", step: Any = None):
+    def log_metrics(
+        self,
+        metrics: dict[str, Any],
+        log_name: str = "train",
+        step: Any = None,
+        all_ranks: bool = False,
+    ):
         """Append ``metrics`` (scalars) to ``metrics/<log_name>.json``; ``step`` is stored
-        as the record's ``step`` key."""
+        as the record's ``step`` key. In a distributed job only rank 0's calls are kept,
+        unless ``all_ranks`` (or the logger's ``all_ranks`` option): each other rank then
+        keeps its own log in ``ranks/<k>/metrics/``."""
+        if self._follower and not (all_ranks or self.all_ranks):
+            return
         writer = self._writers.get(log_name)
         if writer is None:
             writer = self._open_writer(log_name)
@@ -747,10 +931,13 @@ class DefaultLogger(Logger):
         check_log_name(log_name)
         self._require_dir()
         assert self.run is not None
-        path, keys = self.run.metrics_file(log_name), self.run.keys_file(log_name)
+        where = self._metrics_dir or self.run
+        path, keys = where.metrics_file(log_name), where.keys_file(log_name)
         check_inside(self.run.root, path)
         check_inside(self.run.root, keys)
         try:
+            if where is not self.run:  # a rank's own logs: created when first written
+                where.metrics.mkdir(exist_ok=True)
             writer = MetricsWriter(path, keys, log_name, self.flush_every)
         except OSError as exc:
             if is_disk_full(exc):
@@ -794,7 +981,10 @@ class DefaultLogger(Logger):
 
     def log_artifacts(self, artifact: Any, artifact_name: str, artifact_type: str) -> Path:
         """Save ``artifact`` atomically to ``artifacts/<type>/<name><extension>``, and record
-        its type name in ``metadata/artifacts.json`` for readers."""
+        its type name in ``metadata/artifacts.json`` for readers. A rank other than 0 of a
+        distributed job stores nothing (returns None): the run's artifacts are rank 0's."""
+        if self._follower:
+            return None  # type: ignore[return-value]
         kind = self._artifact_type(artifact_type)
         self._require_dir()
         assert self.run is not None
@@ -828,7 +1018,10 @@ class DefaultLogger(Logger):
     # -- checkpoints --------------------------------------------------------------------
     def log_checkpoint(self, checkpoint: Any, log_name: str = "last_ckpt") -> Path:
         """Pickle ``checkpoint`` atomically to ``checkpoints/<log_name>.pkl`` (after flushing
-        metrics, so metrics and checkpoint agree after a crash)."""
+        metrics, so metrics and checkpoint agree after a crash). A rank other than 0 of a
+        distributed job stores nothing (returns None); every rank loads rank 0's."""
+        if self._follower:
+            return None  # type: ignore[return-value]
         check_log_name(log_name, "checkpoint name")
         self.flush()
         kind = self._artifact_types["pickle"]

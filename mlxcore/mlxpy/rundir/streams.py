@@ -52,14 +52,19 @@ class _FdTee:
 
 
 class StreamCapture:
-    """``log.stdout`` / ``log.stderr`` in ``run_dir``, appended to on resume."""
+    """``log.stdout`` / ``log.stderr`` (or the names given) in ``run_dir``, appended to on
+    resume."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(
+        self, run_dir: Path, names: tuple[str, str] = (STREAM_STDOUT, STREAM_STDERR)
+    ) -> None:
         self.run_dir = run_dir
+        self.names = names  # a rank of a distributed run has its own (log.rank1.stdout)
         self._tees: list[_FdTee] = []
 
     def start(self) -> None:
-        for stream, fd, name in ((sys.stdout, 1, STREAM_STDOUT), (sys.stderr, 2, STREAM_STDERR)):
+        out, err = self.names
+        for stream, fd, name in ((sys.stdout, 1, out), (sys.stderr, 2, err)):
             stream.flush()
             self._tees.append(_FdTee(fd, self.run_dir / name))
 
