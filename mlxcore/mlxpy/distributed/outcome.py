@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -122,6 +123,31 @@ def rank_statuses(run: RunDir, session: str) -> list[RankStatus]:
             status.status = RunStatus.LOST.value
         found.append(status)
     return found
+
+
+def wait_for_ranks(run: RunDir, session: str, timeout_s: float) -> None:
+    """Rank 0, its task over: give the ranks still at work ``timeout_s`` to end, so that
+    the run's recorded end counts them (one killed meanwhile is LOST). A rank still at work
+    after that merges its own outcome when it ends."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _still_running(run, session):
+            return
+        time.sleep(0.1)
+
+
+def _still_running(run: RunDir, session: str) -> bool:
+    try:
+        names = [name for name in os.listdir(run.ranks) if layout.is_run_id(name) and name != "0"]
+    except OSError:
+        return False
+    for name in names:
+        rank_dir = run.rank(int(name))
+        status = read_rank_status(run, rank_dir)
+        if status is not None and status.session == session and status.status == "RUNNING":
+            if claim.is_locked(rank_dir.lock):
+                return True
+    return False
 
 
 def primary(statuses: list[RankStatus]) -> RankStatus | None:
@@ -237,4 +263,5 @@ __all__ = [
     "read_rank_status",
     "record_rank_end",
     "severity",
+    "wait_for_ranks",
 ]

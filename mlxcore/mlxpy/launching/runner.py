@@ -401,6 +401,13 @@ class Run:
                     )
             if logger is not None:
                 attempt("save error.log", lambda: logger.save_error(text))
+            if self.dist.launcher == "torchelastic" and outcome.status == FAILED:
+                from mlxpy.distributed.elastic import write_error_file
+
+                kind, message = ctx.info.error["type"], ctx.info.error["message"]
+                attempt(
+                    "write torchrun's error file", lambda: write_error_file(kind, message, text)
+                )
             attempt(
                 "run the mlxpy_on_run_error hooks",
                 lambda: hook.mlxpy_on_run_error(ctx=ctx, error=error),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlxpy.distributed import join
 from mlxpy.distributed.detect import SINGLE, DistInfo
-from mlxpy.distributed.outcome import RankStatus, mark_joined, record_rank_end
+from mlxpy.distributed.outcome import RankStatus, mark_joined, record_rank_end, wait_for_ranks
 from mlxpy.errors import DiskFullError, LogDirError, MlxpyWarning, PluginError
 from mlxpy.hookspecs import hookimpl
 from mlxpy.plugins.component import Component
@@ -61,6 +61,11 @@ if TYPE_CHECKING:
 #: what a live run keeps allocated in its dir (``metadata/.reserve``): given back when the disk
 #: is full, so the run can still record how it ended (info, run.json, error.log)
 RESERVE_BYTES = 256 * 1024
+
+
+#: how long rank 0 of a distributed run, its task over, waits for the other ranks to end
+#: before it records the run's end (those still at work then record theirs themselves)
+RANKS_END_WAIT_S = 10.0
 
 
 class ConfigChangedWarning(MlxpyWarning):
@@ -742,6 +747,7 @@ class DefaultLogger(Logger):
             assert self.run is not None
             run, rank_dir = self.run, self._rank_dir
             status = self._rank_status(str(info.get("status")), info)
+            wait_for_ranks(run, self._session, RANKS_END_WAIT_S)
             self._write_with_reserve(
                 lambda: record_rank_end(run, rank_dir, status, info, self._config),
                 f"the run info of run {self.log_id}",

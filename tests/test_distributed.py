@@ -1,0 +1,379 @@
+"""Distributed runs without torch: rank detection from each launcher's environment (the
+variables measured under torchrun, srun and mpirun), and the ranks of one job as real
+``python main.py`` processes started together with the environment torchrun gives them
+(the real torchrun is in test_torchrun.py: it costs ~10 s a test)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from mlxpy.distributed import DistributedSetupError, detect
+from mlxpy.distributed.outcome import RankStatus, merged
+from mlxpy.rundir.metrics import read_metrics
+
+# -- detection ------------------------------------------------------------------------------
+
+TORCHRUN_RANK1 = {  # measured: torchrun --standalone --nproc_per_node=2, rank 1
+    "GROUP_RANK": "0",
+    "LOCAL_RANK": "1",
+    "LOCAL_WORLD_SIZE": "2",
+    "RANK": "1",
+    "WORLD_SIZE": "2",
+    "MASTER_ADDR": "localhost",
+    "MASTER_PORT": "42113",
+    "TORCHELASTIC_RUN_ID": "05762487-81c2-4e19-9024-55968f95bd5f",
+    "TORCHELASTIC_RESTART_COUNT": "0",
+}
+SRUN_TASK1 = {  # measured: sbatch --ntasks=2, srun inside, task 1
+    "SLURM_JOB_ID": "11253",
+    "SLURM_STEP_ID": "0",
+    "SLURM_STEPID": "0",
+    "SLURM_PROCID": "1",
+    "SLURM_LOCALID": "1",
+    "SLURM_NTASKS": "2",
+    "SLURM_STEP_NUM_TASKS": "2",
+    "SLURM_CLUSTER_NAME": "mlxpytest",
+}
+BATCH_SHELL = {  # measured: the batch script of sbatch --ntasks=2, no srun
+    "SLURM_JOB_ID": "11253",
+    "SLURM_PROCID": "0",
+    "SLURM_NTASKS": "2",
+    "SLURM_CLUSTER_NAME": "mlxpytest",
+}
+
+
+def test_torchrun_ranks_and_key():
+    info = detect(TORCHRUN_RANK1)
+    assert (info.launcher, info.rank, info.world_size, info.local_rank) == ("torchelastic", 1, 2, 1)
+    assert info.key == "te:05762487-81c2-4e19-9024-55968f95bd5f" and info.unique_key
+    assert not info.is_main and info.distributed
+    restarted = detect({**TORCHRUN_RANK1, "TORCHELASTIC_RESTART_COUNT": "1"})
+    assert restarted.key == info.key and restarted.attempt != info.attempt
+
+
+def test_torchrun_inside_a_slurm_step_is_torchrun():
+    """Measured: ``srun --ntasks=1 torchrun --nproc_per_node=2`` gives both workers
+    SLURM_PROCID=0 of SLURM_NTASKS=1 *and* RANK of WORLD_SIZE=2: torchrun's ranks win."""
+    env = {**SRUN_TASK1, "SLURM_PROCID": "0", "SLURM_NTASKS": "1", **TORCHRUN_RANK1}
+    info = detect(env)
+    assert (info.launcher, info.rank, info.world_size) == ("torchelastic", 1, 2)
+
+
+def test_a_fixed_rdzv_id_is_keyed_with_the_job_and_not_unique():
+    env = {**TORCHRUN_RANK1, "TORCHELASTIC_RUN_ID": "none", **SRUN_TASK1}
+    info = detect(env)
+    assert not info.unique_key
+    assert info.key == "te:none|slurm:mlxpytest:11253.0"
+
+
+def test_slurm_tasks_count_only_inside_a_step():
+    info = detect(SRUN_TASK1)
+    assert (info.launcher, info.rank, info.world_size, info.local_rank) == ("slurm", 1, 2, 1)
+    assert info.key == "slurm:mlxpytest:11253.0"
+    assert not detect(BATCH_SHELL).distributed  # one process, though NTASKS=2
+    requeued = detect({**SRUN_TASK1, "SLURM_RESTART_COUNT": "1"})
+    assert requeued.key == info.key and requeued.attempt != info.attempt
+
+
+def test_mpi_and_pmi():
+    ompi = {
+        "OMPI_COMM_WORLD_RANK": "3",
+        "OMPI_COMM_WORLD_SIZE": "4",
+        "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+        "PMIX_NAMESPACE": "prterun-vm-1234@1",
+        "MASTER_ADDR": "node1",
+    }
+    info = detect(ompi)
+    assert (info.launcher, info.rank, info.world_size, info.local_rank) == ("openmpi", 3, 4, 1)
+    assert info.key.startswith("mpi:prterun-vm-1234@1|")
+    pmi = {"PMI_RANK": "1", "PMI_SIZE": "2", **{k: v for k, v in SRUN_TASK1.items()}}
+    assert detect(pmi).launcher == "pmi" and detect(pmi).key == "slurm:mlxpytest:11253.0"
+    with pytest.raises(DistributedSetupError, match="MLXPY_JOB_KEY"):
+        detect({"PMI_RANK": "1", "PMI_SIZE": "2"})
+    keyed = detect({"PMI_RANK": "1", "PMI_SIZE": "2", "MLXPY_JOB_KEY": "job-7"})
+    assert keyed.key == "user:job-7" and keyed.rank == 1
+
+
+def test_single_process_and_bad_environments():
+    assert not detect({}).distributed
+    assert not detect({"RANK": "0", "WORLD_SIZE": "1"}).distributed
+    with pytest.raises(DistributedSetupError, match="RANK='x'"):
+        detect({"RANK": "x", "WORLD_SIZE": "2"})
+    with pytest.raises(DistributedSetupError, match="rank 2 of 2"):
+        detect({"RANK": "2", "WORLD_SIZE": "2"})
+
+
+# -- the run's status: the worst rank outcome, whatever the order ranks end in ----------------
+
+
+def _status(rank, status, end, error=None, reason=None):
+    return RankStatus(rank, "s", status, "h", 1, end, error, reason)
+
+
+def test_merge_is_the_same_in_every_order_ranks_end():
+    """Rank 1 fails first; the launcher tears rank 0 and 2 down (INTERRUPTED, later). Each
+    rank merges what is on disk when it ends; every order gives FAILED by rank 1."""
+    ends = {
+        0: _status(0, "INTERRUPTED", "t2", {"type": "RunInterrupted", "message": "SIGTERM"}),
+        1: _status(1, "FAILED", "t1", {"type": "RuntimeError", "message": "boom"}),
+        2: _status(2, "FAILED", "t3", {"type": "DistBackendError", "message": "peer gone"}),
+    }
+    for order in itertools.permutations(ends):
+        info = {"status": "RUNNING"}
+        done = []
+        for rank in order:
+            done.append(ends[rank])
+            if rank == 0:  # rank 0 writes its own final info, then merges
+                info = {**info, "status": ends[0].status, "interrupt_reason": "SIGTERM"}
+            info = merged(info, done) or info
+        assert info["status"] == "FAILED", order
+        assert info["failed_rank"] == 1 and info["error"]["message"] == "boom", order
+        assert "interrupt_reason" not in info, order
+
+
+def test_merge_never_makes_a_run_better():
+    info = {"status": "FAILED", "failed_rank": 0, "error": {"type": "E", "message": "m"}}
+    assert merged(
+        info, [_status(0, "FAILED", "t1", info["error"]), _status(1, "COMPLETE", "t2")]
+    ) in (
+        None,
+        info,
+    )
+    running = {"status": "RUNNING"}
+    assert merged(running, [_status(1, "COMPLETE", "t1")]) is None  # rank 0 decides
+    assert merged({"status": "COMPLETE"}, [_status(1, "LOST", "t1")])["status"] == "LOST"
+
+
+# -- ranks as real processes, with the environment torchrun gives them -----------------------
+
+TASK = """
+import os, sys, time
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    rank = ctx.info.rank
+    print(f"rank {rank} of {ctx.info.world_size} main={ctx.is_main} local={ctx.info.local_rank}")
+    print(f"stderr of rank {rank}", file=sys.stderr)
+    for step in range(3):
+        ctx.logger.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+        ctx.logger.log_metrics({"r": rank}, log_name="per_rank", step=step, all_ranks=True)
+    if rank == 0:  # as DDP's first collective would: every rank has joined
+        while not os.path.exists(os.path.join(ctx.info.log_dir, "ranks/1/status.json")):
+            time.sleep(0.05)
+        ctx.logger.log_checkpoint({"epoch": 7})
+        ctx.logger.log_artifacts({"a": 1}, "stats", "json")
+    else:
+        assert ctx.logger.log_artifacts({"a": 2}, "stats", "json") is None
+        while ctx.logger.load_checkpoint() is None:  # no collective here: wait for rank 0
+            time.sleep(0.05)
+    print(f"rank {rank} loaded {ctx.logger.load_checkpoint()}")
+    if str(rank) == os.environ.get("FAIL_RANK"):
+        raise RuntimeError(f"boom on rank {rank}")
+    if str(rank) == os.environ.get("HOLD_RANK", "0"):
+        time.sleep(float(os.environ.get("HOLD_S", "0")))
+    assert "torch" not in sys.modules
+
+if __name__ == "__main__":
+    task()
+"""
+
+
+def _project(tmp_path: Path, task: str = TASK) -> Path:
+    root = tmp_path / "proj"
+    (root / "configs").mkdir(parents=True)
+    (root / "configs" / "config.yaml").write_text("seed: 0\n")
+    (root / "main.py").write_text(task)
+    return root
+
+
+def _start_ranks(root: Path, size: int = 2, ranks=None, env=None, args=(), run_id=None):
+    run_id = run_id or str(uuid.uuid4())
+    procs = {}
+    for rank in range(size) if ranks is None else ranks:
+        rank_env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(size),
+            "TORCHELASTIC_RUN_ID": run_id,
+            **(env or {}),
+        }
+        procs[rank] = subprocess.Popen(
+            [sys.executable, "main.py", *args],
+            cwd=root,
+            env=rank_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    return procs
+
+
+def _finish(procs, timeout=60):
+    return {rank: (p.wait(timeout), *p.communicate()) for rank, p in procs.items()}
+
+
+def _runs(root: Path) -> list[Path]:
+    logs = root / "logs"
+    return sorted(p for p in logs.iterdir() if p.name.isdigit()) if logs.exists() else []
+
+
+def _info(run: Path) -> dict:
+    return yaml.safe_load((run / "metadata" / "info.yaml").read_text())
+
+
+def test_two_ranks_make_one_run(tmp_path):
+    root = _project(tmp_path)
+    results = _finish(_start_ranks(root))
+    for rank, (code, _, err) in results.items():
+        assert code == 0, (rank, err)
+    (run,) = _runs(root)
+    info = _info(run)
+    assert info["status"] == "COMPLETE" and info["world_size"] == 2
+    assert info["distributed"]["launcher"] == "torchelastic"
+    assert "rank" not in info and "local_rank" not in info  # per process: not the run's
+    # one metrics stream, one record per step, from rank 0
+    assert [r["step"] for r in read_metrics(run / "metrics" / "train.json")] == [0, 1, 2]
+    assert not (run / "ranks" / "1" / "metrics" / "train.json").exists()
+    # per-rank metrics asked for: each rank its own log
+    assert [r["r"] for r in read_metrics(run / "metrics" / "per_rank.json")] == [0, 0, 0]
+    assert [r["r"] for r in read_metrics(run / "ranks/1/metrics/per_rank.json")] == [1, 1, 1]
+    # each rank's output in its own files
+    for rank in (0, 1):
+        assert f"rank {rank} of 2 main={rank == 0}" in (run / f"log.rank{rank}.stdout").read_text()
+        assert f"stderr of rank {rank}" in (run / f"log.rank{rank}.stderr").read_text()
+        assert f"rank {rank} loaded {{'epoch': 7}}" in results[rank][1]  # every rank loads it
+    assert not (run / "log.stdout").exists()
+    # artifacts are rank 0's; the run announces itself once
+    assert json.loads((run / "artifacts/json/stats.json").read_text()) == {"a": 1}
+    assert "[mlxpy] run 1 " in results[0][2] and "[mlxpy] run" not in results[1][2]
+
+
+def test_a_failing_rank_fails_the_run_with_its_traceback(tmp_path):
+    """Rank 1 raises while rank 0 works on; rank 0 then ends COMPLETE: the run is FAILED,
+    its error and error.log are rank 1's."""
+    root = _project(tmp_path)
+    results = _finish(_start_ranks(root, env={"FAIL_RANK": "1", "HOLD_S": "1"}))
+    assert results[0][0] == 0 and results[1][0] == 1
+    (run,) = _runs(root)
+    info = _info(run)
+    assert info["status"] == "FAILED" and info["failed_rank"] == 1
+    assert info["error"] == {"type": "RuntimeError", "message": "boom on rank 1", "rank": 1}
+    assert "boom on rank 1" in (run / "metadata" / "error.log").read_text()
+    assert "boom on rank 1" in (run / "ranks" / "1" / "error.log").read_text()
+
+
+def test_a_rank_torn_down_after_another_failed_is_not_the_cause(tmp_path):
+    """As torchrun does: rank 1 fails, then rank 0 gets SIGTERM. The run is FAILED by rank
+    1, not INTERRUPTED."""
+    root = _project(tmp_path)
+    procs = _start_ranks(root, env={"FAIL_RANK": "1", "HOLD_S": "30"})
+    assert procs[1].wait(60) == 1
+    procs[0].send_signal(signal.SIGTERM)
+    results = _finish(procs)
+    assert results[0][0] == 128 + signal.SIGTERM
+    (run,) = _runs(root)
+    info = _info(run)
+    assert info["status"] == "FAILED" and info["failed_rank"] == 1
+    assert info["error"]["message"] == "boom on rank 1"
+    assert "interrupt_reason" not in info
+    status0 = yaml.safe_load((run / "ranks" / "0" / "status.json").read_text())
+    assert status0["status"] == "INTERRUPTED" and status0["interrupt_reason"] == "SIGTERM"
+
+
+def test_a_rank_killed_without_a_word_makes_the_run_lost(tmp_path):
+    """Rank 1 dies by kill -9 (no status written, its lock dropped by the kernel); rank 0
+    ends COMPLETE after it: the run is LOST, not COMPLETE."""
+    root = _project(tmp_path)
+    procs = _start_ranks(root, env={"HOLD_RANK": "1", "HOLD_S": "60"})
+    rank1 = root / "logs" / "1" / "log.rank1.stdout"
+    deadline = time.monotonic() + 60
+    while "loaded" not in (rank1.read_text() if rank1.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert procs[0].poll() is None or procs[0].wait(60) == 0
+    procs[1].kill()
+    results = _finish(procs)
+    assert results[0][0] == 0
+    info = _info(root / "logs" / "1")
+    assert info["status"] == "LOST", info
+
+
+def test_rank_zero_never_appearing_is_a_clear_error(tmp_path):
+    root = _project(tmp_path)
+    started = time.monotonic()
+    results = _finish(_start_ranks(root, ranks=[1], args=["+mlxpy.logger.join_timeout_s=1.5"]))
+    code, out, err = results[1]
+    assert code == 2, err
+    assert "rank 1 of 2" in err and "waited 1.5 s for rank 0" in err
+    assert "logger.parent_log_dir" in err and time.monotonic() - started < 30
+    assert _runs(root) == []  # nothing claimed by a rank that is not 0
+
+
+def test_a_stale_join_of_a_reused_key_is_not_joined(tmp_path):
+    """A fixed ``--rdzv_id`` (not unique): a later job's rank 1 must not join the earlier
+    job's run, over once rank 0 of that job ended long ago."""
+    root = _project(tmp_path)
+    assert all(r[0] == 0 for r in _finish(_start_ranks(root, run_id="none")).values())
+    (join_file,) = (root / "logs" / ".joins").iterdir()
+    old = time.time() - 3600
+    data = yaml.safe_load(join_file.read_text())
+    data["written"] = old  # as if the earlier job ran an hour ago
+    join_file.write_text(json.dumps(data))
+    args = ["+mlxpy.logger.join_timeout_s=1"]
+    code, _, err = _finish(_start_ranks(root, ranks=[1], run_id="none", args=args))[1]
+    assert code == 2 and "waited 1 s" in err
+    assert len(_runs(root)) == 1
+
+
+def test_a_restarted_job_resumes_its_run(tmp_path):
+    """torchrun's ``--max-restarts``: attempt 1 has the same run id and a new restart count;
+    its rank 0 resumes the run attempt 0 started (one run, its history kept)."""
+    root = _project(tmp_path)
+    run_id = str(uuid.uuid4())
+    first = _finish(_start_ranks(root, run_id=run_id, env={"FAIL_RANK": "1"}))
+    assert first[1][0] == 1
+    again = {"TORCHELASTIC_RESTART_COUNT": "1"}
+    second = _finish(_start_ranks(root, run_id=run_id, env=again))
+    assert all(r[0] == 0 for r in second.values()), second
+    (run,) = _runs(root)
+    info = _info(run)
+    assert info["status"] == "COMPLETE" and info["restarts"] == 1
+    assert [a["status"] for a in info["history"]] == ["FAILED"]
+    assert "failed_rank" not in info or info.get("failed_rank") is None
+
+
+def test_a_sweep_run_by_every_rank_gives_one_run_per_point(tmp_path):
+    root = _project(tmp_path)
+    results = _finish(_start_ranks(root, args=["seed=1,2"]))
+    assert all(r[0] == 0 for r in results.values()), results
+    runs = _runs(root)
+    assert len(runs) == 2
+    assert [yaml.safe_load((r / "metadata/config.yaml").read_text())["seed"] for r in runs] == [
+        1,
+        2,
+    ]
+    for run in runs:
+        assert (run / "ranks" / "1" / "status.json").is_file()
+
+
+def test_a_bad_launcher_environment_is_a_setup_error(tmp_path):
+    root = _project(tmp_path)
+    env = {**os.environ, "RANK": "one", "WORLD_SIZE": "2"}
+    result = subprocess.run(
+        [sys.executable, "main.py"], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "RANK='one'" in result.stderr and "not a whole number" in result.stderr
+    assert _runs(root) == []
