@@ -377,3 +377,67 @@ def test_a_bad_launcher_environment_is_a_setup_error(tmp_path):
     assert result.returncode == 2
     assert "RANK='one'" in result.stderr and "not a whole number" in result.stderr
     assert _runs(root) == []
+
+
+# -- the join record is untrusted input ------------------------------------------------------
+
+
+def test_join_records_that_are_not_ours_are_never_followed(tmp_path):
+    """A planted join file (a link, a huge file, one naming a path or a run of another key)
+    is taken for no record at all: a rank keeps waiting, and never leaves the parent dir."""
+    from mlxpy.distributed import join
+
+    parent = tmp_path / "logs"
+    (parent / ".joins").mkdir(parents=True)
+    key = "te:k"
+    path = join.join_file(parent, key)
+    outside = tmp_path / "elsewhere.json"
+    good = {
+        "key": key,
+        "attempt": "0.0",
+        "log_id": 1,
+        "uid": "u",
+        "session": "s",
+        "host": "h",
+        "pid": 1,
+        "written": time.time(),
+    }
+    outside.write_text(json.dumps(good))
+    path.symlink_to(outside)
+    assert join.read(parent, key) is None  # a link
+    path.unlink()
+    path.write_text(json.dumps(good) + " " * join.MAX_JOIN_BYTES)
+    assert join.read(parent, key) is None  # too large
+    for bad in ({"log_id": "../../etc"}, {"log_id": -1}, {"key": "te:other"}, {"pid": "x"}):
+        path.write_text(json.dumps({**good, **bad}))
+        assert join.read(parent, key) is None, bad
+    path.write_text("not json")
+    assert join.read(parent, key) is None
+    path.write_text(json.dumps(good))
+    record = join.read(parent, key)
+    assert record is not None and join.run_dir(parent, record) == parent / "1"
+
+
+def test_a_planted_ranks_link_is_refused(tmp_path):
+    """A ``ranks`` link in the run dir (to make rank 1 write elsewhere) fails that rank's
+    start with a clear error; nothing is written outside the run."""
+    root = _project(tmp_path)
+    task = TASK.replace(
+        "    rank = ctx.info.rank\n", "    rank = ctx.info.rank\n    time.sleep(0)\n"
+    )
+    (root / "main.py").write_text(task)
+    run_id = str(uuid.uuid4())
+    procs = _start_ranks(root, ranks=[0], run_id=run_id)  # waits for rank 1 (as DDP would)
+    run = root / "logs" / "1"
+    deadline = time.monotonic() + 60
+    while not (run / "ranks" / "0" / "status.json").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / "ranks").rename(tmp_path / "moved")
+    (run / "ranks").symlink_to(outside)
+    code, _, err = _finish(_start_ranks(root, ranks=[1], run_id=run_id))[1]
+    assert code == 2 and "symbolic link" in err, err
+    assert list(outside.iterdir()) == []
+    procs[0].kill()

@@ -268,3 +268,36 @@ def test_interactive_last_commit_and_abort(interactive):
 class TestGitVMConformance(VersionManagerSuite):
     version_manager_name = "GitVM"
     version_manager_settings = {"interactive_mode": False}
+
+
+def test_every_rank_of_a_distributed_job_runs_the_same_snapshot(repo):
+    """Two ranks (torchrun's environment, real processes) each freeze the code: they get the
+    one snapshot of the commit, run from it, and make one run."""
+    import uuid
+
+    repo.write_main(MAIN.replace('print("VERSION"', 'print("FILE", __file__, "VERSION"'))
+    git(repo.root, "commit", "-qam", "print the file")
+    run_id = str(uuid.uuid4())
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, **GIT_ENV, "RANK": str(rank), "WORLD_SIZE": "2"}
+        env.update({"LOCAL_RANK": str(rank), "TORCHELASTIC_RUN_ID": run_id})
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(repo.root / "main.py")],
+                cwd=repo.cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outputs]
+    (snapshot,) = snapshots(repo)
+    files = {line.split()[1] for out, _ in outputs for line in out.splitlines() if "FILE" in line}
+    assert files == {str(snapshot / "main.py")}
+    (run_dir,) = repo.run_dirs()
+    info = repo.info(run_dir)
+    assert info["world_size"] == 2 and info["version_manager"]["snapshot_path"] == str(snapshot)
+    assert (run_dir / "ranks" / "1" / "status.json").is_file()
