@@ -8,6 +8,7 @@ from __future__ import annotations
 from mlxpy import _moved
 from mlxpy._version import __version__
 from mlxpy.context import Config, Context, RunInfo
+from mlxpy.distributed import DistInfo, DistributedSetupError
 from mlxpy.errors import (
     ConfigError,
     LogDirError,
@@ -59,6 +60,8 @@ __all__ = [
     "ConfigError",
     "Context",
     "DefaultLogger",
+    "DistInfo",
+    "DistributedSetupError",
     "FORMAT_VERSION",
     "GitVM",
     "LogDirError",

@@ -144,7 +144,7 @@ def _still_running(run: RunDir, session: str) -> bool:
     for name in names:
         rank_dir = run.rank(int(name))
         status = read_rank_status(run, rank_dir)
-        if status is not None and status.session == session and status.status == "RUNNING":
+        if status is not None and status.session == session and status.status == RunStatus.RUNNING:
             if claim.is_locked(rank_dir.lock):
                 return True
     return False

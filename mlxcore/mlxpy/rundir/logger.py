@@ -423,7 +423,7 @@ class DefaultLogger(Logger):
         assert self.run is not None and self.ctx is not None
         self._session = join.new_session()
         self._rank_dir = self._make_rank_dir(self.run, 0)
-        mark_joined(self._rank_dir, self._rank_status("RUNNING"))
+        mark_joined(self._rank_dir, self._rank_status(RunStatus.RUNNING.value))
         join.publish(parent, self._dist, int(self.log_id), self.ctx.info.uid, self._session)
 
     def _make_rank_dir(self, run: RunDir, rank: int) -> RankDir:
@@ -487,7 +487,7 @@ class DefaultLogger(Logger):
             ctx.info.uid = record.uid
             self._heartbeat, self._metrics_dir = rank_dir.heartbeat, rank_dir
             self._artifact_manifest = read_artifact_records(run)
-            mark_joined(rank_dir, self._rank_status("RUNNING"))
+            mark_joined(rank_dir, self._rank_status(RunStatus.RUNNING.value))
             self._beat()
         except BaseException:
             self._lock.release()
