@@ -366,6 +366,10 @@ def test_a_sweep_run_by_every_rank_gives_one_run_per_point(tmp_path):
     ]
     for run in runs:
         assert (run / "ranks" / "1" / "status.json").is_file()
+    assert len(list((root / "logs" / ".sweeps").iterdir())) == 1  # the sweep is rank 0's
+    assert {_info(run)["sweep_id"] for run in runs} == {
+        p.name for p in (root / "logs" / ".sweeps").iterdir()
+    }
 
 
 def test_a_bad_launcher_environment_is_a_setup_error(tmp_path):
@@ -441,3 +445,36 @@ def test_a_planted_ranks_link_is_refused(tmp_path):
     assert code == 2 and "symbolic link" in err, err
     assert list(outside.iterdir()) == []
     procs[0].kill()
+
+
+def test_a_logger_that_cannot_share_a_run_refuses_clearly(tmp_path):
+    """A Logger subclass without join_run: rank 0 runs as usual, rank 1 stops with an error
+    that names the logger and what to do (exit status 2)."""
+    root = _project(tmp_path, task=TASK.replace("    if rank == 0:  # as DDP", "    if False:  #"))
+    (root / "printlog.py").write_text(
+        "import mlxpy\n\n"
+        "class PrintLogger(mlxpy.Logger):\n"
+        "    name = 'PrintLogger'\n"
+        "    def start_run(self, ctx):\n"
+        "        self.log_id = 0\n"
+        "    def save_info(self, info):\n"
+        "        pass\n"
+        "    def log_metrics(self, metrics, log_name='train', step=None, all_ranks=False):\n"
+        "        print('metrics', metrics)\n"
+        "    def log_checkpoint(self, checkpoint, log_name='last_ckpt'):\n"
+        "        return None\n"
+        "    def log_artifacts(self, artifact, artifact_name, artifact_type):\n"
+        "        return None\n"
+        "    def load_checkpoint(self):\n"
+        "        return {'epoch': 7}\n"
+    )
+    from mlxpy.launching.options import DEFAULT_OPTIONS_YAML
+
+    options = yaml.safe_load(DEFAULT_OPTIONS_YAML)
+    options["logger"] = {"name": "printlog.PrintLogger"}
+    (root / "configs" / "mlxpy.yaml").write_text(yaml.safe_dump(options))
+    results = _finish(_start_ranks(root))
+    assert results[0][0] == 0, results[0][2]
+    code, _, err = results[1]
+    assert code == 2 and "logger 'PrintLogger' cannot share one run" in err
+    assert "join_run" in err

@@ -312,7 +312,8 @@ class Launcher:
                 raise SystemExit(1) from None
             finally:
                 status = str(run.info.get("status"))
-                say(summary_line({status: 1}, time.monotonic() - started))
+                if run.dist.is_main:  # the run's summary, once per job
+                    say(summary_line({status: 1}, time.monotonic() - started))
         return self._run_sweep(jobs, record, sweep.sweep_id if sweep is not None else None)
 
     # -- the sweep record -----------------------------------------------------------------
@@ -326,8 +327,9 @@ class Launcher:
     def _new_sweep(self, jobs: list[Job], record: LaunchRecord | None) -> SweepManifest | None:
         """Record a launch of more than one job as a sweep: its manifest under the first
         job's parent log dir, and its id in every job. None for one job, or jobs that keep
-        no run dirs (no logger) or keep them in different parent dirs."""
-        if len(jobs) < 2:
+        no run dirs (no logger) or keep them in different parent dirs. In a distributed job
+        the sweep is rank 0's: the other ranks join its runs."""
+        if len(jobs) < 2 or not detect().is_main:
             return None
         parent = self._sweep_parent(jobs[0])
         if parent is None or any(self._sweep_parent(job) != parent for job in jobs[1:]):
