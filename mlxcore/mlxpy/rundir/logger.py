@@ -132,7 +132,8 @@ def _fire_after(
         def wrapper(self: Logger, *args: Any, **kw: Any) -> Any:
             result = method(self, *args, **kw)
             ctx = self.ctx
-            if ctx is not None and ctx.is_main and getattr(type(self), method.__name__) is wrapper:
+            main = getattr(ctx, "is_main", True)  # a rank other than 0: its calls are not the run's
+            if ctx is not None and main and getattr(type(self), method.__name__) is wrapper:
                 if getattr(ctx.hook, hook_name).get_hookimpls():
                     fire(ctx, _arguments(method, args, kw), result)
             return result
