@@ -126,3 +126,16 @@ def test_a_bad_task_setting_stops_the_launch_with_status_2(tmp_path, override, m
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert project.run_dirs() == []
+
+
+def test_an_mlxpsub_script_asking_for_several_tasks_runs_them_with_srun(tmp_path):
+    """``#SBATCH --ntasks=2`` reaches SLURMScheduler as option_cmd, which counts it."""
+    from mlxpy.scheduling.script_import import parse_script
+
+    text = "#!/bin/bash\n#SBATCH --ntasks=2\n#SBATCH --time=5\npython main.py seed=1,2\n"
+    imported = parse_script(text, "job.sh")
+    assert imported.scheduler == "SLURMScheduler"
+    run, _ = scripts(tmp_path, SLURMScheduler(option_cmd=imported.option_cmd))
+    assert "#SBATCH --ntasks=2\n" in run and "srun --kill-on-bad-exit=1" in run
+    with pytest.raises(ValueError, match="set the same sbatch option"):
+        SLURMScheduler(option_cmd=imported.option_cmd, ntasks=2)
