@@ -5,6 +5,7 @@ vocabulary."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,8 +70,9 @@ class Scheduler(Component):
     A scheduler plugin sets ``directive_prefix`` and ``job_id_pattern`` and implements
     :meth:`submit`, :meth:`statuses` (its states as :class:`JobState`, each with its
     :class:`JobPhase`) and :meth:`cancel`; arrays (:meth:`submit_array`), requeue
-    (:meth:`requeue_current_job`) and ``reserved_directives`` are optional. These are every
-    method and attribute the core uses.
+    (:meth:`requeue_current_job`), ``reserved_directives`` and, for jobs of several processes,
+    :meth:`task_setup` and :meth:`task_launcher` are optional. These are every method and
+    attribute the core uses.
     """
 
     role = "scheduler"
@@ -188,6 +190,21 @@ class Scheduler(Component):
         """From inside a job: its ids as the scheduler's environment tells them."""
         return {}
 
+    def task_setup(self, job: ScheduledJob, command: Sequence[str]) -> list[str]:
+        """Shell lines a job's script runs just before it starts the task ``command`` (in
+        the task's directory and environment): what the task's processes need to find each
+        other, such as :meth:`rendezvous_exports`. None by default; a scheduler returns
+        some only for a job that starts several processes."""
+        return []
+
+    def task_launcher(self, job: ScheduledJob) -> list[str]:
+        """Words put before the task's command in a job's script: the scheduler's own
+        launcher, starting one process per task of the job. It must pass the job's
+        :attr:`warning_signals` on to those processes (the script sends them to it); each
+        process starts with them ignored until mlxpy's handlers are in place, as a task the
+        script starts itself does. Empty by default: the script starts the task itself."""
+        return []
+
     # -- helpers for plugins ------------------------------------------------------------
     @staticmethod
     def output_paths(job: ScheduledJob) -> tuple[str, str]:
@@ -197,6 +214,34 @@ class Scheduler(Component):
             shared or str(RunDir(job.log_dir).job_stdout),
             shared or str(RunDir(job.log_dir).job_stderr),
         )
+
+    @staticmethod
+    def rendezvous_exports(first_host: str, job_id: str, python: str) -> list[str]:
+        """Shell lines exporting ``MASTER_ADDR`` and ``MASTER_PORT``, where the processes of
+        a distributed job meet (torch.distributed's ``env://``), unless already set. The
+        address is the output of the shell command ``first_host``; the port is derived from
+        the job id (the shell expression ``job_id``, an integer), ``17000 + id % 15000`` (below
+        the usual ephemeral range, so two jobs sharing a node differ unless their ids are
+        15000 apart), then the next one up while ``python`` cannot bind it, up to 50 ports:
+        the script must run on the first host, where rank 0 will listen."""
+        probe = 'import socket,sys; socket.socket().bind(("", int(sys.argv[1])))'
+        bind = f'{shlex.quote(python)} -c {shlex.quote(probe)} "$port" 2>/dev/null'
+        return [
+            f'[ -n "${{MASTER_ADDR:-}}" ] || MASTER_ADDR=$({first_host})',
+            "export MASTER_ADDR",
+            'if [ -z "${MASTER_PORT:-}" ]; then',
+            f"  first_port=$((17000 + ({job_id}) % 15000)); MASTER_PORT=",
+            '  for port in $(seq "$first_port" $((first_port + 49))); do',
+            f"    if {bind}; then MASTER_PORT=$port; break; fi",
+            "  done",
+            '  if [ -z "$MASTER_PORT" ]; then',
+            '    echo "mlxpy: ports $first_port-$((first_port + 49)) are all in use here;'
+            ' MASTER_PORT=$first_port (export MASTER_PORT to choose one)" >&2',
+            "    MASTER_PORT=$first_port",
+            "  fi",
+            "fi",
+            "export MASTER_PORT",
+        ]
 
     def call(self, args: Sequence[str], what: str) -> str:
         """Run one scheduler command (counted in ``calls``); return its stdout."""

@@ -25,6 +25,19 @@ def _header(scheduler: Scheduler, directives: Sequence[str]) -> list[str]:
     return lines
 
 
+def _launched(scheduler: Scheduler, job: ScheduledJob, command: Sequence[str]) -> list[str]:
+    """The task's command as the script starts it: through the scheduler's launcher, if it
+    has one for this job. The launcher's processes start the task with the warning signals
+    ignored (a launcher need not pass on the ignored state it was started with), as the
+    script itself starts it."""
+    launcher = scheduler.task_launcher(job)
+    signals = [name.removeprefix("SIG") for name in scheduler.warning_signals]
+    if not launcher or not signals:
+        return [*launcher, *command]
+    ignoring = f'trap "" {" ".join(signals)}; exec "$@"'
+    return [*launcher, "/bin/sh", "-c", ignoring, "mlxpy-task", *command]
+
+
 def run_script(
     scheduler: Scheduler,
     job: ScheduledJob,
@@ -32,24 +45,31 @@ def run_script(
     workdir: Path,
     env: dict[str, str],
 ) -> str:
-    """One run's script. Python is ``exec``-ed so it receives the scheduler's signals."""
+    """One run's script. Python is ``exec``-ed so it receives the scheduler's signals. The
+    scheduler's :meth:`~Scheduler.task_setup` lines run just before the task starts, and its
+    :meth:`~Scheduler.task_launcher` starts it (both nothing for a one-process job)."""
     lines = _header(scheduler, scheduler.directives(job))
     lines.append(f"cd {shlex.quote(str(workdir))}")
     lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
+    setup = scheduler.task_setup(job, command)
+    launched = _launched(scheduler, job, command)
     signals = [name.removeprefix("SIG") for name in scheduler.warning_signals]
     if not signals:
-        lines.append("exec " + shlex.join(command))
+        lines += setup
+        lines.append("exec " + shlex.join(launched))
         return "\n".join(lines) + "\n"
     # The scheduler's warning goes to this shell. Python starts with the signal ignored
     # (so an early warning cannot kill it before mlxpy's handler is installed); the shell
     # forwards it and leaves a note that mlxpy reads once its handler is in place.
     note = shlex.quote(str(job.log_dir / WARNING_NOTE))
     names = " ".join(signals)
+    lines += [f"export {WARNING_ENV}={note}", f"rm -f {note}"]
+    if setup:  # a warning during the setup is only noted
+        lines += [f"trap {shlex.quote(f'echo SIG{s} > {note}')} {s}" for s in signals]
+        lines += setup
     lines += [
-        f"export {WARNING_ENV}={note}",
-        f"rm -f {note}",
         f"trap '' {names}",
-        shlex.join(command) + " &",
+        shlex.join(launched) + " &",
         "child=$!",
     ]
     # the handler is one quoted word: the quoted note path inside it stays one path
@@ -131,11 +151,17 @@ def pack_script(
         out, err = shlex.quote(str(run.job_stdout)), shlex.quote(str(run.job_stderr))
         env = {**job.extra["env"], WARNING_ENV: str(job.log_dir / WARNING_NOTE)}
         exports = "".join(f"export {key}={shlex.quote(value)}; " for key, value in env.items())
+        command = job.extra["command"]
+        body = ignore + exports
+        setup = scheduler.task_setup(job, command)
+        if setup:  # in the point's own shell (its warning ignored), output to its files
+            body = body.rstrip() + "".join(f"\n  {line}" for line in setup) + "\n  "
+        body += "exec " + shlex.join(_launched(scheduler, job, command))
         lines += [
             '[ -z "$warned" ] || exit "$status"',
             f'if ! grep -qx {number} "$done_file"; then',
             f'  note={shlex.quote(str(job.log_dir / WARNING_NOTE))}; rm -f "$note"',
-            f"  ({ignore}{exports}exec {shlex.join(job.extra['command'])}) >>{out} 2>>{err} &",
+            f"  ({body}) >>{out} 2>>{err} &",
             "  child=$!; wait_point; child=",
             '  [ -z "$warned" ] || exit "$status"',
             f'  echo {number} >>"$done_file"',

@@ -57,6 +57,30 @@ RESERVED: dict[str, str] = {
 }
 
 
+def several_resources(option_cmd: Sequence[str]) -> bool:
+    """Whether the ``-l`` (``--resource``) requests of raw directives ask for more than one
+    resource: a count above 1 (``core=4``, ``nodes=2/core=2``) or ``ALL``/``BEST`` at any
+    level. Without ``-l``, OAR gives one resource."""
+    words: list[str] = []
+    for directive in option_cmd:
+        try:
+            words += shlex.split(directive)
+        except ValueError:
+            words += directive.split()
+    for number, word in enumerate(words):
+        if word in ("-l", "--resource"):
+            spec = words[number + 1] if number + 1 < len(words) else ""
+        elif word.startswith(("-l", "--resource=")) and not word.startswith("--l"):
+            spec = word.removeprefix("--resource=").removeprefix("-l")
+        else:
+            continue
+        resources = spec.split(",")[0]  # then walltime=...
+        for count in re.findall(r"=\s*(\w+)", resources):
+            if count.upper() in ("ALL", "BEST") or (count.isdigit() and int(count) > 1):
+                return True
+    return False
+
+
 class OARScheduler(Scheduler):
     """Submits to OAR. Sweeps go as one array job (``use_arrays``). With
     ``checkpoint_s > 0`` OAR sends SIGUSR2 that long before the walltime; the run records
@@ -68,7 +92,13 @@ class OARScheduler(Scheduler):
     chains of jobs, each job waiting for the one before it in its chain (``oarsub -a``,
     which OAR satisfies once that job is Terminated or in Error): one ``oarsub`` per job.
     ``max_submitted`` caps the jobs one may submit (OAR's own caps live in admission
-    rules, which cannot be read)."""
+    rules, which cannot be read).
+
+    OAR starts a job's command once, on the first node of its resources, and gives no
+    process a rank: a job of several processes starts them itself (``oarsh``, ``mpirun
+    -machinefile $OAR_NODEFILE``, ``torchrun``). With ``rendezvous: true`` (for a job of
+    several cores or nodes) the script exports ``MASTER_ADDR`` (the first line of
+    ``$OAR_NODEFILE``) and ``MASTER_PORT`` (derived from ``OAR_JOB_ID``) for them."""
 
     name = "OARScheduler"
     directive_prefix = "#OAR"
@@ -87,11 +117,19 @@ class OARScheduler(Scheduler):
         checkpoint_s: int = 0,
         requeue: bool = False,
         max_submitted: int = 0,
+        rendezvous: bool = False,
         **kwargs: Any,  # the job-script settings every scheduler shares (mlxpy.Scheduler)
     ) -> None:
         super().__init__(**kwargs)
         if max_submitted < 0:
             raise ValueError("max_submitted must be 0 (no limit) or more")
+        if rendezvous and not several_resources(self.option_cmd):
+            raise ValueError(
+                "rendezvous: true is for a job of several cores or nodes, and option_cmd "
+                f"asks for one resource ({self.option_cmd or 'no -l'}): ask for more, such as "
+                "option_cmd: ['-l core=2'] or ['-l nodes=2/core=4'], or set rendezvous: false"
+            )
+        self.rendezvous = rendezvous
         self.use_arrays = use_arrays
         self.checkpoint_s = checkpoint_s
         self.requeue = requeue
@@ -106,6 +144,13 @@ class OARScheduler(Scheduler):
         if self.requeue:
             lines.append("-t idempotent")
         return lines + list(self.option_cmd)
+
+    def task_setup(self, job: ScheduledJob, command: Sequence[str]) -> list[str]:
+        """With ``rendezvous``: ``MASTER_ADDR`` and ``MASTER_PORT`` exported, unless set (the
+        job's command runs on the first node of its resources, which heads the node file)."""
+        if not self.rendezvous:
+            return []
+        return self.rendezvous_exports('head -n1 "$OAR_NODEFILE"', "$OAR_JOB_ID", command[0])
 
     def _submit(self, args: list[str], what: str) -> list[str]:
         try:

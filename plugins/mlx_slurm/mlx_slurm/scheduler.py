@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,6 +57,41 @@ RESERVED: dict[str, str] = {
     "--requeue": "set scheduler.requeue: true instead",
     "--no-requeue": "mlxpy sets it unless scheduler.requeue is true",
 }
+
+
+#: the settings laying out a job's tasks, and the ``sbatch`` option each one sets
+TASK_OPTIONS: dict[str, str] = {
+    "ntasks": "--ntasks",
+    "nodes": "--nodes",
+    "ntasks_per_node": "--ntasks-per-node",
+    "cpus_per_task": "--cpus-per-task",
+    "gpus_per_task": "--gpus-per-task",
+}
+_SHORT_OPTIONS = {"-n": "--ntasks", "-N": "--nodes", "-c": "--cpus-per-task"}
+#: the options by which a job asks for several tasks (then run with ``srun``, one per task)
+_SEVERAL_TASKS = ("--ntasks", "--nodes", "--ntasks-per-node")
+#: how the job's script starts its task when the job has several: one process per task,
+#: all of them stopped as soon as one fails (else the others would wait for it for ever)
+SRUN = ["srun", "--kill-on-bad-exit=1"]
+
+
+def task_options(option_cmd: Sequence[str]) -> dict[str, str]:
+    """The task-layout options (long names, as in :data:`TASK_OPTIONS`) that raw directives
+    set, with their values: ``--ntasks=2``, ``--ntasks 2``, ``-n2`` and ``-n 2`` alike."""
+    found: dict[str, str] = {}
+    for directive in option_cmd:
+        try:
+            words = shlex.split(directive)
+        except ValueError:
+            words = directive.split()
+        for number, word in enumerate(words):
+            following = words[number + 1] if number + 1 < len(words) else ""
+            name, equals, value = word.partition("=")
+            if name in TASK_OPTIONS.values():
+                found[name] = value if equals else following
+            elif word[:2] in _SHORT_OPTIONS and not word.startswith("--"):
+                found[_SHORT_OPTIONS[word[:2]]] = word[2:].lstrip("=") or following
+    return found
 
 
 #: ``ArrayTaskId`` of an array's record that names no task (SLURM's NO_VAL)
@@ -111,7 +147,12 @@ class SLURMScheduler(Scheduler):
     read with ``sacctmgr`` when the cluster keeps accounts) caps the jobs one may submit.
     SLURM is asked for
     SIGUSR1 ``signal_grace_s`` seconds before the time limit; the run then records TIMEOUT
-    and, with ``requeue: true``, puts itself back in the queue to resume in the same dir."""
+    and, with ``requeue: true``, puts itself back in the queue to resume in the same dir.
+
+    ``ntasks``, ``nodes``, ``ntasks_per_node``, ``cpus_per_task`` and ``gpus_per_task`` set
+    the sbatch options of those names. A job of several tasks (by these settings or by the
+    same options in ``option_cmd``) starts its task with ``srun --kill-on-bad-exit=1``, one
+    process per task, with ``MASTER_ADDR`` and ``MASTER_PORT`` exported for them."""
 
     name = "SLURMScheduler"
     directive_prefix = "#SBATCH"
@@ -133,6 +174,11 @@ class SLURMScheduler(Scheduler):
         requeue: bool = False,
         max_submitted: int = 0,
         max_array_tasks: int = 0,
+        ntasks: int | None = None,
+        nodes: int | None = None,
+        ntasks_per_node: int | None = None,
+        cpus_per_task: int | None = None,
+        gpus_per_task: int | None = None,
         **kwargs: Any,  # the job-script settings every scheduler shares (mlxpy.Scheduler)
     ) -> None:
         super().__init__(**kwargs)
@@ -140,6 +186,25 @@ class SLURMScheduler(Scheduler):
             raise ValueError(
                 "array_throttle, max_submitted and max_array_tasks must be 0 (no limit) or more"
             )
+        given = {"ntasks": ntasks, "nodes": nodes, "ntasks_per_node": ntasks_per_node}
+        given |= {"cpus_per_task": cpus_per_task, "gpus_per_task": gpus_per_task}
+        self.tasks = {key: value for key, value in given.items() if value is not None}
+        raw = task_options(self.option_cmd)
+        for key, value in self.tasks.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a whole number of 1 or more, got {value!r}")
+            if TASK_OPTIONS[key] in raw:
+                raise ValueError(
+                    f"{key}={value} and option_cmd's {TASK_OPTIONS[key]}={raw[TASK_OPTIONS[key]]}"
+                    f" set the same sbatch option: keep one of them (scheduler.{key} or "
+                    "scheduler.option_cmd)"
+                )
+        counts = {TASK_OPTIONS[key]: str(value) for key, value in self.tasks.items()} | raw
+        #: whether each job starts several processes (srun starts one per task)
+        self.several_tasks = any(counts.get(option, "1") != "1" for option in _SEVERAL_TASKS)
+        # srun does not take sbatch's --cpus-per-task from the job (SLURM 22.05 and later)
+        cpus = counts.get("--cpus-per-task")
+        self._srun = [*SRUN, *([f"--cpus-per-task={cpus}"] if cpus else [])]
         self.use_arrays = use_arrays
         self.array_throttle = array_throttle
         self.signal_grace_s = signal_grace_s
@@ -159,7 +224,21 @@ class SLURMScheduler(Scheduler):
         if self.signal_grace_s > 0:
             lines.append(f"--signal=B:USR1@{self.signal_grace_s}")
         lines.append("--requeue" if self.requeue else "--no-requeue")
+        lines += [f"{TASK_OPTIONS[key]}={value}" for key, value in self.tasks.items()]
         return lines + list(self.option_cmd)
+
+    def task_setup(self, job: ScheduledJob, command: Sequence[str]) -> list[str]:
+        """For a job of several tasks: ``MASTER_ADDR`` is the allocation's first node (where
+        the batch script runs) and ``MASTER_PORT`` is derived from the job id, unless set."""
+        if not self.several_tasks:
+            return []
+        first_node = 'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1'
+        return self.rendezvous_exports(first_node, "$SLURM_JOB_ID", command[0])
+
+    def task_launcher(self, job: ScheduledJob) -> list[str]:
+        """``srun`` for a job of several tasks: one process per task, each seeing its rank
+        in ``SLURM_PROCID``; srun passes the warning signal on to every one."""
+        return list(self._srun) if self.several_tasks else []
 
     def submit(self, script_path: Path, after: Sequence[str] = ()) -> str:
         out = self.call(["sbatch", "--parsable", *_dependency(after), str(script_path)], "sbatch")
