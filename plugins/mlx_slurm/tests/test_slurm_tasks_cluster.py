@@ -3,10 +3,8 @@
 ``MASTER_ADDR``/``MASTER_PORT`` exported, and SLURM's warning reaches every rank.
 
 Each rank writes what it was given into a file (``<job id>.<rank>`` in RANKS) before it
-calls the task, so these tests do not depend on how ranks share a run dir.
-TODO(lead, issue 16 part 2): once every rank joins rank 0's run dir, set ALL_RANKS_RUN_TASK
-in TASK to True and assert there, per job: exactly 1 run dir, status COMPLETE (TIMEOUT in
-the warning test) recorded for the job as a whole, per-rank stdout files.
+calls the task; every rank calls it, and the job is one run: rank 0 starts the run dir the
+submission claimed, rank 1 joins it.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from pathlib import Path
 import mlxpy
 
 RANKS = Path({ranks!r})
-ALL_RANKS_RUN_TASK = False  # TODO(lead): True once ranks join one run dir (issue 16 part 2)
 RANK = os.environ.get("SLURM_PROCID")  # None: the submitting process
 NOTE = RANKS / f"{{os.environ.get('SLURM_JOB_ID')}}.{{RANK}}"
 KEYS = ("SLURM_PROCID", "SLURM_STEP_ID", "SLURM_NTASKS", "MASTER_ADDR", "MASTER_PORT")
@@ -39,30 +36,16 @@ if RANK is not None:
 
 @mlxpy.launch(config_path="./configs")
 def task(ctx):
-    print("RUN rank", RANK, "seed", ctx.config.seed, flush=True)
-    if ctx.config.mode == "wait":  # until the warning interrupts the task (TIMEOUT)
+    print("RUN rank", ctx.info.rank, "of", ctx.info.world_size, "seed", ctx.config.seed, flush=True)
+    first = os.environ.get("SLURM_RESTART_COUNT", "0") == "0"
+    if ctx.config.mode == "wait" and first:  # until the warning interrupts the task (TIMEOUT)
         with NOTE.open("a") as note:
             note.write("ready\\n")
         time.sleep(60)
 
 
-def wait_for_warning():
-    got = []
-    signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
-    with NOTE.open("a") as note:
-        note.write("ready\\n")
-    deadline = time.monotonic() + 60
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.05)
-    with NOTE.open("a") as note:
-        note.write("warned\\n" if got else "no warning\\n")
-
-
 if __name__ == "__main__":
-    if RANK in (None, "0") or ALL_RANKS_RUN_TASK:
-        task()
-    elif "mode=wait" in sys.argv:
-        wait_for_warning()
+    task()
 """
 
 
@@ -112,7 +95,7 @@ def test_two_tasks_get_their_ranks_and_one_rendezvous_per_job(tmp_path):
     result = project.run("seed=1,2")
     assert result.returncode == 0, result.stderr
     infos = project.wait(2, 120)
-    assert [i["status"] for i in infos] == ["COMPLETE"] * 2  # rank 0's run (see TODO above)
+    assert [i["status"] for i in infos] == ["COMPLETE"] * 2  # one run per point
     ports = []
     for run_dir, job_id in zip(project.run_dirs(), job_ids(project), strict=True):
         jid = slurm_job_id(job_id)
@@ -126,9 +109,16 @@ def test_two_tasks_get_their_ranks_and_one_rendezvous_per_job(tmp_path):
         ports.append(port)
         script = (run_dir / "script.sh").read_text()
         assert "#SBATCH --ntasks=2" in script and "srun --kill-on-bad-exit=1" in script
-        assert (run_dir / "job.stdout").read_text().count("RUN rank 0") == 1
+        out = (run_dir / "job.stdout").read_text()  # srun's tasks share the job's output
+        assert out.count("RUN rank 0 of 2") == 1 and out.count("RUN rank 1 of 2") == 1
+        info = project.info(run_dir)
+        assert info["world_size"] == 2 and info["distributed"]["launcher"] == "slurm"
+        assert info["distributed"]["key"].startswith(f"slurm:mlxpytest:{jid}.0")
+        for rank in (0, 1):
+            assert f"RUN rank {rank} of 2" in (run_dir / f"log.rank{rank}.stdout").read_text()
+        rank1 = json.loads((run_dir / "ranks" / "1" / "status.json").read_text())
+        assert rank1["status"] == "COMPLETE"
     assert len(set(ports)) == 2
-    # TODO(lead): 1 run dir per job holding both ranks, COMPLETE; per-rank stdout files
 
 
 def test_a_port_in_use_on_the_node_is_skipped(tmp_path):
@@ -180,8 +170,44 @@ def test_the_warning_signal_reaches_every_rank_through_srun(tmp_path):
         (info,) = project.wait(1, 120)
     finally:
         subprocess.run(["scancel", job_id], check=False)
-    assert info["status"] == "TIMEOUT", info  # rank 0 (TODO(lead): the job's status, 1 dir)
-    deadline = time.monotonic() + 30
-    while "warned" not in (ranks / f"{job_id}.1").read_text():
-        assert time.monotonic() < deadline, (ranks / f"{job_id}.1").read_text()
-        time.sleep(0.2)
+    assert info["status"] == "TIMEOUT", info  # the run's: both ranks were warned
+    (run_dir,) = project.run_dirs()
+    rank1 = json.loads((run_dir / "ranks" / "1" / "status.json").read_text())
+    assert rank1["status"] == "TIMEOUT" and rank1["interrupt_reason"] == "SIGUSR1"
+
+
+def test_a_requeued_job_resumes_its_run_on_every_rank(tmp_path):
+    """The warning with ``requeue: true``: the job (both ranks) records TIMEOUT, requeues
+    itself; the requeued job's ranks start the same run dir again (rank 0 resumes it, rank 1
+    joins the new attempt) and it ends COMPLETE with the first attempt in its history."""
+    project, ranks = tasks_project(tmp_path)
+    project.write_config(
+        {
+            "scheduler": {"name": "SLURMScheduler", "ntasks": 2, "requeue": True},
+            "use_scheduler": True,
+        },
+        "mlxpy.yaml",
+    )
+    result = project.run("mode=wait")
+    assert result.returncode == 0, result.stderr
+    (job_id,) = job_ids(project)
+    try:
+        deadline = time.monotonic() + 120
+        while not all(
+            (ranks / f"{job_id}.{k}").exists() and "ready" in (ranks / f"{job_id}.{k}").read_text()
+            for k in (0, 1)
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(0.5)
+        subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True)
+        (info,) = project.wait(1, 400, done={"COMPLETE", "FAILED", "LOST"})
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
+    assert info["status"] == "COMPLETE", info
+    assert info["restarts"] == 1 and [a["status"] for a in info["history"]] == ["TIMEOUT"]
+    (run_dir,) = project.run_dirs()
+    rank1 = json.loads((run_dir / "ranks" / "1" / "status.json").read_text())
+    assert rank1["status"] == "COMPLETE"
+    out = (run_dir / "log.rank1.stdout").read_text()
+    assert out.count("RUN rank 1 of 2") == 2  # both attempts of rank 1 wrote here
