@@ -400,6 +400,15 @@ def submit_workers(
             config_dir=str(config_dir_for_jobs(launcher.config_dir, launcher.task_file, None)),
             argv=list(sys.argv),
         )
+    probe = ScheduledJob(log_id=None, log_dir=parent, overrides=list(argv), name="worker")
+    if scheduler.task_launcher(probe):
+        raise ConfigError(
+            f"an adaptive sweep runs one worker process per job, which asks for a trial, runs "
+            f"it and asks again; {scheduler.name}'s jobs here have several tasks, which would "
+            "start one worker per task. Give the sweep's jobs one task (drop ntasks/nodes > 1 "
+            "from the scheduler options), or sweep distributed jobs with a planned sweep (a "
+            "grid, or samples=N)"
+        )
     folder = sweep_path(parent, sweep_id, WORKERS_DIR, _stamp())  # never through a link
     folder.mkdir(parents=True)
     record_path = replace(base, scheduler=choice, sweep_worker=sweep_id).write(

@@ -41,3 +41,23 @@ def test_two_array_workers_run_a_four_trial_study(tmp_path):
     assert len({i["sweep_id"] for i in infos}) == 1
     assert {i["scheduler"]["job_id"] for i in infos} <= set(jobs)
     assert all(i["scheduler"]["name"] == "SLURMScheduler" for i in infos)
+
+
+def test_an_adaptive_sweep_of_jobs_of_several_tasks_is_refused(tmp_path):
+    """Each worker would start once per task, all asking for trials: refused before any
+    job is submitted, with what to do instead (exit status 2)."""
+    project = ProjectDir(tmp_path / "proj", OBJECTIVE_TASK)
+    project.write_config({"lr": 0.1})
+    project.write_config(
+        {"use_scheduler": True, "scheduler": {"name": "SLURMScheduler", "ntasks": 2}},
+        "mlxpy.yaml",
+    )
+    result = project.run(
+        "lr=0.1,0.03",
+        "+mlxpy.sweep.name=OptunaSweeper",
+        "+mlxpy.sweep.trials=2",
+        "+mlxpy.sweep.objective=val.loss.min",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "one worker per task" in result.stderr and "planned sweep" in result.stderr
+    assert not list((project.logs / ".sweeps").glob("*/workers/*"))
