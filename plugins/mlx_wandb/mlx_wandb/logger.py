@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from mlxpy import DefaultLogger, MlxpyWarning, RunStatus
-from mlxpy.rundir.info import read_record
 
 #: what ``wandb.init(mode=...)`` takes from this logger (empty: wandb's own default)
 WandbMode = Literal["online", "offline", "disabled"]
@@ -26,6 +25,12 @@ WandbMode = Literal["online", "offline", "disabled"]
 def wandb_run_id(log_dir: str) -> str:
     """A stable W&B run id for a run dir: the same after every restart of the run."""
     return hashlib.sha1(str(Path(log_dir).resolve()).encode()).hexdigest()[:16]
+
+
+#: ``metadata/<this>``: rank 0 of a job in shared mode writes its W&B run id there once the run
+#: is open; the other ranks wait for it before they join that run
+SHARED_RUN_FILE = "wandb_run_id.txt"
+_RUN_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 def effective_mode(mode: str, env: Mapping[str, str] | None = None) -> str:
@@ -131,6 +136,8 @@ class WandbLogger(DefaultLogger):
             config={"config": ctx.config_dict(), "info": _plain(dict(ctx.info))},
             settings=shared_settings(wandb, 0) if sharing else None,
         )
+        if sharing:
+            self.save_metadata_text(SHARED_RUN_FILE, run_id)
         ctx.info.wandb = {
             "run_id": run_id,
             "project": self.project,
@@ -163,22 +170,19 @@ class WandbLogger(DefaultLogger):
 
     def _primary_run_id(self) -> str:
         """The id of the W&B run rank 0 opened, once it has: W&B's shared mode wants the
-        primary to create the run first, and rank 0 records it in the run's info (its path
-        to the run dir, which names the id, may differ from this node's)."""
+        primary to create the run first. Rank 0 writes it in ``metadata/`` (its path to the
+        run dir, which names the id, may differ from this node's)."""
         assert self.run is not None and self.log_dir is not None
+        path = self.run.metadata / SHARED_RUN_FILE
         deadline = time.monotonic() + self.join_timeout_s
         while time.monotonic() < deadline:
-            try:
-                _, info = read_record(self.run.root)
-            except (OSError, ValueError):
-                info = {}
-            recorded = info.get("wandb")
-            if isinstance(recorded, dict) and isinstance(recorded.get("run_id"), str):
-                return recorded["run_id"]
+            run_id = _read_run_id(path)
+            if run_id is not None:
+                return run_id
             time.sleep(0.2)
         run_id = wandb_run_id(str(self.log_dir))
         warnings.warn(
-            f"rank 0 of run {self.log_id} did not record its W&B run within "
+            f"rank 0 of run {self.log_id} did not record its W&B run in {path} within "
             f"{self.join_timeout_s:g} s; this rank writes to W&B run {run_id}",
             MlxpyWarning,
             2,
@@ -237,6 +241,22 @@ class WandbLogger(DefaultLogger):
             self._wandb.finish(exit_code=0 if status == RunStatus.COMPLETE else 1)
             self._wandb = None
         super().end_run(ctx, status)
+
+
+def _read_run_id(path: Path) -> str | None:
+    """The W&B run id in ``path`` (a few bytes, never through a link or from a FIFO), or None
+    while there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        text = os.read(fd, 256).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return text if 0 < len(text) <= 128 and set(text) <= _RUN_ID_CHARS else None
 
 
 def _plain(data: Any) -> Any:
