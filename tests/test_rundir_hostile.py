@@ -520,6 +520,120 @@ def test_one_line_gigabyte_metric_log_keeps_memory_bounded(logs):
     assert out["maxrss_kib"] * 1024 < 400 << 20  # well below the 1 GiB line
 
 
+# -- 6b. a distributed run's per-rank metric logs -------------------------------------------
+
+RANKS_TASK = """
+import mlxpy
+
+@mlxpy.launch(config_path="./configs")
+def task(ctx):
+    for step in range(3):
+        ctx.logger.log_metrics({"x": 10 * ctx.info.rank + step}, log_name="per", step=step,
+                               all_ranks=True)
+
+if __name__ == "__main__":
+    task()
+"""
+
+READ_RANKS = """
+import json, sys, warnings
+import mlxpy
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    runs = mlxpy.Reader(sys.argv[1]).filter()
+    long = runs.mlxpy.metrics("per")
+ranks = long["rank"].tolist() if "rank" in long else [None] * len(long)
+print(json.dumps({
+    "rows": [[int(i), r, int(x)] for i, r, x in zip(long["log_id"], ranks, long["x"])],
+    "warnings": [str(w.message) for w in caught],
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def ranked(tmp_path_factory) -> ProjectDir:
+    """Run 1: the two ranks of one job (torchrun's variables), each keeping its own log;
+    run 2: one process."""
+    project = ProjectDir(tmp_path_factory.mktemp("ranked") / "proj", RANKS_TASK)
+    project.write_config({"seed": 0})
+    for result in project.run_ranks(2):
+        assert result.returncode == 0, result.stderr
+    assert project.run().returncode == 0
+    return project
+
+
+@pytest.fixture
+def ranked_logs(tmp_path, ranked) -> Path:
+    copy = tmp_path / "logs"
+    shutil.copytree(ranked.logs, copy, ignore=shutil.ignore_patterns(".mlxpy-index*"))
+    return copy
+
+
+def _read_ranks(logs: Path, **env: str) -> tuple[set[tuple[int, int | None]], list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", READ_RANKS, str(logs)],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang (a FIFO opened for reading) fails the test
+        env=_env(**env),
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    return {(i, r) for i, r, _ in out["rows"]}, out["warnings"]
+
+
+def _planted_log(where: Path, x: int = 999) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "per.json").write_text(json.dumps({"step": 0, "x": x}) + "\n")
+
+
+def test_per_rank_links_fifos_and_odd_names_are_never_read(ranked_logs, tmp_path):
+    ranks = RunDir(ranked_logs / "1").ranks
+    assert _read_ranks(ranked_logs)[0] == {(1, 0), (1, 1), (2, 0)}
+    outside = tmp_path / "outside"
+    _planted_log(outside / "metrics")
+    shutil.rmtree(ranks / "1" / "metrics")
+    os.symlink(outside / "metrics", ranks / "1" / "metrics")  # rank 1's logs: a link out
+    os.symlink(outside, ranks / "2")  # a whole rank dir: a link out
+    _planted_log(ranks / "3" / "metrics")
+    os.unlink(ranks / "3" / "metrics" / "per.json")
+    os.symlink("/dev/zero", ranks / "3" / "metrics" / "per.json")
+    _planted_log(ranks / "4" / "metrics")
+    os.unlink(ranks / "4" / "metrics" / "per.json")
+    os.mkfifo(ranks / "4" / "metrics" / "per.json")
+    for odd in ("01", "-1", "1 ", "1.0", "\u00b2", "x"):  # not canonical rank numbers
+        _planted_log(ranks / odd / "metrics")
+    _planted_log(ranks / "5" / "metrics", x=55)  # a real rank's log is still read
+    (ranked_logs / "2" / "ranks").mkdir()  # a run of one process: its ranks/ is never read
+    _planted_log(ranked_logs / "2" / "ranks" / "1" / "metrics")
+    rows, caught = _read_ranks(ranked_logs)
+    assert rows == {(1, 0), (1, 5), (2, 0)}
+    text = "\n".join(caught)
+    assert "run 1: rank 1's per metrics skipped" in text and "symbolic link" in text
+    assert "rank 2's per metrics skipped" in text
+    assert "rank 3's per metrics skipped" in text
+    assert "rank 4's per metrics skipped" in text and "not a regular file" in text
+    assert len(caught) == 4  # the odd names and the single run's ranks/ are not looked at
+
+
+def test_a_linked_ranks_dir_is_not_followed(ranked_logs):
+    ranks = RunDir(ranked_logs / "1").ranks
+    shutil.move(ranks, ranked_logs / "elsewhere")
+    os.symlink(ranked_logs / "elsewhere", ranks)
+    rows, caught = _read_ranks(ranked_logs)
+    assert rows == {(1, None), (2, None)}  # rank 0's log, the run's own; no other rank's
+    assert any("run 1: the other ranks' per metrics skipped" in w for w in caught), caught
+
+
+def test_oversized_per_rank_log_is_skipped_and_reported(ranked_logs):
+    with open(RunDir(ranked_logs / "1").rank(1).metrics_file("per"), "a") as fh:
+        for step in range(5000):
+            fh.write(json.dumps({"step": step, "x": 1}) + "\n")
+    rows, caught = _read_ranks(ranked_logs, MLXPY_MAX_METRICS_BYTES="100000")
+    assert rows == {(1, None), (2, None)}
+    assert any("rank 1's per metrics skipped" in w and "more than the 100000" in w for w in caught)
+
+
 # -- 7. writes never leave the run dir ------------------------------------------------------
 
 WRITE_TASK = """

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlxpy.errors import MlxpyError
+from mlxpy.errors import MlxpyError, MlxpyWarning
 from mlxpy.reading.index import SkippedRunsWarning
 from mlxpy.rundir.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType, ExplicitTypeError
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.manifest import ArtifactRecord, artifact_key, read_artifact_records
-from mlxpy.rundir.metrics import check_log_name, latest_per_step, read_records
+from mlxpy.rundir.metrics import check_log_name, latest_per_step, rank_logs, read_records
 from mlxpy.rundir.safe import check_inside
 
 
@@ -77,6 +77,7 @@ class RunsAccessor:
         config: Sequence[str] | None = None,
         attempts: str = "latest",
         step: str = "step",
+        all_ranks: bool = True,
     ) -> Any:
         """A long frame of the runs' records in ``log_name``: ``log_id``, the metric columns,
         and the ``config`` columns given (default: those that vary between the runs).
@@ -84,6 +85,13 @@ class RunsAccessor:
         A resumed run logs again the steps after its last checkpoint: ``attempts="latest"``
         gives one row per run and ``step``, the latest record winning (records without
         ``step`` all kept); ``attempts="all"`` every record on disk.
+
+        A distributed run whose other ranks kept their own ``log_name``
+        (``log_metrics(..., all_ranks=True)``) gives the rows of every rank, and the frame a
+        ``rank`` column (after ``log_id``): the rank whose log a row comes from, 0 for the
+        run's own log and for runs of one process; ``attempts`` applies to each rank's log.
+        Without per-rank logs among the runs there is no ``rank`` column, as for runs of one
+        process. ``all_ranks=False`` reads the run's own (rank 0's) log alone.
         """
         if attempts not in ("latest", "all"):
             raise ValueError(f"attempts must be 'latest' or 'all', got {attempts!r}")
@@ -93,26 +101,54 @@ class RunsAccessor:
         config = list(self.varying_config() if config is None else config)
         records: list[dict[str, Any]] = []
         owners: list[Any] = []
+        ranks: list[int] = []
+        distributed = self._distributed() if all_ranks else {}
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
             run = RunDir(Path(log_dir))
-            try:
-                rows = read_records(run.metrics_file(log_name), root=run.root)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:  # a link, a FIFO, a huge file: that run's log is left out
-                warnings.warn(
-                    f"run {log_id}: {log_name} metrics skipped: {exc}", SkippedRunsWarning, 2
-                )
-                continue
-            if attempts == "latest":
-                rows = latest_per_step(rows, step)
-            records.extend(rows)
-            owners.extend([log_id] * len(rows))
+            logs = [(0, run.metrics_file(log_name))]
+            if distributed.get(log_id):
+                try:
+                    logs += rank_logs(run, log_name)
+                except OSError as exc:  # a link in place of ranks/: only rank 0's log read
+                    warnings.warn(
+                        f"run {log_id}: the other ranks' {log_name} metrics skipped: {exc}",
+                        SkippedRunsWarning,
+                        2,
+                    )
+            for rank, path in logs:
+                try:
+                    rows = read_records(path, root=run.root)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:  # a link, a FIFO, a huge file: that log is left out
+                    whose = f"rank {rank}'s " if rank else ""
+                    warnings.warn(
+                        f"run {log_id}: {whose}{log_name} metrics skipped: {exc}",
+                        SkippedRunsWarning,
+                        2,
+                    )
+                    continue
+                if attempts == "latest":
+                    rows = latest_per_step(rows, step)
+                records.extend(rows)
+                owners.extend([log_id] * len(rows))
+                ranks.extend([rank] * len(rows))
         frame = typed_frame(records)
         frame.insert(0, INDEX_NAME, np.asarray(owners, dtype=np.int64))
+        if any(ranks):  # some run's other ranks kept this log
+            _insert_rank(frame, np.asarray(ranks, dtype=np.int64), log_name)
         for column in config:
             frame[column] = frame["log_id"].map(self._runs[column])
         return frame
+
+    def _distributed(self) -> dict[Any, bool]:
+        """Which runs are distributed, from their info (``world_size`` is written for those
+        alone): the others' dirs are never listed for per-rank logs."""
+        sizes = self._runs.get("info.world_size")
+        if sizes is None:
+            return {}
+        pairs = zip(sizes.index, sizes.tolist(), strict=True)
+        return {i: type(n) in (int, float) and n > 1 for i, n in pairs}
 
     def artifact(self, name: str, artifact_type: str | ArtifactType | None = None) -> pd.Series:
         """The artifact ``name`` of each run (None where a run has none), loaded on demand.
@@ -203,14 +239,14 @@ class RunsAccessor:
     ) -> pd.DataFrame:
         """Mean, std and count of each metric per group (``by``) and step, across the runs
         of a group (typically seeds: ``over="config.seed"``); each run counts once per step
-        (see ``attempts`` in :meth:`metrics`)."""
+        (see ``attempts`` in :meth:`metrics`), with its own log: a distributed run's rank 0's
+        (the other ranks' logs are in ``metrics(log_name)``, by ``rank``)."""
         by = list(by)
         for column in [*by, *([over] if over else [])]:
             if column not in self._runs.columns:
                 raise KeyError(f"no column {column!r} in these runs")
-        long = self.metrics(
-            log_name, config=by + ([over] if over else []), attempts=attempts, step=step
-        )
+        columns = by + ([over] if over else [])
+        long = self.metrics(log_name, columns, attempts=attempts, step=step, all_ranks=False)
         if long.empty:
             return pd.DataFrame()
         keys = by + ([step] if step in long.columns else [])
@@ -227,3 +263,20 @@ class RunsAccessor:
         if not keys:
             result = result.unstack().to_frame().T
         return result
+
+
+def _insert_rank(frame: pd.DataFrame, ranks: np.ndarray, log_name: str) -> None:
+    """The ``rank`` column of a frame of several ranks' records. A metric the task itself
+    named ``rank`` gives way to it; where it said otherwise than the file, a warning says so."""
+    if "rank" in frame.columns:
+        own = frame.pop("rank")
+        given = own.notna().to_numpy()
+        if given.any() and (own[given].to_numpy() != ranks[given]).any():
+            warnings.warn(
+                f"the {log_name} metrics have a metric named 'rank' that differs from the rank "
+                "that logged them: the 'rank' column is the logging rank's (rename the metric "
+                "to keep it)",
+                MlxpyWarning,
+                3,
+            )
+    frame.insert(1, "rank", ranks)

@@ -22,7 +22,7 @@ from typing import Any
 from mlxpy.errors import MlxpyWarning
 from mlxpy.rundir import codec, safe
 from mlxpy.rundir.atomic import atomic_write_text
-from mlxpy.rundir.layout import KEYS_DIR, METRICS_SUFFIX
+from mlxpy.rundir.layout import KEYS_DIR, METRICS_SUFFIX, RunDir, is_run_id
 
 _PLAIN = frozenset({int, float, bool, str, type(None)})
 #: a whole-string match: ``\Z``, since ``$`` would accept a name ending in a newline
@@ -324,6 +324,26 @@ def read_records(
     finally:
         os.close(fd)
     return records
+
+
+def rank_logs(run: RunDir, log_name: str) -> list[tuple[int, Path]]:
+    """Where the ranks other than 0 of a distributed run keep their own log ``log_name``
+    (``ranks/<k>/metrics/<log>.json``), by rank; a rank that kept none is listed too (reading
+    its log raises FileNotFoundError). ``ranks/`` is listed without following a link (a link
+    raises OSError); names that are not canonical rank numbers are left out, and a link below
+    is refused when the log is read (``read_records(..., root=run.root)``)."""
+    safe.check_inside(run.root, run.ranks)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(run.ranks, flags)
+    except FileNotFoundError:
+        return []
+    try:
+        names = os.listdir(fd)
+    finally:
+        os.close(fd)
+    ranks = sorted(int(name) for name in names if is_run_id(name) and name != "0")
+    return [(rank, run.rank(rank).metrics_file(log_name)) for rank in ranks]
 
 
 def latest_per_step(records: list[dict[str, Any]], step: str = "step") -> list[dict[str, Any]]:

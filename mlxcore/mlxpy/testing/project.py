@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,50 @@ class ProjectDir:
             timeout=timeout,
             env={**os.environ, **self.env},
         )
+
+    def run_ranks(
+        self, world_size: int, *args: str, timeout: float = 120, run_id: str | None = None
+    ) -> list[subprocess.CompletedProcess]:
+        """Run ``python main.py ...`` as the ``world_size`` processes of one job on this host,
+        started together with the variables ``torchrun --standalone`` gives each (``RANK``,
+        ``LOCAL_RANK``, ``WORLD_SIZE``, ``TORCHELASTIC_RUN_ID``: ``run_id``, else a fresh uuid4
+        as torchrun's own), without torch: what mlxpy sees of a distributed job. Returns each
+        rank's result, by rank."""
+        job = {
+            "WORLD_SIZE": str(world_size),
+            "LOCAL_WORLD_SIZE": str(world_size),
+            "GROUP_RANK": "0",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": "29500",
+            "TORCHELASTIC_RUN_ID": run_id or str(uuid.uuid4()),
+            "TORCHELASTIC_RESTART_COUNT": "0",
+        }
+        processes = [
+            subprocess.Popen(
+                [*self.command_prefix, sys.executable, str(self.root / "main.py"), *args],
+                cwd=self.root,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **self.env, **job, "RANK": str(k), "LOCAL_RANK": str(k)},
+            )
+            for k in range(world_size)
+        ]
+        deadline = time.monotonic() + timeout
+        results = []
+        try:
+            for process in processes:
+                left = max(deadline - time.monotonic(), 0.1)
+                out, err = process.communicate(timeout=left)
+                results.append(
+                    subprocess.CompletedProcess(process.args, process.returncode, out, err)
+                )
+        finally:
+            for process in processes:  # a timeout: none is left behind
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        return results
 
     def mlxpy(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
