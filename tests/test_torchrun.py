@@ -98,6 +98,11 @@ def test_a_torchrun_job_is_one_run(tmp_path):
         text = (run / f"log.rank{rank}.stdout").read_text()
         assert f"rank {rank} checkpoint {{'step': 3}}" in text
     assert [r["mine"] for r in read_metrics(run / "ranks/1/metrics/ranks.json")] == [1.0] * 3
+    from mlxpy import Reader
+
+    frame = Reader(root / "logs").filter().mlxpy.metrics("ranks")
+    assert sorted(set(zip(frame["rank"], frame["mine"], strict=True))) == [(0, 0.0), (1, 1.0)]
+    assert len(frame) == 6
 
 
 def test_a_failing_rank_fails_the_run_and_is_torchruns_root_cause(tmp_path):
