@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlxpy.distributed import DistributedSetupError, detect
+from mlxpy.distributed import DistributedSetupError, SchedulerTask, detect
 from mlxpy.distributed.outcome import RankStatus, merged
 from mlxpy.rundir.metrics import read_metrics
 
@@ -34,22 +34,11 @@ TORCHRUN_RANK1 = {  # measured: torchrun --standalone --nproc_per_node=2, rank 1
     "TORCHELASTIC_RUN_ID": "05762487-81c2-4e19-9024-55968f95bd5f",
     "TORCHELASTIC_RESTART_COUNT": "0",
 }
-SRUN_TASK1 = {  # measured: sbatch --ntasks=2, srun inside, task 1
-    "SLURM_JOB_ID": "11253",
-    "SLURM_STEP_ID": "0",
-    "SLURM_STEPID": "0",
-    "SLURM_PROCID": "1",
-    "SLURM_LOCALID": "1",
-    "SLURM_NTASKS": "2",
-    "SLURM_STEP_NUM_TASKS": "2",
-    "SLURM_CLUSTER_NAME": "mlxpytest",
-}
-BATCH_SHELL = {  # measured: the batch script of sbatch --ntasks=2, no srun
-    "SLURM_JOB_ID": "11253",
-    "SLURM_PROCID": "0",
-    "SLURM_NTASKS": "2",
-    "SLURM_CLUSTER_NAME": "mlxpytest",
-}
+#: what a scheduler plugin reads in its job step's environment (mlx_slurm's tests check the
+#: real variables): task 1 of 2 of job 11253, step 0
+STEP_TASK1 = SchedulerTask("sched:c:11253.0", 0, "sched", rank=1, world_size=2, local_rank=1)
+#: the job's batch shell: a job, no task
+BATCH_SHELL = SchedulerTask("sched:c:11253")
 
 
 def test_torchrun_ranks_and_key():
@@ -61,27 +50,28 @@ def test_torchrun_ranks_and_key():
     assert restarted.key == info.key and restarted.attempt != info.attempt
 
 
-def test_torchrun_inside_a_slurm_step_is_torchrun():
-    """Measured: ``srun --ntasks=1 torchrun --nproc_per_node=2`` gives both workers
-    SLURM_PROCID=0 of SLURM_NTASKS=1 *and* RANK of WORLD_SIZE=2: torchrun's ranks win."""
-    env = {**SRUN_TASK1, "SLURM_PROCID": "0", "SLURM_NTASKS": "1", **TORCHRUN_RANK1}
-    info = detect(env)
+def test_torchrun_inside_a_scheduler_task_is_torchrun():
+    """Measured with SLURM: ``srun --ntasks=1 torchrun --nproc_per_node=2`` gives both
+    workers task rank 0 of 1 *and* RANK of WORLD_SIZE=2: torchrun's ranks win."""
+    task = SchedulerTask("sched:c:1.2", 0, "sched", rank=0, world_size=1, local_rank=0)
+    info = detect(TORCHRUN_RANK1, task)
     assert (info.launcher, info.rank, info.world_size) == ("torchelastic", 1, 2)
 
 
 def test_a_fixed_rdzv_id_is_keyed_with_the_job_and_not_unique():
-    env = {**TORCHRUN_RANK1, "TORCHELASTIC_RUN_ID": "none", **SRUN_TASK1}
-    info = detect(env)
+    env = {**TORCHRUN_RANK1, "TORCHELASTIC_RUN_ID": "none"}
+    info = detect(env, STEP_TASK1)
     assert not info.unique_key
-    assert info.key == "te:none|slurm:mlxpytest:11253.0"
+    assert info.key == "te:none|sched:c:11253.0"
+    assert detect(env).key == "te:none|addr:localhost"  # no scheduler: the master address
 
 
-def test_slurm_tasks_count_only_inside_a_step():
-    info = detect(SRUN_TASK1)
-    assert (info.launcher, info.rank, info.world_size, info.local_rank) == ("slurm", 1, 2, 1)
-    assert info.key == "slurm:mlxpytest:11253.0"
-    assert not detect(BATCH_SHELL).distributed  # one process, though NTASKS=2
-    requeued = detect({**SRUN_TASK1, "SLURM_RESTART_COUNT": "1"})
+def test_a_schedulers_tasks_count_only_when_its_launcher_started_them():
+    info = detect({}, STEP_TASK1)
+    assert (info.launcher, info.rank, info.world_size, info.local_rank) == ("sched", 1, 2, 1)
+    assert info.key == "sched:c:11253.0"
+    assert not detect({}, BATCH_SHELL).distributed  # a job's shell: one process
+    requeued = detect({}, SchedulerTask("sched:c:11253.0", 1, "sched", 1, 2, 1))
     assert requeued.key == info.key and requeued.attempt != info.attempt
 
 
@@ -96,11 +86,13 @@ def test_mpi_and_pmi():
     info = detect(ompi)
     assert (info.launcher, info.rank, info.world_size, info.local_rank) == ("openmpi", 3, 4, 1)
     assert info.key.startswith("mpi:prterun-vm-1234@1|")
-    pmi = {"PMI_RANK": "1", "PMI_SIZE": "2", **{k: v for k, v in SRUN_TASK1.items()}}
-    assert detect(pmi).launcher == "pmi" and detect(pmi).key == "slurm:mlxpytest:11253.0"
+    pmi = {"PMI_RANK": "1", "PMI_SIZE": "2"}
+    in_step = detect(pmi, STEP_TASK1)
+    assert in_step.launcher == "pmi" and in_step.key == "sched:c:11253.0"
+    assert in_step.local_rank == 1
     with pytest.raises(DistributedSetupError, match="MLXPY_JOB_KEY"):
-        detect({"PMI_RANK": "1", "PMI_SIZE": "2"})
-    keyed = detect({"PMI_RANK": "1", "PMI_SIZE": "2", "MLXPY_JOB_KEY": "job-7"})
+        detect(pmi)
+    keyed = detect({**pmi, "MLXPY_JOB_KEY": "job-7"})
     assert keyed.key == "user:job-7" and keyed.rank == 1
 
 

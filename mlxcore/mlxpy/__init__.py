@@ -8,7 +8,7 @@ from __future__ import annotations
 from mlxpy import _moved
 from mlxpy._version import __version__
 from mlxpy.context import Config, Context, RunInfo
-from mlxpy.distributed import DistInfo, DistributedSetupError
+from mlxpy.distributed import DistInfo, DistributedSetupError, SchedulerTask
 from mlxpy.errors import (
     ConfigError,
     LogDirError,
@@ -79,6 +79,7 @@ __all__ = [
     "JobPhase",
     "JobState",
     "ScheduledJob",
+    "SchedulerTask",
     "Scheduler",
     "SubmissionError",
     "SweepError",

@@ -2,10 +2,12 @@
 
 Read once per run, without importing torch. The first launcher whose rank variables are
 present decides rank *and* world size (sources are never mixed): torchrun (elastic) first,
-as it also runs inside SLURM steps and MPI; then a bare ``RANK``/``WORLD_SIZE``; OpenMPI; PMI;
-and SLURM tasks last, and only inside a step (``SLURM_STEP_ID``): a ``--ntasks=2`` batch
-shell has ``SLURM_PROCID=0`` and ``SLURM_NTASKS=2`` but is one process, not rank 0 of two.
-OAR sets no rank at all: ranks there come from the launcher run inside the job.
+as it also runs inside a scheduler's job steps and under MPI; then a bare
+``RANK``/``WORLD_SIZE``; OpenMPI; PMI; and last the tasks a scheduler's own task launcher
+started. What a scheduler's environment says (its job's identity, how often it was requeued,
+the ranks of its tasks) comes from the scheduler plugins
+(:meth:`mlxpy.Scheduler.task_environment`), as a :class:`SchedulerTask`: the core names no
+scheduler.
 """
 
 from __future__ import annotations
@@ -17,12 +19,28 @@ from dataclasses import dataclass
 
 from mlxpy.errors import MlxpyError
 
-#: set by hand, names the job for launchers that give it no identity (PMI outside srun)
+#: set by hand, names the job for launchers that give it no identity (PMI outside a job step)
 JOB_KEY_ENV = "MLXPY_JOB_KEY"
 
 
 class DistributedSetupError(MlxpyError):
     """The launcher's environment is inconsistent (a rank that is not a number, rank >= size)."""
+
+
+@dataclass(frozen=True)
+class SchedulerTask:
+    """What a scheduler's environment tells about this process: ``job``, the identity of the
+    job (and step) it runs in, the same on every node; ``requeues``, how many times the
+    scheduler started the job again; and, when the scheduler's own task launcher started this
+    process as one of several tasks, its ``rank`` among ``world_size`` (``launcher`` names
+    it). A scheduler's batch shell is no task: it has no rank."""
+
+    job: str
+    requeues: int = 0
+    launcher: str = ""
+    rank: int | None = None
+    world_size: int | None = None
+    local_rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,34 +83,22 @@ def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
     except ValueError:
         raise DistributedSetupError(
             f"{name}={text!r} in the environment is not a whole number: it should be set by "
-            "the launcher (torchrun, srun, mpirun); unset it or fix the launch command"
+            "the launcher (torchrun, mpirun, the scheduler's task launcher); unset it or fix "
+            "the launch command"
         ) from None
 
 
-def _slurm_step(env: Mapping[str, str]) -> str | None:
-    """``slurm:<cluster>:<job>.<step>`` inside a SLURM job step (array tasks have their own
-    job id), else None."""
-    job, step = env.get("SLURM_JOB_ID"), env.get("SLURM_STEP_ID", env.get("SLURM_STEPID"))
-    if not job or step is None or step == "":
-        return None
-    return f"slurm:{env.get('SLURM_CLUSTER_NAME', '')}:{job}.{step}"
-
-
-def _namespace(env: Mapping[str, str]) -> str:
+def _namespace(env: Mapping[str, str], task: SchedulerTask | None) -> str:
     """What the processes of one job share whatever their node: the scheduler's job (and
     step), else the master address their launcher gave them."""
-    step = _slurm_step(env)
-    if step is not None:
-        return step
-    if env.get("OAR_JOB_ID"):
-        return f"oar:{env['OAR_JOB_ID']}"
+    if task is not None:
+        return task.job
     return f"addr:{env.get('MASTER_ADDR') or socket.gethostname()}"
 
 
-def _attempt(env: Mapping[str, str], restarts: int = 0) -> str:
+def _attempt(task: SchedulerTask | None, restarts: int = 0) -> str:
     """A requeue by the scheduler and a restart by the launcher each make a new attempt."""
-    requeues = _int(env, "SLURM_RESTART_COUNT", 0)
-    return f"{requeues}.{restarts}"
+    return f"{task.requeues if task is not None else 0}.{restarts}"
 
 
 def _looks_unique(run_id: str) -> bool:
@@ -119,9 +125,10 @@ def _keyed(env: Mapping[str, str], info: DistInfo) -> DistInfo:
     return info
 
 
-def detect(env: Mapping[str, str] | None = None) -> DistInfo:
+def detect(env: Mapping[str, str] | None = None, task: SchedulerTask | None = None) -> DistInfo:
     """This process's :class:`DistInfo` (``SINGLE`` when it is not part of a distributed
-    job). Raises :class:`DistributedSetupError` on an inconsistent environment."""
+    job), given what the scheduler's environment says (``task``, if the process runs in a
+    scheduler's job). Raises :class:`DistributedSetupError` on an inconsistent environment."""
     env = os.environ if env is None else env
     if "RANK" in env and "WORLD_SIZE" in env:
         rank, size = _int(env, "RANK"), _int(env, "WORLD_SIZE")
@@ -130,42 +137,51 @@ def detect(env: Mapping[str, str] | None = None) -> DistInfo:
         if run_id:
             restarts = _int(env, "TORCHELASTIC_RESTART_COUNT", 0)
             unique = _looks_unique(run_id)
-            key = f"te:{run_id}" if unique else f"te:{run_id}|{_namespace(env)}"
-            info = DistInfo("torchelastic", rank, size, local, key, _attempt(env, restarts), unique)
+            key = f"te:{run_id}" if unique else f"te:{run_id}|{_namespace(env, task)}"
+            info = DistInfo(
+                "torchelastic", rank, size, local, key, _attempt(task, restarts), unique
+            )
         else:
             where = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
-            key = f"env:{where}|{_namespace(env)}"
-            info = DistInfo("env", rank, size, local, key, _attempt(env), False)
+            key = f"env:{where}|{_namespace(env, task)}"
+            info = DistInfo("env", rank, size, local, key, _attempt(task), False)
         return _keyed(env, _checked(info))
     if "OMPI_COMM_WORLD_RANK" in env:
         rank, size = _int(env, "OMPI_COMM_WORLD_RANK"), _int(env, "OMPI_COMM_WORLD_SIZE")
         local = _int(env, "OMPI_COMM_WORLD_LOCAL_RANK", 0)
         job = env.get("PMIX_NAMESPACE") or env.get("OMPI_MCA_ess_base_jobid") or ""
-        info = DistInfo(
-            "openmpi", rank, size, local, f"mpi:{job}|{_namespace(env)}", _attempt(env), bool(job)
-        )
+        key = f"mpi:{job}|{_namespace(env, task)}"
+        info = DistInfo("openmpi", rank, size, local, key, _attempt(task), bool(job))
         return _keyed(env, _checked(info))
     if "PMI_RANK" in env:
         rank, size = _int(env, "PMI_RANK"), _int(env, "PMI_SIZE")
-        local = _int(env, "MPI_LOCALRANKID", _int(env, "SLURM_LOCALID", 0))
-        step = _slurm_step(env)
-        info = DistInfo("pmi", rank, size, local, step, _attempt(env), step is not None)
+        in_step = task is not None and task.rank is not None
+        default_local = (task.local_rank if task is not None else None) or 0
+        local = _int(env, "MPI_LOCALRANKID", default_local)
+        job_key = task.job if task is not None else None
+        info = DistInfo("pmi", rank, size, local, job_key, _attempt(task), in_step)
         info = _keyed(env, _checked(info))
         if info.distributed and info.key is None:
             raise DistributedSetupError(
                 f"rank {rank} of {size} (PMI_RANK/PMI_SIZE) has no job identity the other "
                 f"ranks share: set {JOB_KEY_ENV} to the same value on every rank of the job "
-                "(e.g. the scheduler's job id), or launch with srun"
+                "(e.g. the scheduler's job id), or start the ranks with the scheduler's own "
+                "task launcher"
             )
         return info
-    step = _slurm_step(env)
-    if step is not None and "SLURM_PROCID" in env:
-        rank = _int(env, "SLURM_PROCID")
-        size = _int(env, "SLURM_STEP_NUM_TASKS", _int(env, "SLURM_NTASKS", 1))
-        local = _int(env, "SLURM_LOCALID", 0)
-        info = DistInfo("slurm", rank, size, local, step, _attempt(env), True)
+    if task is not None and task.rank is not None:
+        size = task.world_size or 1
+        info = DistInfo(
+            task.launcher or "scheduler",
+            task.rank,
+            size,
+            task.local_rank or 0,
+            task.job,
+            _attempt(task),
+            True,
+        )
         return _keyed(env, _checked(info))
     return SINGLE
 
 
-__all__ = ["JOB_KEY_ENV", "SINGLE", "DistInfo", "DistributedSetupError", "detect"]
+__all__ = ["JOB_KEY_ENV", "SINGLE", "DistInfo", "DistributedSetupError", "SchedulerTask", "detect"]

@@ -2,8 +2,8 @@
 
 Rank 0 claims (or resumes) the run dir as a single process would, then publishes
 ``<parent>/.joins/<sha256 of the job key>.json`` atomically. Every other rank polls for that
-file: it is named after the launcher's identity of the job (a torchrun run id, a SLURM job
-and step), never after anything the ranks would race to create, so the only shared write is
+file: it is named after the launcher's identity of the job (a torchrun run id, a scheduler's
+job and step), never after anything the ranks would race to create, so the only shared write is
 rank 0's rename. A file of an earlier attempt (a restart under the same key) or of a dead job
 that reused a key is ignored. The file is untrusted input like any run file: bounded, JSON
 only, no links, and the run dir it names is always ``<parent>/<log id>``.

@@ -6,7 +6,7 @@ info. The merge only ever makes the run's status worse, so the result is the sam
 rank ends last, and a rank failing after rank 0 recorded COMPLETE still fails the run.
 
 Which rank caused a failure: launchers stop the other ranks only after they see one exit
-(torchrun a few ms later, ``srun --kill-on-bad-exit`` about 0.1 s), and the failing rank has
+(torchrun a few ms later, a scheduler's task launcher about 0.1 s), and the failing rank has
 written its status before it exits. So the ranks the launcher tore down end INTERRUPTED after
 the failing one is already on disk, and a FAILED rank always outranks them. Among several
 FAILED ranks, one whose error only says that a peer went away (a broken collective) is not

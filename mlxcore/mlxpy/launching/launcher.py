@@ -17,7 +17,6 @@ from typing import Any, cast
 from omegaconf import OmegaConf
 
 from mlxpy.context import Config, as_config
-from mlxpy.distributed.detect import detect
 from mlxpy.errors import ConfigError, DiskFullError, MlxpyError, MlxpyWarning
 from mlxpy.launching.configs import (
     CONFIG_FILE,
@@ -41,7 +40,7 @@ from mlxpy.launching.overrides import (
 )
 from mlxpy.launching.record import LaunchRecord, SchedulerChoice, take_launch_record
 from mlxpy.launching.relaunch import config_dir_for_jobs, freeze, relaunch_from_snapshot
-from mlxpy.launching.runner import Job, Run, make_job
+from mlxpy.launching.runner import Job, Run, current_dist, make_job
 from mlxpy.plugins import get_plugins
 from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
@@ -232,7 +231,7 @@ class Launcher:
     def _main(self, argv: list[str]) -> Any:
         started = time.monotonic()
         try:
-            detect()  # a launcher's inconsistent environment: a setup error, before anything
+            current_dist()  # a launcher's inconsistent environment: a setup error, first
             record = take_launch_record()
             if record is not None:  # started by a launch: its record says where things are
                 self.project_dir = Path(record.project_dir)
@@ -329,7 +328,7 @@ class Launcher:
         job's parent log dir, and its id in every job. None for one job, or jobs that keep
         no run dirs (no logger) or keep them in different parent dirs. In a distributed job
         the sweep is rank 0's: the other ranks join its runs."""
-        if len(jobs) < 2 or not detect().is_main:
+        if len(jobs) < 2 or not current_dist().is_main:
             return None
         parent = self._sweep_parent(jobs[0])
         if parent is None or any(self._sweep_parent(job) != parent for job in jobs[1:]):

@@ -163,6 +163,17 @@ def act_on_early_warning(warning_signals: dict[str, str] | None) -> None:
         raise RunInterrupted(getattr(signal, name), name, warning_signals[name])
 
 
+def current_dist() -> DistInfo:
+    """This process's rank, from its launcher's environment and what the installed
+    schedulers read in theirs (the first one that recognizes its own job)."""
+    task = None
+    for cls in get_plugins().classes("scheduler"):  # Scheduler subclasses (checked at registration)
+        task = cls.task_environment(os.environ)  # type: ignore[attr-defined]
+        if task is not None:
+            break
+    return detect(os.environ, task)
+
+
 def make_component(options: Options, role: str, force: bool = False) -> Any:
     """The selected, validated instance of ``role``, or None when its switch is off (its
     block is still validated, unless its plugin is not installed here)."""
@@ -237,7 +248,7 @@ class Run:
     def _dist(point: int | None) -> DistInfo:
         """This process's rank in its job. Each point of a sweep the ranks run together is a
         job of its own: one run, joined under its own key."""
-        dist = detect()
+        dist = current_dist()
         if dist.distributed and point is not None:
             from dataclasses import replace
 

@@ -219,6 +219,10 @@ class PluginRegistry:
         self._classes = classes
         return classes
 
+    def classes(self, role: str) -> list[type]:
+        """Every registered class of ``role``, first provider of each name, by name."""
+        return [providers[0][0] for _, providers in sorted(self._registries()[role].items())]
+
     def available(self, role: str) -> list[str]:
         return sorted(self._registries()[role])
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mlxpy.distributed.detect import SchedulerTask
 from mlxpy.errors import MlxpyError
 from mlxpy.plugins.component import Component
 from mlxpy.rundir.layout import RunDir
@@ -189,6 +190,15 @@ class Scheduler(Component):
     def current_job(self) -> dict[str, Any]:
         """From inside a job: its ids as the scheduler's environment tells them."""
         return {}
+
+    @classmethod
+    def task_environment(cls, env: Mapping[str, str]) -> SchedulerTask | None:
+        """What this scheduler's environment ``env`` says about a process running in one of
+        its jobs (any job, submitted by mlxpy or not): the job's identity, its requeues, and
+        the process's rank when the scheduler's task launcher started it as one of several
+        tasks. None outside this scheduler's jobs (the default). mlxpy reads it to tell
+        the ranks of a distributed job apart and to key their joining one run."""
+        return None
 
     def task_setup(self, job: ScheduledJob, command: Sequence[str]) -> list[str]:
         """Shell lines a job's script runs just before it starts the task ``command`` (in

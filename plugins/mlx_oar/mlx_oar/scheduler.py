@@ -10,10 +10,11 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import mlxpy
 from mlxpy import JobPhase, JobState, RunStatus, ScheduledJob, Scheduler, SubmissionError
 
 _JOB_ID = re.compile(r"^OAR_JOB_ID=(-?\d+)\s*$", re.M)
@@ -286,6 +287,14 @@ class OARScheduler(Scheduler):
         if wait > 0 and wait > walltime - ran - _STARTUP_MARGIN_S:
             return None
         return wait
+
+    @classmethod
+    def task_environment(cls, env: Mapping[str, str]) -> mlxpy.SchedulerTask | None:
+        """A process in an OAR job: the job (``oar:<OAR_JOB_ID>``), the same on every node.
+        OAR starts the job's command once and sets no rank: the ranks of a job of several
+        processes come from what the job runs (torchrun, mpirun)."""
+        job = env.get("OAR_JOB_ID")
+        return mlxpy.SchedulerTask(f"oar:{job}") if job else None
 
     def current_job(self) -> dict[str, Any]:
         env = os.environ

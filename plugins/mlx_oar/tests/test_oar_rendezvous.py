@@ -76,3 +76,14 @@ def test_rendezvous_for_one_core_is_refused_with_status_2(tmp_path):
     result = project.run()
     assert result.returncode == 2 and "scheduler.rendezvous=True" in result.stderr, result.stderr
     assert "-l core=2" in result.stderr and project.run_dirs() == []
+
+
+def test_an_oar_job_is_a_job_without_ranks():
+    from mlx_oar.scheduler import OARScheduler
+    from mlxpy.distributed import detect
+
+    task = OARScheduler.task_environment({"OAR_JOB_ID": "42", "OAR_NODEFILE": "/x"})
+    assert task.job == "oar:42" and task.rank is None
+    env = {"RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "none", "OAR_JOB_ID": "42"}
+    assert detect(env, OARScheduler.task_environment(env)).key == "te:none|oar:42"
+    assert OARScheduler.task_environment({}) is None

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import mlxpy
 from mlxpy import JobPhase, JobState, RunStatus, ScheduledJob, Scheduler, SubmissionError
 
 _FIELD = re.compile(r"(\w+)=(\S*)")
@@ -343,6 +344,33 @@ class SLURMScheduler(Scheduler):
         if job_ids:
             self.call(["scancel", *job_ids], "scancel")
 
+    @classmethod
+    def task_environment(cls, env: Mapping[str, str]) -> mlxpy.SchedulerTask | None:
+        """A process in a SLURM job: the job (``slurm:<cluster>:<job id>``, and ``.<step>``
+        inside a job step; an array task has its own job id), its requeues
+        (``SLURM_RESTART_COUNT``; a requeued job keeps its id and its steps count from 0
+        again), and, inside a step, the task's rank (``SLURM_PROCID`` of
+        ``SLURM_STEP_NUM_TASKS``, local ``SLURM_LOCALID``). The batch script is no task: the
+        shell of a ``--ntasks=2`` job has SLURM_PROCID=0 and SLURM_NTASKS=2 (measured) but is
+        one process, so ranks count only with ``SLURM_STEP_ID``."""
+        job = env.get("SLURM_JOB_ID")
+        if not job:
+            return None
+        name = f"slurm:{env.get('SLURM_CLUSTER_NAME', '')}:{job}"
+        requeues = _env_count(env, "SLURM_RESTART_COUNT", 0)
+        step = env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID")
+        if not step or "SLURM_PROCID" not in env:
+            return mlxpy.SchedulerTask(name, requeues)
+        tasks = _env_count(env, "SLURM_NTASKS", 1)
+        return mlxpy.SchedulerTask(
+            f"{name}.{step}",
+            requeues,
+            launcher="slurm",
+            rank=_env_count(env, "SLURM_PROCID", 0),
+            world_size=_env_count(env, "SLURM_STEP_NUM_TASKS", tasks),
+            local_rank=_env_count(env, "SLURM_LOCALID", 0),
+        )
+
     def current_job(self) -> dict[str, Any]:
         env = os.environ
         info: dict[str, Any] = {}
@@ -365,3 +393,16 @@ class SLURMScheduler(Scheduler):
             return False
         self.call(["scontrol", "requeue", job_id], "scontrol requeue")
         return True
+
+
+def _env_count(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise mlxpy.DistributedSetupError(
+            f"{name}={text!r} in the environment is not a whole number: SLURM sets it; unset "
+            "it, or run the task through srun/sbatch unchanged"
+        ) from None

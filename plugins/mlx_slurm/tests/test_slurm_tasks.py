@@ -139,3 +139,63 @@ def test_an_mlxpsub_script_asking_for_several_tasks_runs_them_with_srun(tmp_path
     assert "#SBATCH --ntasks=2\n" in run and "srun --kill-on-bad-exit=1" in run
     with pytest.raises(ValueError, match="set the same sbatch option"):
         SLURMScheduler(option_cmd=imported.option_cmd, ntasks=2)
+
+
+# -- what a process in a SLURM job is (mlxpy.Scheduler.task_environment) ----------------------
+
+SRUN_TASK1 = {  # measured: sbatch --ntasks=2, srun inside, task 1
+    "SLURM_JOB_ID": "11253",
+    "SLURM_STEP_ID": "0",
+    "SLURM_STEPID": "0",
+    "SLURM_PROCID": "1",
+    "SLURM_LOCALID": "1",
+    "SLURM_NTASKS": "2",
+    "SLURM_STEP_NUM_TASKS": "2",
+    "SLURM_CLUSTER_NAME": "mlxpytest",
+}
+BATCH_SHELL = {  # measured: the batch script of sbatch --ntasks=2, no srun
+    "SLURM_JOB_ID": "11253",
+    "SLURM_PROCID": "0",
+    "SLURM_NTASKS": "2",
+    "SLURM_CLUSTER_NAME": "mlxpytest",
+}
+
+
+def test_srun_tasks_are_ranks_of_their_job_step():
+    from mlxpy.distributed import detect
+
+    task = SLURMScheduler.task_environment(SRUN_TASK1)
+    info = detect(SRUN_TASK1, task)
+    assert (info.launcher, info.rank, info.world_size, info.local_rank) == ("slurm", 1, 2, 1)
+    assert info.key == "slurm:mlxpytest:11253.0"
+    requeued = {**SRUN_TASK1, "SLURM_RESTART_COUNT": "1"}
+    again = detect(requeued, SLURMScheduler.task_environment(requeued))
+    assert again.key == info.key and again.attempt != info.attempt
+
+
+def test_the_batch_shell_is_one_process_though_ntasks_is_two():
+    from mlxpy.distributed import detect
+
+    task = SLURMScheduler.task_environment(BATCH_SHELL)
+    assert task.job == "slurm:mlxpytest:11253" and task.rank is None
+    assert not detect(BATCH_SHELL, task).distributed
+    assert SLURMScheduler.task_environment({}) is None
+
+
+def test_torchrun_inside_a_step_wins_over_the_step():
+    """Measured: ``srun --ntasks=1 torchrun --nproc_per_node=2`` gives both workers
+    SLURM_PROCID=0 of SLURM_NTASKS=1 and RANK of WORLD_SIZE=2."""
+    from mlxpy.distributed import detect
+
+    env = {**SRUN_TASK1, "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_STEP_NUM_TASKS": "1"}
+    env.update({"RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "none"})
+    info = detect(env, SLURMScheduler.task_environment(env))
+    assert (info.launcher, info.rank, info.world_size) == ("torchelastic", 1, 2)
+    assert info.key == "te:none|slurm:mlxpytest:11253.0"
+
+
+def test_a_garbled_slurm_variable_is_a_setup_error():
+    import mlxpy
+
+    with pytest.raises(mlxpy.DistributedSetupError, match="SLURM_PROCID='x'"):
+        SLURMScheduler.task_environment({**SRUN_TASK1, "SLURM_PROCID": "x"})
