@@ -62,8 +62,9 @@ def test_a_fixed_rdzv_id_is_keyed_with_the_job_and_not_unique():
     env = {**TORCHRUN_RANK1, "TORCHELASTIC_RUN_ID": "none"}
     info = detect(env, STEP_TASK1)
     assert not info.unique_key
-    assert info.key == "te:none|sched:c:11253.0"
-    assert detect(env).key == "te:none|addr:localhost"  # no scheduler: the master address
+    # the rendezvous address tells apart jobs run one after another or side by side
+    assert info.key == "te:none@localhost:42113|sched:c:11253.0"
+    assert detect(env).key == "te:none@localhost:42113|addr:localhost"  # no scheduler
 
 
 def test_a_schedulers_tasks_count_only_when_its_launcher_started_them():
@@ -85,7 +86,7 @@ def test_mpi_and_pmi():
     }
     info = detect(ompi)
     assert (info.launcher, info.rank, info.world_size, info.local_rank) == ("openmpi", 3, 4, 1)
-    assert info.key.startswith("mpi:prterun-vm-1234@1|")
+    assert info.key == "mpi:prterun-vm-1234@1" and info.unique_key  # MPI's own job id
     pmi = {"PMI_RANK": "1", "PMI_SIZE": "2"}
     in_step = detect(pmi, STEP_TASK1)
     assert in_step.launcher == "pmi" and in_step.key == "sched:c:11253.0"
@@ -264,6 +265,8 @@ def test_a_failing_rank_fails_the_run_with_its_traceback(tmp_path):
     assert info["error"] == {"type": "RuntimeError", "message": "boom on rank 1", "rank": 1}
     assert "boom on rank 1" in (run / "metadata" / "error.log").read_text()
     assert "boom on rank 1" in (run / "ranks" / "1" / "error.log").read_text()
+    # rank 0 reports the run's outcome, not its own
+    assert "1 run: 1 FAILED" in results[0][2], results[0][2]
 
 
 def test_a_rank_torn_down_after_another_failed_is_not_the_cause(tmp_path):
@@ -313,20 +316,60 @@ def test_rank_zero_never_appearing_is_a_clear_error(tmp_path):
     assert _runs(root) == []  # nothing claimed by a rank that is not 0
 
 
+FIXED_ID = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29611"}  # torchrun --master_port
+
+
 def test_a_stale_join_of_a_reused_key_is_not_joined(tmp_path):
-    """A fixed ``--rdzv_id`` (not unique): a later job's rank 1 must not join the earlier
-    job's run, over once rank 0 of that job ended long ago."""
+    """A fixed ``--rdzv_id`` (not unique): rank 0 withdraws its record at its end, and a
+    record left behind (a killed job's) names a dead run: a later job's rank 1 never joins it."""
     root = _project(tmp_path)
-    assert all(r[0] == 0 for r in _finish(_start_ranks(root, run_id="none")).values())
-    (join_file,) = (root / "logs" / ".joins").iterdir()
-    old = time.time() - 3600
-    data = yaml.safe_load(join_file.read_text())
-    data["written"] = old  # as if the earlier job ran an hour ago
-    join_file.write_text(json.dumps(data))
+    results = _finish(_start_ranks(root, run_id="none", env=FIXED_ID))
+    assert all(r[0] == 0 for r in results.values())
+    assert list((root / "logs" / ".joins").iterdir()) == []  # withdrawn
+    from mlxpy.distributed import detect, join
+
+    dist = detect({**FIXED_ID, "RANK": "0", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "none"})
+    uid = _info(root / "logs" / "1")["uid"]
+    join.publish((root / "logs").resolve(), dist, 1, uid, "old-session")  # as a killed job's
     args = ["+mlxpy.logger.join_timeout_s=1"]
-    code, _, err = _finish(_start_ranks(root, ranks=[1], run_id="none", args=args))[1]
+    code, _, err = _finish(_start_ranks(root, ranks=[1], run_id="none", env=FIXED_ID, args=args))[1]
     assert code == 2 and "waited 1 s" in err
     assert len(_runs(root)) == 1
+
+
+def test_jobs_with_a_fixed_rdzv_id_one_after_another_get_their_own_runs(tmp_path):
+    """``for lr in ...; do torchrun --master_port=29611 main.py lr=$lr; done``: the second
+    job's rank 1, started before its rank 0, waits for it instead of joining the first job's
+    run; and the second job is not taken for a restart of the first."""
+    root = _project(tmp_path)
+    first = _finish(_start_ranks(root, run_id="none", env={**FIXED_ID, "FAIL_RANK": "1"}))
+    assert first[1][0] == 1
+    late_zero = _start_ranks(root, ranks=[1], run_id="none", env=FIXED_ID)
+    time.sleep(1.5)
+    late_zero.update(_start_ranks(root, ranks=[0], run_id="none", env=FIXED_ID))
+    second = _finish(late_zero)
+    assert all(r[0] == 0 for r in second.values()), second
+    runs = _runs(root)
+    assert len(runs) == 2
+    assert _info(runs[0])["status"] == "FAILED" and _info(runs[1])["status"] == "COMPLETE"
+    assert "restarts" not in _info(runs[1])
+    status1 = json.loads((runs[1] / "ranks" / "1" / "status.json").read_text())
+    assert status1["status"] == "COMPLETE"
+    assert [r["r"] for r in read_metrics(runs[0] / "ranks/1/metrics/per_rank.json")] == [1] * 3
+
+
+def test_jobs_with_a_fixed_rdzv_id_at_once_on_two_ports_get_their_own_runs(tmp_path):
+    root = _project(tmp_path)
+    a = _start_ranks(root, run_id="none", env=FIXED_ID)
+    b = _start_ranks(root, run_id="none", env={**FIXED_ID, "MASTER_PORT": "29612"})
+    results = [_finish(a), _finish(b)]
+    assert all(r[0] == 0 for job in results for r in job.values()), results
+    runs = _runs(root)
+    assert len(runs) == 2
+    for run in runs:
+        assert _info(run)["status"] == "COMPLETE"
+        status1 = json.loads((run / "ranks" / "1" / "status.json").read_text())
+        assert status1["status"] == "COMPLETE"
 
 
 def test_a_restarted_job_resumes_its_run(tmp_path):

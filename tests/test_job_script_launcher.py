@@ -188,8 +188,10 @@ def test_rendezvous_port_comes_from_the_job_id_and_skips_busy_ports(tmp_path):
         busy.bind(("", first))
         busy.listen()
         assert _rendezvous(tmp_path, job_id, {})["port"] == str(first + 1)
-    kept = _rendezvous(tmp_path, job_id, {"MASTER_ADDR": "mine", "MASTER_PORT": "4242"})
-    assert (kept["addr"], kept["port"]) == ("mine", "4242")
+    # values inherited from the submitting shell (sbatch exports it) are replaced: a fixed
+    # port would be every job's, an address the login node's
+    inherited = _rendezvous(tmp_path, job_id, {"MASTER_ADDR": "login", "MASTER_PORT": "4242"})
+    assert (inherited["addr"], inherited["port"]) == ("host-a", str(first))
 
 
 @pytest.mark.parametrize("job_id", [17, 15017])

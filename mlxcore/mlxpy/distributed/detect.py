@@ -137,7 +137,10 @@ def detect(env: Mapping[str, str] | None = None, task: SchedulerTask | None = No
         if run_id:
             restarts = _int(env, "TORCHELASTIC_RESTART_COUNT", 0)
             unique = _looks_unique(run_id)
-            key = f"te:{run_id}" if unique else f"te:{run_id}|{_namespace(env, task)}"
+            # a fixed id (``none``, a --rdzv_id): the rendezvous address tells jobs apart
+            where = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
+            at = f"@{where}" if where != ":" else ""
+            key = f"te:{run_id}" if unique else f"te:{run_id}{at}|{_namespace(env, task)}"
             info = DistInfo(
                 "torchelastic", rank, size, local, key, _attempt(task, restarts), unique
             )
@@ -150,7 +153,8 @@ def detect(env: Mapping[str, str] | None = None, task: SchedulerTask | None = No
         rank, size = _int(env, "OMPI_COMM_WORLD_RANK"), _int(env, "OMPI_COMM_WORLD_SIZE")
         local = _int(env, "OMPI_COMM_WORLD_LOCAL_RANK", 0)
         job = env.get("PMIX_NAMESPACE") or env.get("OMPI_MCA_ess_base_jobid") or ""
-        key = f"mpi:{job}|{_namespace(env, task)}"
+        # MPI's own job id is the same on every rank, whichever node or step started it
+        key = f"mpi:{job}" if job else f"mpi:|{_namespace(env, task)}"
         info = DistInfo("openmpi", rank, size, local, key, _attempt(task), bool(job))
         return _keyed(env, _checked(info))
     if "PMI_RANK" in env:

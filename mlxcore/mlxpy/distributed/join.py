@@ -23,13 +23,11 @@ from mlxpy.distributed.detect import DistInfo
 from mlxpy.errors import LogDirError
 from mlxpy.rundir import claim, codec, layout, safe
 from mlxpy.rundir.atomic import atomic_write_bytes
+from mlxpy.rundir.info import read_info
 from mlxpy.rundir.layout import RunDir
 
 #: a join record is a few hundred bytes; anything larger is not one
 MAX_JOIN_BYTES = 64 * 1024
-#: how long a rank whose key the launcher does not make unique accepts a record of a run
-#: that has already ended (its rank 0 may finish before a slow rank even starts)
-REUSED_KEY_SLACK_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -107,29 +105,41 @@ def run_dir(parent: Path, record: JoinRecord) -> Path:
     return parent / str(record.log_id)
 
 
-def _acceptable(parent: Path, dist: DistInfo, record: JoinRecord, started: float) -> bool:
+def _acceptable(parent: Path, dist: DistInfo, record: JoinRecord) -> bool:
+    """A record of this attempt, of the run it names. Under a key that another job may have
+    used before (a fixed ``--rdzv_id``, an address), only a live run: its rank 0 withdraws
+    the record when it ends, and one left by a killed job names a dead run."""
     if record.attempt != dist.attempt:
         return False
-    if dist.unique_key:
-        return True
-    # a key another job may have used before (a fixed --rdzv_id): the run must be alive, or
-    # have been published about when this job started
-    alive = claim.is_locked(RunDir(run_dir(parent, record)).lock)
-    return bool(alive) or record.written >= started - REUSED_KEY_SLACK_S
+    run = RunDir(run_dir(parent, record))
+    if not dist.unique_key and not claim.is_locked(run.lock):
+        return False
+    info = read_info(run.root)  # the run the record names is the one rank 0 started
+    return info is None or info.get("uid") == record.uid
 
 
-def wait(
-    parent: Path, dist: DistInfo, timeout_s: float, started: float | None = None
-) -> JoinRecord:
+def withdraw(parent: Path, dist: DistInfo, session: str) -> None:
+    """Rank 0 of a job whose key is not unique, at its end: remove its record (if it is
+    still its own), so that a later job under the same key never joins this run."""
+    if dist.key is None or dist.unique_key:
+        return
+    record = read(parent, dist.key)
+    if record is not None and record.session == session:
+        try:
+            os.unlink(join_file(parent, dist.key))
+        except OSError:
+            pass
+
+
+def wait(parent: Path, dist: DistInfo, timeout_s: float) -> JoinRecord:
     """A rank other than 0: wait for rank 0 of this attempt to publish its run. Polls (50 ms,
     doubling to 1 s); raises :class:`LogDirError` after ``timeout_s``."""
     assert dist.key is not None
-    started = time.time() if started is None else started
     deadline = time.monotonic() + timeout_s
     delay = 0.05
     while True:
         record = read(parent, dist.key)
-        if record is not None and _acceptable(parent, dist, record, started):
+        if record is not None and _acceptable(parent, dist, record):
             return record
         now = time.monotonic()
         if now >= deadline:
@@ -150,4 +160,13 @@ def wait(
         delay = min(delay * 2, 1.0)
 
 
-__all__ = ["JoinRecord", "join_file", "new_session", "publish", "read", "run_dir", "wait"]
+__all__ = [
+    "JoinRecord",
+    "join_file",
+    "new_session",
+    "publish",
+    "read",
+    "run_dir",
+    "wait",
+    "withdraw",
+]

@@ -125,29 +125,32 @@ def rank_statuses(run: RunDir, session: str) -> list[RankStatus]:
     return found
 
 
-def wait_for_ranks(run: RunDir, session: str, timeout_s: float) -> None:
-    """Rank 0, its task over: give the ranks still at work ``timeout_s`` to end, so that
-    the run's recorded end counts them (one killed meanwhile is LOST). A rank still at work
-    after that merges its own outcome when it ends."""
+def wait_for_ranks(run: RunDir, session: str, world_size: int, timeout_s: float) -> None:
+    """Rank 0, its task over: give the other ranks ``timeout_s`` to end (one that has not
+    even joined yet too), so that the run's recorded end counts them (one killed meanwhile
+    is LOST). A rank still at work after that merges its own outcome when it ends."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _still_running(run, session):
+        if not _still_running(run, session, world_size):
             return
         time.sleep(0.1)
 
 
-def _still_running(run: RunDir, session: str) -> bool:
-    try:
-        names = [name for name in os.listdir(run.ranks) if layout.is_run_id(name) and name != "0"]
-    except OSError:
-        return False
-    for name in names:
-        rank_dir = run.rank(int(name))
+def _still_running(run: RunDir, session: str, world_size: int) -> bool:
+    for rank in range(1, world_size):
+        rank_dir = run.rank(rank)
         status = read_rank_status(run, rank_dir)
-        if status is not None and status.session == session and status.status == RunStatus.RUNNING:
-            if claim.is_locked(rank_dir.lock):
-                return True
+        if status is None or status.session != session:
+            return True  # not joined yet
+        if status.status == RunStatus.RUNNING and claim.is_locked(rank_dir.lock):
+            return True
     return False
+
+
+def write_info_locked(run: RunDir, info: dict[str, Any], config: dict[str, Any]) -> None:
+    """Rank 0 writing the run's info while other ranks may merge their outcomes into it."""
+    with _StatusLock(run):
+        write_info(run.root, info, config)
 
 
 def primary(statuses: list[RankStatus]) -> RankStatus | None:
@@ -264,4 +267,5 @@ __all__ = [
     "record_rank_end",
     "severity",
     "wait_for_ranks",
+    "write_info_locked",
 ]

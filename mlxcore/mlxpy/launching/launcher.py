@@ -244,6 +244,14 @@ class Launcher:
             adaptive = self.sweeper.adaptive
             resume = None
             if self.sweeper.resume and scheduled is None and not adaptive:
+                if current_dist().distributed:
+                    raise ConfigError(
+                        "sweep.resume cannot resume a sweep in place from the ranks of a "
+                        "distributed job: each rank would plan the points left on its own. "
+                        "Launch the points still to run (see mlxpy sweep status) as a new "
+                        "sweep, or submit the sweep's jobs through a scheduler and resume "
+                        "it with mlxpy sweep resume"
+                    )
                 if not (command.show_help or command.show_cfg):
                     resume = self._plan_resume()
             if resume is not None:

@@ -430,6 +430,8 @@ class Run:
             self.info.requeued = True
         if logger is not None:
             attempt("save its info", lambda: logger.save_info(dict(self.info)))
+            # in a distributed run, the run's status is the worst of its ranks' (merged in)
+            outcome.status = str(self.info.get("status") or outcome.status)
             attempt("end its logging", lambda: logger.end_run(ctx, outcome.status))
         attempt(
             "run the mlxpy_after_run hooks",

@@ -106,9 +106,10 @@ class RunsAccessor:
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
             run = RunDir(Path(log_dir))
             logs = [(0, run.metrics_file(log_name))]
-            if distributed.get(log_id):
+            size = distributed.get(log_id)
+            if size:
                 try:
-                    logs += rank_logs(run, log_name)
+                    logs += rank_logs(run, log_name, size)
                 except OSError as exc:  # a link in place of ranks/: only rank 0's log read
                     warnings.warn(
                         f"run {log_id}: the other ranks' {log_name} metrics skipped: {exc}",
@@ -141,14 +142,15 @@ class RunsAccessor:
             frame[column] = frame["log_id"].map(self._runs[column])
         return frame
 
-    def _distributed(self) -> dict[Any, bool]:
-        """Which runs are distributed, from their info (``world_size`` is written for those
-        alone): the others' dirs are never listed for per-rank logs."""
+    def _distributed(self) -> dict[Any, int]:
+        """The world size of each distributed run, from its info (``world_size`` is written
+        for those alone): the others' dirs are never listed for per-rank logs, and no rank
+        beyond the run's world size is read."""
         sizes = self._runs.get("info.world_size")
         if sizes is None:
             return {}
         pairs = zip(sizes.index, sizes.tolist(), strict=True)
-        return {i: type(n) in (int, float) and n > 1 for i, n in pairs}
+        return {i: int(n) for i, n in pairs if type(n) in (int, float) and n == n and n > 1}
 
     def artifact(self, name: str, artifact_type: str | ArtifactType | None = None) -> pd.Series:
         """The artifact ``name`` of each run (None where a run has none), loaded on demand.

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from mlxpy.distributed import join
 from mlxpy.distributed.detect import SINGLE, DistInfo
-from mlxpy.distributed.outcome import RankStatus, mark_joined, record_rank_end, wait_for_ranks
+from mlxpy.distributed.outcome import (
+    RankStatus,
+    mark_joined,
+    record_rank_end,
+    wait_for_ranks,
+    write_info_locked,
+)
 from mlxpy.errors import DiskFullError, LogDirError, MlxpyWarning, PluginError
 from mlxpy.hookspecs import hookimpl
 from mlxpy.plugins.component import Component
@@ -411,6 +417,8 @@ class DefaultLogger(Logger):
         """The run an earlier attempt of this job (same key: a torchrun restart, a requeue)
         started, if it is over: this attempt resumes it instead of starting another."""
         key = self._dist.key
+        if not self._dist.unique_key:  # another job may have used the key: never its run
+            return None
         record = join.read(parent, key) if key else None
         if record is None or record.attempt == self._dist.attempt:
             return None
@@ -748,9 +756,28 @@ class DefaultLogger(Logger):
             assert self.run is not None
             run, rank_dir = self.run, self._rank_dir
             status = self._rank_status(str(info.get("status")), info)
-            wait_for_ranks(run, self._session, RANKS_END_WAIT_S)
+            wait_for_ranks(run, self._session, self._dist.world_size, RANKS_END_WAIT_S)
+            written: list[dict[str, Any] | None] = [None]
             self._write_with_reserve(
-                lambda: record_rank_end(run, rank_dir, status, info, self._config),
+                lambda: written.__setitem__(
+                    0, record_rank_end(run, rank_dir, status, info, self._config)
+                ),
+                f"the run info of run {self.log_id}",
+            )
+            merged_info = written[0]
+            if merged_info is not None and merged_info.get("status") != info.get("status"):
+                # the run's outcome is the ranks' worst: what rank 0 reports from here on
+                for key in ("status", "error", "failed_rank", "interrupt_reason", "exit_code"):
+                    if key in merged_info:
+                        self.ctx.info[key] = merged_info[key]
+                    else:
+                        self.ctx.info.pop(key, None)
+            return
+        if self._rank_dir is not None:  # never between another rank's read and write of it
+            assert self.run is not None
+            run = self.run
+            self._write_with_reserve(
+                lambda: write_info_locked(run, info, self._config),
                 f"the run info of run {self.log_id}",
             )
             return
@@ -890,6 +917,8 @@ class DefaultLogger(Logger):
             self._beat()
         except OSError:
             pass
+        if not self._follower and self._rank_dir is not None and self.log_dir is not None:
+            join.withdraw(self.log_dir.parent, self._dist, self._session)
         if self._follower and self._rank_dir is not None and self.run is not None:
             info = self._final_info or {"status": status}
             try:  # before the lock goes: until then, no other rank takes this one for LOST

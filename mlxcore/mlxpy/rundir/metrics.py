@@ -326,12 +326,17 @@ def read_records(
     return records
 
 
-def rank_logs(run: RunDir, log_name: str) -> list[tuple[int, Path]]:
+#: a reader reads at most this many ranks' logs of one run (a hostile ``world_size``)
+MAX_RANKS = 16384
+
+
+def rank_logs(run: RunDir, log_name: str, world_size: int = MAX_RANKS) -> list[tuple[int, Path]]:
     """Where the ranks other than 0 of a distributed run keep their own log ``log_name``
     (``ranks/<k>/metrics/<log>.json``), by rank; a rank that kept none is listed too (reading
     its log raises FileNotFoundError). ``ranks/`` is listed without following a link (a link
     raises OSError); names that are not canonical rank numbers are left out, and a link below
-    is refused when the log is read (``read_records(..., root=run.root)``)."""
+    is refused when the log is read (``read_records(..., root=run.root)``). Only ranks below
+    ``world_size`` (the run's info; at most :data:`MAX_RANKS`) are listed."""
     safe.check_inside(run.root, run.ranks)
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
@@ -342,7 +347,8 @@ def rank_logs(run: RunDir, log_name: str) -> list[tuple[int, Path]]:
         names = os.listdir(fd)
     finally:
         os.close(fd)
-    ranks = sorted(int(name) for name in names if is_run_id(name) and name != "0")
+    limit = min(world_size, MAX_RANKS)  # ranks the run says it had, and no more
+    ranks = sorted(int(n) for n in names if is_run_id(n) and n != "0" and int(n) < limit)
     return [(rank, run.rank(rank).metrics_file(log_name)) for rank in ranks]
 
 

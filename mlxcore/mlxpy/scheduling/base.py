@@ -228,7 +228,9 @@ class Scheduler(Component):
     @staticmethod
     def rendezvous_exports(first_host: str, job_id: str, python: str) -> list[str]:
         """Shell lines exporting ``MASTER_ADDR`` and ``MASTER_PORT``, where the processes of
-        a distributed job meet (torch.distributed's ``env://``), unless already set. The
+        a distributed job meet (torch.distributed's ``env://``). Values the job inherited
+        (a scheduler exports the submitting shell's environment) are replaced: a port fixed
+        there would be every job's, an address the login node's. The
         address is the output of the shell command ``first_host``; the port is derived from
         the job id (the shell expression ``job_id``, an integer), ``17000 + id % 15000`` (below
         the usual ephemeral range, so two jobs sharing a node differ unless their ids are
@@ -237,18 +239,16 @@ class Scheduler(Component):
         probe = 'import socket,sys; socket.socket().bind(("", int(sys.argv[1])))'
         bind = f'{shlex.quote(python)} -c {shlex.quote(probe)} "$port" 2>/dev/null'
         return [
-            f'[ -n "${{MASTER_ADDR:-}}" ] || MASTER_ADDR=$({first_host})',
+            f"MASTER_ADDR=$({first_host})",
             "export MASTER_ADDR",
-            'if [ -z "${MASTER_PORT:-}" ]; then',
-            f"  first_port=$((17000 + ({job_id}) % 15000)); MASTER_PORT=",
-            '  for port in $(seq "$first_port" $((first_port + 49))); do',
-            f"    if {bind}; then MASTER_PORT=$port; break; fi",
-            "  done",
-            '  if [ -z "$MASTER_PORT" ]; then',
-            '    echo "mlxpy: ports $first_port-$((first_port + 49)) are all in use here;'
-            ' MASTER_PORT=$first_port (export MASTER_PORT to choose one)" >&2',
-            "    MASTER_PORT=$first_port",
-            "  fi",
+            f"first_port=$((17000 + ({job_id}) % 15000)); MASTER_PORT=",
+            'for port in $(seq "$first_port" $((first_port + 49))); do',
+            f"  if {bind}; then MASTER_PORT=$port; break; fi",
+            "done",
+            'if [ -z "$MASTER_PORT" ]; then',
+            '  echo "mlxpy: ports $first_port-$((first_port + 49)) are all in use here;'
+            ' MASTER_PORT=$first_port" >&2',
+            "  MASTER_PORT=$first_port",
             "fi",
             "export MASTER_PORT",
         ]

@@ -35,7 +35,7 @@ def test_without_rendezvous_the_script_is_as_before(tmp_path):
 def test_rendezvous_exports_the_first_node_and_a_port_from_the_job_id(tmp_path):
     text = run_script(tmp_path, OARScheduler(rendezvous=True, option_cmd=["-l nodes=2/core=1"]))
     assert f"\n{' '.join(COMMAND)} &\n" in text  # no launcher: the task dispatches itself
-    start, end = text.index('[ -n "${MASTER_ADDR:-}" ]'), text.index("\nexport MASTER_PORT\n")
+    start, end = text.index("MASTER_ADDR=$("), text.index("\nexport MASTER_PORT\n")
     nodefile = tmp_path / "nodefile"
     nodefile.write_text("host-a\nhost-a\nhost-b\nhost-b\n")  # one line per core
     setup = text[start:end] + '\nexport MASTER_PORT\necho "$MASTER_ADDR $MASTER_PORT"\n'

@@ -137,7 +137,9 @@ class WandbLogger(DefaultLogger):
             settings=shared_settings(wandb, 0) if sharing else None,
         )
         if sharing:
-            self.save_metadata_text(SHARED_RUN_FILE, run_id)
+            # with this attempt's session: after a requeue, the other ranks wait for the
+            # primary to open the run again, not for the id the last attempt left
+            self.save_metadata_text(SHARED_RUN_FILE, f"{run_id} {self._session}\n")
         ctx.info.wandb = {
             "run_id": run_id,
             "project": self.project,
@@ -176,7 +178,7 @@ class WandbLogger(DefaultLogger):
         path = self.run.metadata / SHARED_RUN_FILE
         deadline = time.monotonic() + self.join_timeout_s
         while time.monotonic() < deadline:
-            run_id = _read_run_id(path)
+            run_id = _read_run_id(path, self._session)
             if run_id is not None:
                 return run_id
             time.sleep(0.2)
@@ -243,9 +245,9 @@ class WandbLogger(DefaultLogger):
         super().end_run(ctx, status)
 
 
-def _read_run_id(path: Path) -> str | None:
-    """The W&B run id in ``path`` (a few bytes, never through a link or from a FIFO), or None
-    while there is none."""
+def _read_run_id(path: Path, session: str) -> str | None:
+    """The W&B run id in ``path`` (a few bytes, never through a link or from a FIFO) that
+    rank 0 wrote for this attempt (``session``), or None while there is none."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -256,7 +258,10 @@ def _read_run_id(path: Path) -> str | None:
         return None
     finally:
         os.close(fd)
-    return text if 0 < len(text) <= 128 and set(text) <= _RUN_ID_CHARS else None
+    run_id, _, written_for = text.partition(" ")
+    if written_for.strip() != session:
+        return None  # an earlier attempt's
+    return run_id if 0 < len(run_id) <= 128 and set(run_id) <= _RUN_ID_CHARS else None
 
 
 def _plain(data: Any) -> Any:
