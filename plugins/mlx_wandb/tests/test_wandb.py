@@ -206,6 +206,8 @@ def task(ctx):
     for step in range(ctx.config.start, ctx.config.start + 3):
         ctx.logger.log_metrics({"loss": 1.0 / (step + 1) + 100 * rank}, step=step)
         ctx.logger.log_metrics({"x": 10 * rank + step}, log_name="per", step=step, all_ranks=True)
+    if rank == ctx.config.get("fail_rank", -1):
+        raise RuntimeError(f"rank {rank} fails")
 
 if __name__ == "__main__":
     task()
@@ -372,3 +374,24 @@ def test_shared_mode_online_every_rank_writes_to_the_one_run(tmp_path):
 def result_pid(run_dir: Path, rank: int) -> int:
     """The pid of rank ``rank``'s process, from its status file."""
     return json.loads(RunDir(run_dir).rank(rank).status.read_text())["pid"]
+
+
+def summary_of(records: list) -> dict:
+    out = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "summary":
+            for item in record.summary.update:
+                out[item.key] = json.loads(item.value_json)
+    return out
+
+
+def test_a_failing_rank_fails_the_one_wandb_run(tmp_path):
+    """Rank 1 raises, rank 0 completes its task: the W&B run (rank 0's) ends with the run's
+    status, FAILED, not rank 0's own."""
+    project = make_ranks(tmp_path)
+    results = project.run_ranks(2, "+fail_rank=1")
+    assert [r.returncode for r in results] == [0, 1], results[1].stderr
+    (run_dir,) = project.run_dirs()
+    assert project.info(run_dir)["status"] == "FAILED"
+    (path,) = offline_files(run_dir)
+    assert summary_of(read_offline_records(path))["mlxpy_status"] == "FAILED"
