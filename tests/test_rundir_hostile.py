@@ -587,9 +587,18 @@ def _planted_log(where: Path, x: int = 999) -> None:
     (where / "per.json").write_text(json.dumps({"step": 0, "x": x}) + "\n")
 
 
+def _say_world_size(run_dir: Path, size: int) -> None:
+    """As if the run had ``size`` ranks (its info says how many a reader may read)."""
+    run = RunDir(run_dir)
+    record = json.loads(run.run_json.read_text())
+    record["info"]["world_size"] = size
+    run.run_json.write_text(json.dumps(record))
+
+
 def test_per_rank_links_fifos_and_odd_names_are_never_read(ranked_logs, tmp_path):
     ranks = RunDir(ranked_logs / "1").ranks
     assert _read_ranks(ranked_logs)[0] == {(1, 0), (1, 1), (2, 0)}
+    _say_world_size(ranked_logs / "1", 6)
     outside = tmp_path / "outside"
     _planted_log(outside / "metrics")
     shutil.rmtree(ranks / "1" / "metrics")
@@ -604,6 +613,7 @@ def test_per_rank_links_fifos_and_odd_names_are_never_read(ranked_logs, tmp_path
     for odd in ("01", "-1", "1 ", "1.0", "\u00b2", "x"):  # not canonical rank numbers
         _planted_log(ranks / odd / "metrics")
     _planted_log(ranks / "5" / "metrics", x=55)  # a real rank's log is still read
+    _planted_log(ranks / "6" / "metrics", x=66)  # beyond the run's world size: never read
     (ranked_logs / "2" / "ranks").mkdir()  # a run of one process: its ranks/ is never read
     _planted_log(ranked_logs / "2" / "ranks" / "1" / "metrics")
     rows, caught = _read_ranks(ranked_logs)
