@@ -388,7 +388,7 @@ class _Evaluator:
         if isinstance(left, Key):
             lefts = self.column(left).tolist()
         else:
-            lefts = [left.value] * len(self.frame)
+            lefts = [left.value] * len(self.frame.index)  # a frame, or the Reader's view
         cells = self.column(right)
         if not cells.map(_is_list).any():
             raise QueryError(
