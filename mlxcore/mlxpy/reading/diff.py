@@ -19,7 +19,7 @@ def _is_metric(key: str) -> bool:
 
 
 def compare(run_dirs: list[Path]) -> dict[str, Any]:
-    """``{"runs": [ids], "config": {key: [value per run]}, "info": {...}, "metrics": {...}}``;
+    """``{"runs": [ids], "config": {key: [value per run]}, "info": {...}, "summaries": {...}}``;
     ``config`` holds only keys that differ (a key missing in a run is None there)."""
     rows = [read_run(str(path)) for path in run_dirs]
     config_keys = sorted({k for row in rows for k in row if k.startswith("config.")})
@@ -38,7 +38,7 @@ def compare(run_dirs: list[Path]) -> dict[str, Any]:
         "runs": [int(p.name) for p in run_dirs],
         "config": config,
         "info": info,
-        "metrics": metrics,
+        "summaries": metrics,
     }
 
 
@@ -52,7 +52,11 @@ def text_table(result: dict[str, Any]) -> str:
     """The comparison as aligned columns, one per run."""
     header = ["", *(str(r) for r in result["runs"])]
     lines: list[list[str]] = [header]
-    for title, section in (("config", "config"), ("info", "info"), ("metrics", "metrics")):
+    for title, section in (
+        ("config", "config"),
+        ("info", "info"),
+        ("metric summaries", "summaries"),
+    ):
         values = result[section]
         if section == "config" and not values:
             lines.append(["# config: no difference"])
