@@ -333,3 +333,31 @@ def test_update_tags_refuses_links_inside_the_run(three, tmp_path):
     with pytest.raises(OSError):
         update_tags(run.root, add=["x"])
     assert target.read_text() == "[]"
+
+
+def test_rerun_of_a_gitvm_run_runs_the_recorded_commit_from_its_snapshot(tmp_path):
+    from mlxpy.testing import SUITE_TASK
+
+    project = ProjectDir(tmp_path / "proj", SUITE_TASK)
+    project.write_config({"lr": 0.1, "seed": 1, "msg": "hi", "mode": "ok", "sleep": 0})
+    project.configs.joinpath("mlxpy.yaml").write_text(
+        "use_version_manager: true\nversion_manager:\n  interactive_mode: false\n"
+        "  skip_requirements: true\n"
+    )
+    (project.root / ".gitignore").write_text("logs/\n.workdir/\n")
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "add", "."],
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "one"],
+    ):
+        subprocess.run(command, cwd=project.root, check=True)
+    assert "RUN committed 0.4" in ok(project.run("lr=0.4")).stdout
+    main = project.root / "main.py"
+    main.write_text(main.read_text().replace('"committed"', '"edited"'))  # not committed
+    result = ok(project.mlxpy("rerun", "1"))
+    assert "RUN committed 0.4 1" in result.stdout  # the recorded commit's code, not the edit
+    first, second = project.info(project.logs / "1"), project.info(project.logs / "2")
+    assert second["rerun_of"] == first["uid"]
+    assert second["version_manager"]["commit"] == first["version_manager"]["commit"]
+    assert second["config_dir"] == first["config_dir"]
+    assert second["config_dir"].startswith(first["version_manager"]["snapshot_path"])
