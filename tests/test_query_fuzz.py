@@ -62,6 +62,7 @@ TOKENS = [
     ">",
     ">=",
     "in",
+    "contains",
     "not",
     "and",
     "or",
@@ -124,6 +125,12 @@ HOSTILE = st.one_of(
             "[1] ==",
             "== [1]",
             "[[",
+            "config.tags contains 'a'",
+            "config.tags not contains config.name",
+            "contains",
+            "'a' contains config.tags",
+            "config.lr contains 1",
+            "config.tags contains [1]",
         ]
     ),
 )
@@ -153,6 +160,9 @@ def comparisons(draw):
     key = draw(st.sampled_from(sorted(KEYS)))
     op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "in", "not in"]))
     if op in ("in", "not in") and key == "config.name" and draw(st.booleans()):
+        if draw(st.booleans()):  # ``tags contains x`` is ``x in tags``
+            how = "contains" if op == "in" else "not contains"
+            return f"config.tags {how} {key}", ("in-key", key, op, "config.tags")
         return f"{key} {op} config.tags", ("in-key", key, op, "config.tags")
     if op in ("in", "not in"):
         values = draw(st.lists(st.sampled_from(KEYS[key]), min_size=1, max_size=3))
@@ -326,6 +336,40 @@ def test_an_ascii_digit_running_into_a_name_gets_no_digit_hint():
 )
 def test_in_takes_a_list_or_a_key_whose_values_are_lists(text, expected):
     assert run_query(text).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("config.tags contains 'a'", [True, False, False, False]),
+        ('config.tags contains "c"', [False, True, False, False]),
+        ("config.tags not contains 'c'", [True, False, True, True]),
+        ("not config.tags contains 'c'", [True, False, True, True]),
+        ("config.tags contains config.name", [True, False, False, False]),
+        ("config.ids contains 1", [True, False, True, False]),
+        ("config.ids contains true", [False, True, False, False]),
+        ("config.tags contains 'a' | config.tags contains 'c'", [True, True, False, False]),
+        ("config.tags CONTAINS 'a'", [True, False, False, False]),  # keywords: any case
+    ],
+)
+def test_contains_is_in_the_other_way_round(text, expected):
+    assert run_query(text).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "text, token, message",
+    [
+        ("'a' contains config.tags", "'a'", "'contains' needs a key on its left"),
+        ("config.tags contains ['a']", "[", "'contains' takes one value, not a list"),
+        ("config.lr contains 1", "config.lr", "no run has a list under 'config.lr'"),
+        ("config.tags contains", "", "expected a key, a number, a string or a list"),
+        ("nope.tags contains 'a'", "nope.tags", "no run has the key 'nope.tags'"),
+    ],
+)
+def test_contains_with_anything_else_is_a_query_error_there(text, token, message):
+    err = query_error(text)
+    assert err.position == (text.index(token) if token else len(text))
+    assert message in str(err)
 
 
 @pytest.mark.parametrize(

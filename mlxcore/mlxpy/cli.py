@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,9 @@ def _show(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:  # unreadable or newer-format run
         print(f"mlxpy: error: cannot read run {args.log_id}: {exc}", file=sys.stderr)
         return 2
+    from mlxpy.rundir.tags import TAGS_COLUMN, read_notes
+
+    tags = row.pop(TAGS_COLUMN, [])
     sections: dict[str, dict] = {"config": {}, "info": {}, "metrics": {}}
     for key, value in row.items():
         head, _, rest = key.partition(".")
@@ -150,6 +154,10 @@ def _show(args: argparse.Namespace) -> int:
     checkpoints = (
         sorted(p.name for p in run.checkpoints.glob("*")) if run.checkpoints.is_dir() else []
     )
+    print("# tags")
+    print(", ".join(tags) or "(none)")
+    print("# notes")
+    print(read_notes(run.root).rstrip() or "(none)")
     print("# artifacts")
     print("\n".join(artifacts) or "(none)")
     print("# checkpoints")
@@ -255,6 +263,185 @@ def _sub(args: argparse.Namespace) -> int:
     from mlxpy.scheduling.script_import import submit
 
     return submit(args.script, args.dry_run)
+
+
+# -- one run: compare, tag, archive, tail, rerun ----------------------------------------------
+def _run_dirs(parent: str, log_ids: list[str]) -> list[Any]:
+    """The run dirs named, each checked (an unknown id or a link: an MlxpyError, exit 2)."""
+    from mlxpy.rundir.archive import run_dir
+
+    return [run_dir(Path(parent), str(log_id)) for log_id in log_ids]
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from mlxpy.errors import MlxpyError
+    from mlxpy.reading.diff import compare, text_table
+
+    if len(set(args.log_ids)) < 2:
+        raise MlxpyError("mlxpy diff compares two runs or more: mlxpy diff 3 4 [5 ...]")
+    runs = _run_dirs(args.parent_log_dir, args.log_ids)
+    try:
+        result = compare([run.root for run in runs])
+    except (OSError, ValueError) as exc:
+        raise MlxpyError(f"cannot read a run: {exc}") from None
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    else:
+        print(text_table(result))
+    return 0
+
+
+def _tag(args: argparse.Namespace) -> int:
+    from mlxpy.errors import MlxpyError
+    from mlxpy.rundir.tags import read_tags, update_tags
+
+    ids = [item for item in args.items if item[:1] not in "+-"]
+    add = [item[1:] for item in args.items if item.startswith("+")]
+    remove = [item[1:] for item in args.items if item.startswith("-")]
+    if not ids:
+        raise MlxpyError("name the runs to tag: mlxpy tag 3 4 +good -bad")
+    runs = _run_dirs(args.parent_log_dir, ids)
+    for log_id, run in zip(ids, runs, strict=True):
+        tags = update_tags(run.root, add, remove) if add or remove else read_tags(run.root)
+        print(f"run {log_id}: {', '.join(tags) if tags else '(no tags)'}")
+    return 0
+
+
+def _note(args: argparse.Namespace) -> int:
+    from mlxpy.rundir.info import now_iso
+    from mlxpy.rundir.tags import append_note, read_notes
+
+    (run,) = _run_dirs(args.parent_log_dir, [args.log_id])
+    if args.text is None:
+        print(read_notes(run.root).rstrip() or f"(no notes for run {args.log_id})")
+        return 0
+    append_note(run.root, args.text, now_iso())
+    print(f"noted run {args.log_id} ({run.notes})")
+    return 0
+
+
+def _archive(args: argparse.Namespace) -> int:
+    from mlxpy.rundir.archive import archive_run
+
+    _run_dirs(args.parent_log_dir, args.log_ids)  # every id checked before any is moved
+    for log_id in args.log_ids:
+        target = archive_run(Path(args.parent_log_dir), log_id, force=args.force)
+        print(f"archived run {log_id} to {target} (mlxpy restore {target.name} brings it back)")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from mlxpy.rundir.archive import archived_runs, restore_run
+
+    if not args.names:
+        found = archived_runs(Path(args.parent_log_dir))
+        for item in found:
+            print(item.name)
+        if not found:
+            print(f"(no archived runs in {args.parent_log_dir})")
+        return 0
+    for name in args.names:
+        found, target = restore_run(Path(args.parent_log_dir), name)
+        print(f"restored {found.name} as run {found.log_id} ({target})")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from mlxpy.errors import MlxpyError
+    from mlxpy.rundir.archive import live_reason, remove_run
+    from mlxpy.rundir.info import read_info
+
+    runs = _run_dirs(args.parent_log_dir, args.log_ids)
+    for log_id, run in zip(args.log_ids, runs, strict=True):
+        reason = live_reason(run)
+        if reason is not None and (not args.force or "running" in reason):
+            raise MlxpyError(f"run {log_id} is not removed: {reason}")
+    if not args.yes:
+        listing = ", ".join(
+            f"{i} ({(read_info(r.root) or {}).get('status', '?')})"
+            for i, r in zip(args.log_ids, runs, strict=True)
+        )
+        print(
+            f"delete run(s) {listing} of {args.parent_log_dir} for good? "
+            "(mlxpy archive moves them aside instead) [y/N] ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        answer = sys.stdin.readline().strip().lower() if sys.stdin is not None else ""
+        if answer not in ("y", "yes"):
+            print("nothing removed", file=sys.stderr)
+            return 1
+    for log_id in args.log_ids:
+        remove_run(Path(args.parent_log_dir), log_id, force=args.force)
+        print(f"removed run {log_id} from {args.parent_log_dir}")
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from mlxpy.rundir.outputs import follow, output_files, read_tail
+
+    (run,) = _run_dirs(args.parent_log_dir, [args.log_id])
+    streams = ("stdout",) if args.stdout else ("stderr",) if args.stderr else ("stdout", "stderr")
+    out = sys.stdout.buffer
+    files = output_files(run, streams)
+    headers = len(files) > 1 or args.follow  # as tail: ==> name <== when there are several
+    last: list[Path] = []
+
+    def write(path: Path, data: bytes) -> None:
+        if headers and last != [path]:
+            out.write(f"{chr(10) if last else ''}==> {path.name} <==\n".encode())
+            last[:] = [path]
+        out.write(data)
+        out.flush()
+
+    offsets: dict[Path, int] = {}
+    for path in files:
+        data, offsets[path] = read_tail(path, run.root, args.lines)
+        write(path, data)
+    if not files and not args.follow:
+        print(
+            f"(run {args.log_id} has no captured output: set logger.log_streams_to_file: "
+            "true, or submit it to a scheduler)",
+            file=sys.stderr,
+        )
+    if args.follow:
+        try:
+            follow(run, offsets, streams, write)
+        except KeyboardInterrupt:
+            return 130
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    import shlex
+    import subprocess
+
+    from mlxpy.errors import MlxpyError
+    from mlxpy.launching.rerun import build
+    from mlxpy.rundir.info import read_info
+
+    (run,) = _run_dirs(args.parent_log_dir, [args.log_id])
+    info = read_info(run.root)
+    if info is None:
+        raise MlxpyError(f"run {args.log_id} has no readable {run.info.name}; it cannot be re-run")
+    if args.resume:
+        from mlxpy.rundir.archive import live_reason
+
+        reason = live_reason(run)
+        if reason is not None:
+            raise MlxpyError(f"run {args.log_id} cannot be resumed now: {reason}")
+    command = build(run.root, info, resume=args.resume)
+    how = "resuming" if args.resume else "re-running"
+    where = f" from the snapshot {command.snapshot}" if command.snapshot else ""
+    print(
+        f"[mlxpy] {how} run {args.log_id}{where}, in {command.cwd}: {shlex.join(command.argv)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    # a list of arguments, never a shell string: nothing in the run dir is interpreted
+    result = subprocess.run(command.argv, cwd=command.cwd, env={**os.environ, **command.env})
+    return result.returncode
 
 
 # -- sweeps ---------------------------------------------------------------------------------
@@ -475,6 +662,86 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--html", help="a self-contained HTML report: runs table and curves")
     plot.add_argument("--title", default="mlxpy report")
     plot.set_defaults(func=_plot)
+
+    by_flag = argparse.ArgumentParser(add_help=False, parents=[where])
+    by_flag.add_argument("-d", "--parent-log-dir", default=DEFAULT_PARENT_LOG_DIR)
+
+    diff = sub.add_parser(
+        "diff",
+        help="compare runs: the config keys that differ, metrics side by side",
+        parents=[by_flag],
+    )
+    diff.add_argument("log_ids", nargs="+", metavar="log_id")
+    diff.add_argument("--json", action="store_true", help="machine-readable output")
+    diff.set_defaults(func=_diff)
+
+    tag = sub.add_parser(
+        "tag",
+        help="add (+tag) and remove (-tag) tags of runs; no tag given: show their tags",
+        usage="mlxpy tag [-d PARENT_LOG_DIR] log_id [log_id ...] [+tag ...] [-tag ...]",
+        parents=[by_flag],
+    )
+    tag.add_argument("items", nargs=argparse.REMAINDER, help="run ids, +tag, -tag")
+    tag.set_defaults(func=_tag)
+
+    note = sub.add_parser(
+        "note",
+        help="append a note to a run (metadata/notes.md); no text: show its notes",
+        parents=[by_flag],
+    )
+    note.add_argument("log_id")
+    note.add_argument("text", nargs="?")
+    note.set_defaults(func=_note)
+
+    archive = sub.add_parser(
+        "archive",
+        help="move runs aside into <log dir>/.archive/ (hidden from the Reader, restorable)",
+        parents=[by_flag],
+    )
+    archive.add_argument("log_ids", nargs="+", metavar="log_id")
+    archive.add_argument(
+        "--force", action="store_true", help="also a run submitted but never started"
+    )
+    archive.set_defaults(func=_archive)
+
+    restore = sub.add_parser(
+        "restore",
+        help="move archived runs back (<id> or <id>-<uid>); none named: list them",
+        parents=[by_flag],
+    )
+    restore.add_argument("names", nargs="*", metavar="name")
+    restore.set_defaults(func=_restore)
+
+    rm = sub.add_parser(
+        "rm", help="delete runs for good, after asking (never a live run)", parents=[by_flag]
+    )
+    rm.add_argument("log_ids", nargs="+", metavar="log_id")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    rm.add_argument("--force", action="store_true", help="also a run submitted but never started")
+    rm.set_defaults(func=_rm)
+
+    tail = sub.add_parser(
+        "tail",
+        help="a run's output (stdout, stderr); -f follows it while the run lives",
+        parents=[by_flag],
+    )
+    tail.add_argument("log_id")
+    tail.add_argument("-f", "--follow", action="store_true", help="until the run ends")
+    tail.add_argument("-n", "--lines", type=int, default=20, help="last lines shown (20)")
+    which = tail.add_mutually_exclusive_group()
+    which.add_argument("--stdout", action="store_true", help="standard output only")
+    which.add_argument("--stderr", action="store_true", help="standard error only")
+    tail.set_defaults(func=_tail)
+
+    rerun = sub.add_parser(
+        "rerun",
+        help="run a run's recorded command again, into a new run dir (info.rerun_of); "
+        "--resume continues the same run",
+        parents=[by_flag],
+    )
+    rerun.add_argument("log_id")
+    rerun.add_argument("--resume", action="store_true", help="continue this run in place")
+    rerun.set_defaults(func=_rerun)
 
     from mlxpy.scheduling.script_import import add_arguments as add_script_arguments
 

@@ -473,7 +473,9 @@ class Launcher:
         return True
 
     def _run(self, job: Job, record: LaunchRecord | None = None, job_scheduler: Any = None) -> Run:
-        return Run(self.task, job, self.task_file, self.seeding_function, record, job_scheduler)
+        run = Run(self.task, job, self.task_file, self.seeding_function, record, job_scheduler)
+        run.info.config_dir = str(self.config_dir)  # what mlxpy rerun reads again
+        return run
 
     def _submit(self, jobs: list[Job], resume: ResumePlan | None = None) -> None:
         """Submit every job to the selected scheduler and return without waiting."""

@@ -19,6 +19,7 @@ from mlxpy.distributed.detect import DistInfo, detect
 from mlxpy.errors import LogDirError, MlxpyError, RunInterrupted, UnknownPluginError
 from mlxpy.launching.options import Options
 from mlxpy.launching.record import LaunchRecord, SchedulerChoice
+from mlxpy.launching.rerun import take_rerun_of
 from mlxpy.plugins import get_plugins
 from mlxpy.plugins.component import build_component, check_settings
 from mlxpy.rundir.info import describe_error, error_message, exit_status, finish, new_run_info
@@ -222,6 +223,9 @@ class Run:
             # the command the user typed, not its re-run from the copy or the job script
             self.info.argv = list(record.argv)
             self.info.command = shlex.join([sys.executable, *record.argv])
+        rerun_of = take_rerun_of()
+        if rerun_of is not None:  # started by mlxpy rerun
+            self.info.rerun_of = rerun_of
         sweep_id, point = job.sweep_id, job.sweep_point
         if record is not None and record.sweep_id is not None:  # a scheduled point
             sweep_id, point = record.sweep_id, record.sweep_point

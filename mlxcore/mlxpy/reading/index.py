@@ -252,6 +252,12 @@ def read_run(run_dir: str, notes: dict[str, str] | None = None) -> dict[str, Any
     check_format(info)
     row = flatten(config, "config")
     row.update(flatten(info, "info"))
+    # -- tags (scale-cli): a list column, ``[]`` for none; a tag change touches the run's
+    # record (mlxpy.rundir.tags.tell_readers), so the index reads the run again
+    from mlxpy.rundir.tags import TAGS_COLUMN, read_tags
+
+    row[TAGS_COLUMN] = read_tags(run_dir)
+    # -- end tags
     metric_summaries(run_dir, row, notes)
     return row
 

@@ -7,13 +7,15 @@ evaluated on a pandas DataFrame. Nothing is ever passed to ``eval``.
     not        := ("~" | "not") not | "(" query ")" | comparison
     comparison := operand [op operand]        # a lone key tests that the key exists
                 | operand ("in" | "not in") (list | key)   # a key whose values are lists
+                | key ("contains" | "not contains") operand  # "x" in key, run by run
     op         := == | != | < | <= | > | >=
     operand    := key | number | string | true | false | none
     list       := "[" [literal ("," literal)*] "]"
     key        := name ("." name)*           # config.optimizer.lr, train.loss.last
 
 A key whose values are lists is compared run by run (``'vision' in config.tags``, ``config.task
-in config.tasks``); runs whose value there is not a list are not members.
+in config.tasks``); runs whose value there is not a list are not members. ``tags contains
+"good"`` is ``"good" in tags`` written the other way round.
 
 Limits, so that no input can crash the parser or the evaluator with anything but a
 :class:`QueryError`: at most :data:`MAX_DEPTH` levels of ``(``, ``not`` and ``~`` nest, and a
@@ -65,9 +67,11 @@ MAX_NUMBER_LENGTH = 100
 digits (a guard against quadratic time), and no threshold in a query needs a hundred."""
 
 _LITERAL_WORDS = {"true": True, "false": False, "none": None, "null": None}
-_KEYWORDS = {"and", "or", "not", "in"}
+_KEYWORDS = {"and", "or", "not", "in", "contains"}
 _COMPARISONS = {"==", "!=", "<", "<=", ">", ">=", "in", "not in"}
 _MEMBERSHIP = ("in", "not in")
+#: ``key contains x`` is ``x in key``
+_CONTAINS = {"contains": "in", "not contains": "not in"}
 _IN_TAKES = "takes a list such as [1, 2], or a key whose values are lists"
 
 
@@ -244,19 +248,28 @@ class _Parser:
             self.i += 1
         elif self.accept("in"):
             op = "in"
+        elif self.accept("contains"):
+            op = "contains"
         elif (
             op_token.kind == "keyword"
             and op_token.text == "not"
             and self.tokens[self.i + 1].kind == "keyword"
-            and self.tokens[self.i + 1].text == "in"
+            and self.tokens[self.i + 1].text in ("in", "contains")
         ):
+            op = "not " + self.tokens[self.i + 1].text
             self.i += 2
-            op = "not in"
         if op is None:
             if isinstance(left, Key):
                 return Exists(left)
-            raise self.fail("expected a comparison (==, !=, <, <=, >, >=, in, not in)")
+            raise self.fail("expected a comparison (==, !=, <, <=, >, >=, in, not in, contains)")
         right = self.parse_operand()
+        if op in _CONTAINS:
+            if not isinstance(left, Key):
+                raise QueryError(self.query, start.pos, f"'{op}' needs a key on its left")
+            if isinstance(right, Literal) and right.is_list:
+                raise QueryError(self.query, right.pos, f"'{op}' takes one value, not a list")
+            # ``key contains x`` is ``x in key``: a key holding no list anywhere is refused
+            return Compare(right, _CONTAINS[op], left, op_token.pos)
         if not isinstance(left, Key) and not isinstance(right, Key):
             raise QueryError(self.query, start.pos, "a comparison needs a key on one side")
         for side in (left, right):
@@ -375,7 +388,7 @@ class _Evaluator:
         if isinstance(left, Key):
             lefts = self.column(left).tolist()
         else:
-            lefts = [left.value] * len(self.frame)
+            lefts = [left.value] * len(self.frame.index)  # a frame, or the Reader's view
         cells = self.column(right)
         if not cells.map(_is_list).any():
             raise QueryError(

@@ -66,11 +66,21 @@ INFO_SCHEMA: dict[str, str] = {
     "distributed": "dict: launcher (torchelastic, env, openmpi, pmi, slurm), key (the job "
     "identity its ranks joined under)",
     "failed_rank": "int: in a distributed run, the rank whose failure is the run's",
+    "config_dir": "str: the config dir the launch read (config.yaml, mlxpy.yaml), for reruns",
+    "rerun_of": "str: the uid of the run this one re-runs (mlxpy rerun)",
 }
 #: in ``ctx.info`` only: each process has its own, so the run's files hold neither
 PROCESS_KEYS = ("rank", "local_rank")
 #: set when the run dir is claimed or submitted, and kept by every later attempt
-KEPT_ON_RESUME = ("uid", "scheduler", "submit_time", "launch_id", "sweep_id", "sweep_point")
+KEPT_ON_RESUME = (
+    "uid",
+    "scheduler",
+    "submit_time",
+    "launch_id",
+    "sweep_id",
+    "sweep_point",
+    "rerun_of",
+)
 #: what one earlier attempt keeps in ``history``
 ATTEMPT_KEYS = ("start_time", "end_time", "status", "hostname", "pid")
 

@@ -35,6 +35,12 @@ PATCH_FILE = "uncommitted.patch"
 REQUIREMENTS_FILE = "requirements.txt"
 #: ``{artifact name: type name}`` of the artifacts a run logged: names only, never code
 ARTIFACTS_MANIFEST = "artifacts.json"
+#: ``metadata/tags.json``: the run's tags (a sorted JSON list of strings), changed under
+#: ``metadata/.tags.lock`` by ``mlxpy tag`` and ``ctx.logger.add_tags``; ``metadata/notes.md``:
+#: free-text notes appended by ``mlxpy note``
+TAGS_FILE = "tags.json"
+TAGS_LOCK = ".tags.lock"
+NOTES_FILE = "notes.md"
 #: a submitted run's launch record: what its job needs to start it (``mlxpy.launching.record``)
 LAUNCH_RECORD = "launch.json"
 
@@ -49,6 +55,9 @@ JOB_STDERR = "job.stderr"
 STREAM_STDOUT = "log.stdout"
 STREAM_STDERR = "log.stderr"
 
+#: beside the runs: ``.archive/<id>-<uid>/``, runs moved aside by ``mlxpy archive`` (hidden
+#: from the Reader, as every name starting with a dot; ``mlxpy restore`` moves them back)
+ARCHIVE_DIR = ".archive"
 #: beside the runs, in the parent log dir: the Reader's index
 INDEX_FILE = ".mlxpy-index.sqlite"
 
@@ -162,6 +171,18 @@ class RunDir:
     @property
     def reserve(self) -> Path:
         return self.metadata / RESERVE_FILE
+
+    @property
+    def tags(self) -> Path:
+        return self.metadata / TAGS_FILE
+
+    @property
+    def tags_lock(self) -> Path:
+        return self.metadata / TAGS_LOCK
+
+    @property
+    def notes(self) -> Path:
+        return self.metadata / NOTES_FILE
 
     @property
     def launch_record(self) -> Path:

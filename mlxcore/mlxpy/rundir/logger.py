@@ -1015,6 +1015,29 @@ class DefaultLogger(Logger):
                 "Add one with ctx.logger.register_artifact_type(name, save, load, extension)."
             ) from None
 
+    def add_tags(self, *tags: str | list[str]) -> list[str]:
+        """Tag the run (``add_tags("baseline", "good")``; the Reader's ``tags`` column, queried
+        as ``tags contains "good"``); returns the run's tags now. Tags added meanwhile with
+        ``mlxpy tag`` are kept: every change is made under the run's tags lock. In a
+        distributed job only rank 0 tags the run (the others return ``[]``)."""
+        return self._change_tags(tags, remove=False)
+
+    def remove_tags(self, *tags: str | list[str]) -> list[str]:
+        """Remove tags of the run (those it does not have are ignored); returns its tags."""
+        return self._change_tags(tags, remove=True)
+
+    def _change_tags(self, tags: tuple[Any, ...], remove: bool) -> list[str]:
+        from mlxpy.rundir.tags import update_tags
+
+        flat = [t for item in tags for t in (item if isinstance(item, (list, tuple)) else [item])]
+        if self._follower:
+            return []
+        self._require_dir()
+        assert self.run is not None
+        if remove:
+            return update_tags(self.run.root, remove=flat)
+        return update_tags(self.run.root, add=flat)
+
     def log_artifacts(self, artifact: Any, artifact_name: str, artifact_type: str) -> Path:
         """Save ``artifact`` atomically to ``artifacts/<type>/<name><extension>``, and record
         its type name in ``metadata/artifacts.json`` for readers. A rank other than 0 of a
