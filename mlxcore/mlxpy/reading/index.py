@@ -38,6 +38,7 @@ from mlxpy.rundir.layout import (
     is_run_id,
 )
 from mlxpy.rundir.metrics import latest_per_step, read_records
+from mlxpy.rundir.summary import read_summary, summarize
 
 #: 4: metric summaries count one record per step; metadata files in the signature; notes
 SCHEMA_VERSION = 4
@@ -181,10 +182,13 @@ def _reason(exc: BaseException) -> str:
 def metric_summaries(
     run_dir: str, out: dict[str, Any], notes: dict[str, str] | None = None
 ) -> None:
-    """``<log>.<key>.last/min/max`` and ``<log>.rows`` for every metric log of a run, over one
-    record per step (the latest: a resumed run may have logged a step twice). A log
-    that cannot be read (a link, a FIFO, too large) is left out and told in ``notes``, as
-    ``"<id>/metrics/<log>.json": reason``; so is a line too long to read."""
+    """For every metric log of a run, ``<log>.rows`` and per key ``<log>.<key>.last``,
+    ``.min``, ``.max``, ``.argmin_step``, ``.argmax_step``, ``.count`` and ``.last_step``
+    (:mod:`mlxpy.rundir.summary`), over one record per step (the latest: a resumed run may
+    have logged a step twice). The writer's summary file is taken where it covers the log;
+    otherwise the log is parsed, with the same result. A log that cannot be read (a link, a
+    FIFO, too large) is left out and told in ``notes``, as ``"<id>/metrics/<log>.json":
+    reason``; so is a line too long to read."""
     notes = {} if notes is None else notes
     metrics_dir = os.path.join(run_dir, METRICS_DIR)
     label = f"{os.path.basename(run_dir)}/{METRICS_DIR}"
@@ -199,50 +203,46 @@ def metric_summaries(
     except OSError as exc:
         notes[label] = _reason(exc)
         return
+    root = Path(run_dir)
     for name in names:
         log = name[: -len(METRICS_SUFFIX)]
-        bad: list[str] = []
-        try:
-            records = read_records(Path(metrics_dir) / name, Path(run_dir), bad.append)
-        except (OSError, safe.UnsafePathError) as exc:
-            notes[f"{label}/{name}"] = _reason(exc)
+        path = Path(metrics_dir) / name
+        summary = read_summary(path, root)
+        if summary is None:
+            bad: list[str] = []
+            try:
+                records = read_records(path, root, bad.append)
+            except (OSError, safe.UnsafePathError) as exc:
+                notes[f"{label}/{name}"] = _reason(exc)
+                continue
+            overlong = [m.rpartition(": ")[2] for m in bad if "longer than" in m]
+            if overlong:
+                notes[f"{label}/{name}"] = "; ".join(overlong[:3]) + (
+                    f" and {len(overlong) - 3} more" if len(overlong) > 3 else ""
+                )
+            summary = summarize(latest_per_step(records))
+        summary_columns(log, summary, out)
+
+
+def summary_columns(log: str, summary: tuple[int, dict[str, list]], out: dict[str, Any]) -> None:
+    """The index's columns of one log's summary; fields without a value are left out."""
+    rows, keys = summary
+    out[f"{log}.rows"] = rows
+    for key, (last, low, high, argmin, argmax, count, last_step) in keys.items():
+        prefix = f"{log}.{key}."
+        out[prefix + "last"] = last
+        out[prefix + "count"] = count
+        if low is not None:
+            out[prefix + "min"] = low
+            out[prefix + "max"] = high
+        if key == "step":  # its steps are itself
             continue
-        overlong = [m.rpartition(": ")[2] for m in bad if "longer than" in m]
-        if overlong:
-            notes[f"{label}/{name}"] = "; ".join(overlong[:3]) + (
-                f" and {len(overlong) - 3} more" if len(overlong) > 3 else ""
-            )
-        records = latest_per_step(records)
-        out[f"{log}.rows"] = len(records)
-        last: dict[str, Any] = {}
-        for record in records:
-            last.update(record)
-        uniform = sum(map(len, records)) == len(records) * len(last)
-        for key, value in last.items():
-            out[f"{log}.{key}.last"] = value
-            column = [r[key] for r in records] if uniform else [r[key] for r in records if key in r]
-            low, high = _min_max(column)
-            if low is not None:
-                out[f"{log}.{key}.min"] = low
-                out[f"{log}.{key}.max"] = high
-
-
-def _min_max(values: list[Any]) -> tuple[Any, Any]:
-    """Min and max of the numbers among ``values`` (NaN, bools and strings ignored)."""
-    try:
-        low, high = min(values), max(values)
-        if (
-            type(low) in (int, float)
-            and type(high) in (int, float)
-            and low == low
-            and (high == high)
-        ):
-            if not any(type(v) is bool for v in (low, high)):
-                return low, high
-    except (TypeError, ValueError):
-        pass
-    numbers = [v for v in values if type(v) in (int, float) and v == v]
-    return (min(numbers), max(numbers)) if numbers else (None, None)
+        if argmin is not None:
+            out[prefix + "argmin_step"] = argmin
+        if argmax is not None:
+            out[prefix + "argmax_step"] = argmax
+        if last_step is not None:
+            out[prefix + "last_step"] = last_step
 
 
 def read_run(run_dir: str, notes: dict[str, str] | None = None) -> dict[str, Any]:
