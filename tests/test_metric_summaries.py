@@ -153,3 +153,15 @@ def test_linked_or_huge_summary_files_are_not_read(tmp_path):
     summary_path(log).unlink()
     summary_path(log).write_bytes(b" " * (2 * 1024 * 1024) + good)
     assert read_summary(log) is None
+
+
+def test_a_linked_summary_dir_is_not_read(tmp_path):
+    log = tmp_path / "metrics" / "train.json"
+    _write(log, [(s, {"loss": float(s)}, 0) for s in range(3)])
+    outside = tmp_path / "outside"
+    (tmp_path / "metrics" / ".summary").rename(outside)
+    os.symlink(outside, tmp_path / "metrics" / ".summary")
+    assert read_summary(log, root=tmp_path) is None
+    row: dict = {}
+    metric_summaries(str(tmp_path), row)
+    assert row["train.loss.max"] == 2.0

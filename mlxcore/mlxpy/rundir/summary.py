@@ -168,12 +168,18 @@ class Fold:
 
 def read_summary(log_path: Path, root: Path | None = None) -> tuple[int, dict] | None:
     """The summary of the log at ``log_path`` from its summary file, or None where that file
-    is missing, unreadable, not one, or does not cover the log as it is now (its size)."""
+    is missing, unreadable, not one, or does not cover the log as it is now (its size). With
+    ``root`` (the run dir, whose ``metrics/`` the caller found no link), ``.summary/`` must
+    be a directory, not a link."""
     try:
         info = os.lstat(log_path)
         if not stat.S_ISREG(info.st_mode) or info.st_size > safe.MAX_METRICS_BYTES:
             return None  # the reader's own path reads the log and says why it skips it
-        blob = safe.read_bytes(summary_path(log_path), MAX_SUMMARY_BYTES, root)
+        where = summary_path(log_path)
+        if root is not None:  # no link on the way: the log's dir is checked by the caller
+            if not stat.S_ISDIR(os.lstat(where.parent).st_mode):
+                return None
+        blob = safe.read_bytes(where, MAX_SUMMARY_BYTES)
     except (OSError, safe.UnsafePathError):
         return None
     found = Fold.from_json(blob)
