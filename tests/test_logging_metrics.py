@@ -85,7 +85,11 @@ def test_bad_values_and_names_raise_and_write_nothing(metrics_project):
     assert rejected == ["", "a/b", "..", "../x", ".keys", "x/../y"]
     (run_dir,) = metrics_project.run_dirs()
     assert read_metrics(run_dir / "metrics" / "train.json") == [{"step": 0, "ok": 1}]
-    assert sorted(p.name for p in (run_dir / "metrics").iterdir()) == [".keys", "train.json"]
+    assert sorted(p.name for p in (run_dir / "metrics").iterdir()) == [
+        ".keys",
+        ".summary",
+        "train.json",
+    ]
 
 
 def test_numpy_is_not_imported_by_mlxpy(project):

@@ -21,8 +21,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mlxpy.errors import MlxpyError, MlxpyWarning
+from mlxpy.reading.columns import Columns, Rebuild, concat, decode_column, encode_column
 from mlxpy.rundir import codec, safe
+from mlxpy.rundir.changes import read_changes
 from mlxpy.rundir.flat import flatten
 from mlxpy.rundir.info import read_record
 from mlxpy.rundir.layout import (
@@ -38,15 +42,26 @@ from mlxpy.rundir.layout import (
     is_run_id,
 )
 from mlxpy.rundir.metrics import latest_per_step, read_records
+from mlxpy.rundir.status import FINAL
+from mlxpy.rundir.summary import read_summary, summarize
 
 #: 4: metric summaries count one record per step; metadata files in the signature; notes
-SCHEMA_VERSION = 4
+#: 5: summary fields; finished runs settle; the change journal; the frame kept as columns
+SCHEMA_VERSION = 5
+#: a finished run is re-checked at each open until its files are this old (seconds, by
+#: their ctime); after that only when the change journal or the parent dir's listing says so
+SETTLE_S = 5.0
+#: rows read and written per transaction while building (bounded memory)
+BATCH = 1000
 #: how long opening or refreshing waits for other processes holding the index's write lock
 LOCK_WAIT_S = 60.0
 #: the reasons ``Reader.skipped`` gives for entries of the log dir that are not read
 NOT_A_RUN_ID = "not a run id (run ids are decimal numbers: 1, 2, ...)"
 SYMLINK = "symbolic link, not followed"
 IN_MEMORY = ":memory:"
+
+
+_FINAL = frozenset(status.value for status in FINAL)
 
 
 class SkippedRunsWarning(MlxpyWarning):
@@ -169,6 +184,15 @@ def signature(run_dir: str) -> str | None:
     return "|".join(sorted(parts))
 
 
+def signature_and_newest(run_dir: str) -> tuple[str | None, float]:
+    """The run's :func:`signature` and the newest change time (ctime) among its parts."""
+    sig = signature(run_dir)
+    if sig is None:
+        return None, 0.0
+    newest = max(int(part.rsplit(":", 2)[-2]) for part in sig.split("|")) / 1e9
+    return sig, newest
+
+
 def _reason(exc: BaseException) -> str:
     """Why a file was not read, in a few words."""
     if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
@@ -181,10 +205,13 @@ def _reason(exc: BaseException) -> str:
 def metric_summaries(
     run_dir: str, out: dict[str, Any], notes: dict[str, str] | None = None
 ) -> None:
-    """``<log>.<key>.last/min/max`` and ``<log>.rows`` for every metric log of a run, over one
-    record per step (the latest: a resumed run may have logged a step twice). A log
-    that cannot be read (a link, a FIFO, too large) is left out and told in ``notes``, as
-    ``"<id>/metrics/<log>.json": reason``; so is a line too long to read."""
+    """For every metric log of a run, ``<log>.rows`` and per key ``<log>.<key>.last``,
+    ``.min``, ``.max``, ``.argmin_step``, ``.argmax_step``, ``.count`` and ``.last_step``
+    (:mod:`mlxpy.rundir.summary`), over one record per step (the latest: a resumed run may
+    have logged a step twice). The writer's summary file is taken where it covers the log;
+    otherwise the log is parsed, with the same result. A log that cannot be read (a link, a
+    FIFO, too large) is left out and told in ``notes``, as ``"<id>/metrics/<log>.json":
+    reason``; so is a line too long to read."""
     notes = {} if notes is None else notes
     metrics_dir = os.path.join(run_dir, METRICS_DIR)
     label = f"{os.path.basename(run_dir)}/{METRICS_DIR}"
@@ -199,50 +226,46 @@ def metric_summaries(
     except OSError as exc:
         notes[label] = _reason(exc)
         return
+    root = Path(run_dir)
     for name in names:
         log = name[: -len(METRICS_SUFFIX)]
-        bad: list[str] = []
-        try:
-            records = read_records(Path(metrics_dir) / name, Path(run_dir), bad.append)
-        except (OSError, safe.UnsafePathError) as exc:
-            notes[f"{label}/{name}"] = _reason(exc)
+        path = Path(metrics_dir) / name
+        summary = read_summary(path, root)
+        if summary is None:
+            bad: list[str] = []
+            try:
+                records = read_records(path, root, bad.append)
+            except (OSError, safe.UnsafePathError) as exc:
+                notes[f"{label}/{name}"] = _reason(exc)
+                continue
+            overlong = [m.rpartition(": ")[2] for m in bad if "longer than" in m]
+            if overlong:
+                notes[f"{label}/{name}"] = "; ".join(overlong[:3]) + (
+                    f" and {len(overlong) - 3} more" if len(overlong) > 3 else ""
+                )
+            summary = summarize(latest_per_step(records))
+        summary_columns(log, summary, out)
+
+
+def summary_columns(log: str, summary: tuple[int, dict[str, list]], out: dict[str, Any]) -> None:
+    """The index's columns of one log's summary; fields without a value are left out."""
+    rows, keys = summary
+    out[f"{log}.rows"] = rows
+    for key, (last, low, high, argmin, argmax, count, last_step) in keys.items():
+        prefix = f"{log}.{key}."
+        out[prefix + "last"] = last
+        out[prefix + "count"] = count
+        if low is not None:
+            out[prefix + "min"] = low
+            out[prefix + "max"] = high
+        if key == "step":  # its steps are itself
             continue
-        overlong = [m.rpartition(": ")[2] for m in bad if "longer than" in m]
-        if overlong:
-            notes[f"{label}/{name}"] = "; ".join(overlong[:3]) + (
-                f" and {len(overlong) - 3} more" if len(overlong) > 3 else ""
-            )
-        records = latest_per_step(records)
-        out[f"{log}.rows"] = len(records)
-        last: dict[str, Any] = {}
-        for record in records:
-            last.update(record)
-        uniform = sum(map(len, records)) == len(records) * len(last)
-        for key, value in last.items():
-            out[f"{log}.{key}.last"] = value
-            column = [r[key] for r in records] if uniform else [r[key] for r in records if key in r]
-            low, high = _min_max(column)
-            if low is not None:
-                out[f"{log}.{key}.min"] = low
-                out[f"{log}.{key}.max"] = high
-
-
-def _min_max(values: list[Any]) -> tuple[Any, Any]:
-    """Min and max of the numbers among ``values`` (NaN, bools and strings ignored)."""
-    try:
-        low, high = min(values), max(values)
-        if (
-            type(low) in (int, float)
-            and type(high) in (int, float)
-            and low == low
-            and (high == high)
-        ):
-            if not any(type(v) is bool for v in (low, high)):
-                return low, high
-    except (TypeError, ValueError):
-        pass
-    numbers = [v for v in values if type(v) in (int, float) and v == v]
-    return (min(numbers), max(numbers)) if numbers else (None, None)
+        if argmin is not None:
+            out[prefix + "argmin_step"] = argmin
+        if argmax is not None:
+            out[prefix + "argmax_step"] = argmax
+        if last_step is not None:
+            out[prefix + "last_step"] = last_step
 
 
 def read_run(run_dir: str, notes: dict[str, str] | None = None) -> dict[str, Any]:
@@ -345,11 +368,24 @@ class RunIndex:
             try:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if self._reload or version != SCHEMA_VERSION:
-                    db.execute("DROP TABLE IF EXISTS runs")
+                    for table in ("runs", "bad", "gone", "state", "frame"):
+                        db.execute(f"DROP TABLE IF EXISTS {table}")
                     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                # watch: re-checked at each open while NULL (a live run) or in the future
                 db.execute(
-                    "CREATE TABLE IF NOT EXISTS runs "
-                    "(log_id TEXT PRIMARY KEY, sig TEXT, row BLOB, notes BLOB)"
+                    "CREATE TABLE IF NOT EXISTS runs (log_id TEXT PRIMARY KEY, sig TEXT, "
+                    "row BLOB, notes BLOB, watch REAL, gen INTEGER)"
+                )
+                db.execute("CREATE INDEX IF NOT EXISTS runs_gen ON runs (gen)")
+                db.execute("CREATE INDEX IF NOT EXISTS runs_watch ON runs (watch)")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS bad (name TEXT PRIMARY KEY, sig TEXT, why TEXT)"
+                )
+                db.execute("CREATE TABLE IF NOT EXISTS gone (log_id TEXT PRIMARY KEY, gen INTEGER)")
+                db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value)")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS frame "
+                    "(name TEXT PRIMARY KEY, kind TEXT, codes BLOB, data BLOB)"
                 )
                 db.execute("SELECT count(*) FROM runs").fetchone()  # reads the pages
                 db.execute("COMMIT")
@@ -362,10 +398,10 @@ class RunIndex:
         self._reload = False  # done once; a rebuilt or moved index starts empty anyway
 
     # -- refreshing -----------------------------------------------------------------------
-    def refresh(self, progress: Callable[[int, int], None] | None = None) -> list[dict]:
-        """Bring the index up to date and return every run's row."""
+    def refresh(self, progress: Callable[[int, int], None] | None = None) -> Columns:
+        """Bring the index up to date and return every run's columns."""
         try:
-            rows = self._refresh(progress)
+            columns = self._refresh(progress)
         except sqlite3.DatabaseError as exc:
             if _is_busy(exc):
                 raise
@@ -382,14 +418,14 @@ class RunIndex:
                 self.db = self._connect_next(f"cannot write the index at {self.path} ({exc})")
             else:
                 raise
-            rows = self._refresh(progress)
+            columns = self._refresh(progress)
         self._warn_skipped()
-        return rows
+        return columns
 
-    def _scan(self) -> tuple[dict[str, str], dict[str, str]]:
-        """The run dirs of the parent with their signatures, and what is not read (names that
-        are not run ids, symbolic links: never followed, whatever they point at)."""
-        current: dict[str, str] = {}
+    def _listing(self) -> tuple[set[str], dict[str, str]]:
+        """The run ids of the parent, and what is not read (names that are not run ids,
+        symbolic links: never followed, whatever they point at)."""
+        current: set[str] = set()
         other: dict[str, str] = {}
         with os.scandir(self.parent) as entries:
             for entry in entries:
@@ -403,50 +439,239 @@ class RunIndex:
                 elif not is_run_id(name):
                     other[name] = NOT_A_RUN_ID
                 else:
-                    sig = signature(entry.path)
-                    if sig is not None:
-                        current[name] = sig
+                    current.add(name)
         return current, other
 
-    def _refresh(self, progress: Callable[[int, int], None] | None) -> list[dict]:
-        known = dict(self.db.execute("SELECT log_id, sig FROM runs"))
-        current, skipped = self._scan()
-        stale = [name for name, sig in current.items() if known.get(name) != sig]
-        gone = [name for name in known if name not in current]
-        updates = []
-        for done, name in enumerate(stale, start=1):
+    def _state(self) -> dict[str, Any]:
+        return dict(self.db.execute("SELECT key, value FROM state"))
+
+    def _refresh(self, progress: Callable[[int, int], None] | None) -> Columns:
+        """Which runs to look at follows what changed: the parent dir's listing only when
+        its mtime moved (new and deleted runs), the journal's new lines (finished runs that
+        started again), live runs and runs changed in the last :data:`SETTLE_S` seconds."""
+        now = time.time()
+        state = self._state()
+        st = os.stat(self.parent)
+        parent_sig = f"{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}"
+        journaled, journal_mark = read_changes(self.parent, state.get("changes"))
+        check_all = journaled is None or "gen" not in state
+        if check_all or state.get("parent") != parent_sig:
+            current, other = self._listing()
+            known = dict(self.db.execute("SELECT log_id, sig FROM runs"))
+            candidates = (
+                dict.fromkeys(current)
+                if check_all
+                else {n: None for n in current if n not in known}
+            )
+            gone = [n for n in known if n not in current]
+        else:
+            current, known = None, {}
+            other = codec.decode(state.get("other") or b"{}")
+            candidates, gone = {}, []
+        if not check_all:
+            watched = self.db.execute(
+                "SELECT log_id, sig FROM runs WHERE watch IS NULL OR watch > ?", (now,)
+            )
+            candidates.update(watched)
+            for name in journaled or ():
+                candidates.setdefault(name, None)
+        if check_all:
+            candidates = {n: known.get(n) for n in candidates}
+        bad = {n: sig for n, sig, _ in self.db.execute("SELECT name, sig, why FROM bad")}
+        candidates.update({n: None for n in bad if n not in candidates})
+        self._check(candidates, known, bad, current, gone, progress, now)
+        # sure of the listing only once the parent's mtime is older than its clock's tick
+        sure = now - st.st_mtime > 2.0
+        self._set_state(
+            parent=parent_sig if sure else "",
+            other=codec.encode(other),
+            changes=journal_mark,
+        )
+        self.skipped = dict(other)
+        for name, why in self.db.execute("SELECT name, why FROM bad"):
+            self.skipped[name] = why
+        for (notes_blob,) in self.db.execute("SELECT notes FROM runs WHERE notes IS NOT NULL"):
+            self.skipped.update(codec.decode(notes_blob))
+        return self._columns()
+
+    def _check(
+        self,
+        candidates: dict[str, str | None],
+        known: dict[str, str],
+        bad: dict[str, str],
+        current: set[str] | None,
+        gone: list[str],
+        progress: Callable[[int, int], None] | None,
+        now: float,
+    ) -> None:
+        """Read again the candidates whose signature changed, a batch per transaction."""
+        updates: list[tuple] = []
+        failed: list[tuple[str, str, str]] = []
+        fixed: list[str] = []
+        stale = 0
+        total = len(candidates)
+        for done, (name, old) in enumerate(candidates.items(), start=1):
+            path = os.path.join(self.parent, name)
+            if current is not None and name not in current:
+                continue
+            sig, newest = signature_and_newest(path)
+            if sig is None:  # deleted, or no metadata dir (yet): not a run
+                if name in bad:
+                    fixed.append(name)
+                if current is None or name in known or old is not None:
+                    gone.append(name)
+                continue
+            if name in bad:
+                if bad[name] == sig:
+                    continue
+            elif sig == old:
+                continue
+            stale += 1
             notes: dict[str, str] = {}
             try:
-                row = read_run(os.path.join(self.parent, name), notes=notes)
+                row = read_run(path, notes=notes)
             except Exception as exc:  # a corrupt or half-written run: count it, go on
-                skipped[name] = f"{type(exc).__name__}: {_reason(exc)}"
-                if name in known:
+                failed.append((name, sig, f"{type(exc).__name__}: {_reason(exc)}"))
+                if old is not None or name in known:
                     gone.append(name)  # its old row is no longer true
-                continue
-            row["log_id"] = int(name)
-            row["log_dir"] = os.path.join(self.parent, name)
-            blob = codec.encode(notes) if notes else None
-            updates.append((name, current[name], encode_row(row), blob))
-            if progress is not None and (done % 500 == 0 or done == len(stale)):
-                progress(done, len(stale))
-        if updates or gone:
-            _waiting(lambda: self._write(updates, gone))
-        rows = []
-        for blob, notes_blob in self.db.execute("SELECT row, notes FROM runs"):
-            rows.append(codec.decode(blob))
-            if notes_blob is not None:
-                skipped.update(codec.decode(notes_blob))
-        self.skipped = skipped
-        return rows
+            else:
+                row["log_id"] = int(name)
+                row["log_dir"] = path
+                final = row.get("info.status") in _FINAL
+                watch = newest + SETTLE_S if final else None
+                blob = codec.encode(notes) if notes else None
+                updates.append((name, sig, encode_row(row), blob, watch))
+                if name in bad:
+                    fixed.append(name)
+            if len(updates) >= BATCH:
+                _waiting(lambda batch=updates: self._write(batch, [], [], []))
+                updates = []
+            if progress is not None and (done % 500 == 0 or done == total):
+                progress(done, total)
+        if updates or gone or failed or fixed:
+            _waiting(lambda: self._write(updates, gone, failed, fixed))
 
-    def _write(self, updates: list[tuple], gone: list[str]) -> None:
+    def _write(self, updates: list[tuple], gone: list[str], failed: list, fixed: list) -> None:
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            (gen,) = self.db.execute(
+                "SELECT coalesce((SELECT value FROM state WHERE key = 'gen'), 0) + 1"
+            ).fetchone()
             self.db.executemany(
-                "INSERT OR REPLACE INTO runs (log_id, sig, row, notes) VALUES (?, ?, ?, ?)",
-                updates,
+                "INSERT OR REPLACE INTO runs (log_id, sig, row, notes, watch, gen) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(*u, gen) for u in updates],
             )
             self.db.executemany("DELETE FROM runs WHERE log_id = ?", [(g,) for g in gone])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO gone (log_id, gen) VALUES (?, ?)", [(g, gen) for g in gone]
+            )
+            self.db.executemany("DELETE FROM bad WHERE name = ?", [(f,) for f in fixed])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO bad (name, sig, why) VALUES (?, ?, ?)", failed
+            )
+            self.db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('gen', ?)", (gen,))
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def _set_state(self, **values: Any) -> None:
+        def write() -> None:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", values.items()
+                )
+                self.db.execute("INSERT OR IGNORE INTO state (key, value) VALUES ('gen', 0)")
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+
+        _waiting(write)
+
+    # -- the frame ------------------------------------------------------------------------
+    def _columns(self) -> Columns:
+        """Every run's columns: the kept frame, brought up to the rows written since (by this
+        process or another), and kept again; built from the rows where it cannot be."""
+        self.db.execute("BEGIN")  # one snapshot: the frame, the rows and the tombstones
+        try:
+            state = self._state()
+            gen, frame_gen = int(state.get("gen", 0)), state.get("frame_gen")
+            columns = self._load_frame(state) if frame_gen is not None else None
+            if columns is not None and frame_gen != gen:
+                added = [
+                    codec.decode(row)
+                    for (row,) in self.db.execute(
+                        "SELECT row FROM runs WHERE gen > ?", (frame_gen,)
+                    )
+                ]
+                removed = {
+                    int(i)
+                    for (i,) in self.db.execute(
+                        "SELECT log_id FROM gone WHERE gen > ?", (frame_gen,)
+                    )
+                }
+                try:
+                    columns = columns.update(added, removed)
+                except Rebuild:
+                    columns = None
+            if columns is None:
+                columns = self._build_frame()
+        finally:
+            self.db.execute("COMMIT")
+        if frame_gen != gen:
+            _waiting(lambda: self._keep_frame(columns, gen))
+        return columns
+
+    def _build_frame(self) -> Columns:
+        parts = []
+        cursor = self.db.execute("SELECT row FROM runs")
+        while True:
+            batch = cursor.fetchmany(BATCH * 5)
+            if not batch:
+                break
+            parts.append(Columns.from_rows([codec.decode(row) for (row,) in batch]))
+        return concat(parts)
+
+    def _load_frame(self, state: dict[str, Any]) -> Columns | None:
+        n = state.get("frame_n")
+        if type(n) is not int:
+            return None
+        data = {}
+        ids = None
+        try:
+            for name, kind, codes, blob in self.db.execute("SELECT * FROM frame"):
+                if name == "":
+                    ids = np.frombuffer(blob, np.int64)
+                else:
+                    data[name] = decode_column(kind, codes, blob, n)
+        except (ValueError, TypeError, IndexError):
+            return None
+        if ids is None or len(ids) != n:
+            return None
+        return Columns(ids, data)
+
+    def _keep_frame(self, columns: Columns, gen: int) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            kept = self.db.execute("SELECT value FROM state WHERE key = 'frame_gen'").fetchone()
+            if kept is None or kept[0] < gen:
+                self.db.execute("DELETE FROM frame")
+                self.db.execute(
+                    "INSERT INTO frame VALUES ('', 'int64', x'', ?)", (columns.ids.tobytes(),)
+                )
+                self.db.executemany(
+                    "INSERT INTO frame VALUES (?, ?, ?, ?)",
+                    ((k, *encode_column(a, c)) for k, (a, c) in columns.data.items()),
+                )
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                    (("frame_gen", gen), ("frame_n", len(columns.ids))),
+                )
             self.db.execute("COMMIT")
         except BaseException:
             if self.db.in_transaction:

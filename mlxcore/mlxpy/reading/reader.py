@@ -92,17 +92,21 @@ class Reader:
 
     def refresh(self) -> None:
         """Pick up new, changed and deleted runs."""
-        rows = self._index.refresh(self._progress)
-        now = time.time()
-        for row in rows:
-            if row.get("info.status") == RunStatus.RUNNING:
-                row["info.status"] = honest_status(row, now)
-        rows.sort(key=lambda row: row["log_id"])
-        ids = pd.Index([row.pop("log_id") for row in rows], dtype="int64", name=INDEX_NAME)
-        frame = typed_frame(rows, ids, EMPTY_COLUMNS)
-        for column in TIME_COLUMNS:
-            if column in frame.columns:
-                frame[column] = _times(frame[column])
+        frame = self._index.refresh(self._progress).frame()
+        for column in EMPTY_COLUMNS:
+            if column not in frame.columns:
+                frame[column] = np.full(len(frame), None, dtype=object)
+        status = frame["info.status"]
+        running = (status == RunStatus.RUNNING.value).to_numpy(dtype=bool, na_value=False)
+        if running.any():  # only live runs' files are looked at again
+            now = time.time()
+            columns = list(frame.columns)
+            where = np.flatnonzero(running)
+            values = status.to_numpy(dtype=object).copy()
+            for i in where:
+                row = dict(zip(columns, frame.iloc[i].tolist(), strict=True))
+                values[i] = honest_status(row, now)
+            frame["info.status"] = pd.Series(values, index=frame.index, dtype=status.dtype)
         columns = sorted(map(str, frame.columns), key=_column_order)
         self._frame = frame[columns]
         self._frame.attrs["mlxpy_parent_log_dir"] = str(self.parent_log_dir)

@@ -21,6 +21,10 @@ ARTIFACTS_DIR = "artifacts"
 CHECKPOINTS_DIR = "checkpoints"
 #: ``metrics/.keys/<log>.json``: the sorted key set of each metric log, for readers
 KEYS_DIR = ".keys"
+#: ``metrics/.summary/<log>.json``: each metric log's summary, kept by its writer
+SUMMARY_DIR = ".summary"
+#: beside the runs: one line per run id whose finished run started again (a resume)
+CHANGES_FILE = ".mlxpy-changes"
 
 INFO_FILE = "info.yaml"
 CONFIG_FILE = "config.yaml"

@@ -34,6 +34,7 @@ from mlxpy.rundir.artifacts import (
     find_artifact,
 )
 from mlxpy.rundir.atomic import atomic_write_text, atomic_write_yaml
+from mlxpy.rundir.changes import note_change
 from mlxpy.rundir.info import (
     KEPT_ON_RESUME,
     carry_history,
@@ -359,6 +360,7 @@ class DefaultLogger(Logger):
             self._lock.acquire(self.log_id)
             if not fresh:  # again under the lock, which every starting process takes first
                 self._check_resumable(parent, read_info(run.root))
+                note_change(parent, self.log_id)  # readers re-check the finished run
             self._take_reserve()
             ctx.info.log_id = self.log_id
             ctx.info.log_dir = str(self.log_dir)

@@ -21,8 +21,9 @@ from typing import Any
 
 from mlxpy.errors import MlxpyWarning
 from mlxpy.rundir import codec, safe
-from mlxpy.rundir.atomic import atomic_write_text
+from mlxpy.rundir.atomic import atomic_write_bytes, atomic_write_text
 from mlxpy.rundir.layout import KEYS_DIR, METRICS_SUFFIX, RunDir, is_run_id
+from mlxpy.rundir.summary import MAX_SUMMARY_BYTES, Fold, summary_path
 
 _PLAIN = frozenset({int, float, bool, str, type(None)})
 #: a whole-string match: ``\Z``, since ``$`` would accept a name ending in a newline
@@ -95,6 +96,8 @@ class MetricsWriter:
         #: the last write's error while records wait for a retry; None once they are on disk
         self.error: OSError | None = None
         self._fence_torn_line()
+        self._summary_path = summary_path(self.path)
+        self._fold: Fold | None = self._resume_fold()
 
     def _fence_torn_line(self) -> None:
         """A resumed log whose writer was killed mid-line ends without a newline: end that
@@ -107,6 +110,63 @@ class MetricsWriter:
                     self._buffer += b"\n"
             finally:
                 os.close(fd)
+
+    def _resume_fold(self) -> Fold | None:
+        """The summary of what the log holds already: its summary file when it covers the log
+        as it is, else the log read once (a writer killed before its summary caught up)."""
+        size = os.fstat(self._fd).st_size
+        if not size:
+            return Fold()
+        try:
+            found = Fold.from_json(safe.read_bytes(self._summary_path, MAX_SUMMARY_BYTES))
+        except OSError:
+            found = None
+        if found is not None and found[1] == size:
+            return found[0]
+        fold = Fold()
+        try:
+            bad: list[str] = []
+            for record in read_records(self.path, on_bad=bad.append):
+                fold.add(record)
+            fold.valid = fold.valid and not bad  # a skipped line is told by readers alone
+        except OSError:
+            return None
+        return fold if fold.valid else None
+
+    def _summarize_flushed(self, data: bytes) -> None:
+        """Fold what one flush wrote into the summary and write it; a record that would not
+        read back the same way (a line too long) ends the summary: readers parse the log."""
+        fold = self._fold
+        if fold is None:
+            return
+        lines = [line for line in data.split(b"\n") if line]
+        try:
+            if any(len(line) > safe.MAX_LINE_BYTES for line in lines):
+                raise ValueError("a line too long to read back")
+            records = codec.decode(b"[" + b",".join(lines) + b"]")
+        except ValueError:
+            records = None
+        if records is None:
+            fold.valid = False
+        else:
+            for record in records:
+                fold.add(record)
+        try:
+            if not fold.valid:
+                self._fold = None
+                os.unlink(self._summary_path)
+                return
+            blob = fold.to_json(os.fstat(self._fd).st_size)
+            if len(blob) > MAX_SUMMARY_BYTES:
+                self._fold = None
+                os.unlink(self._summary_path)
+                return
+            self._summary_path.parent.mkdir(exist_ok=True)
+            atomic_write_bytes(self._summary_path, blob, fsync=False)
+        except FileNotFoundError:
+            pass
+        except OSError:  # a full disk: the summary is a hint; readers parse the log
+            self._fold = None
 
     def write(self, metrics: dict[str, Any], step: Any = None) -> dict[str, Any]:
         """Queue one record; return it as stored (for hooks)."""
@@ -172,6 +232,7 @@ class MetricsWriter:
         starting exactly where the write stopped, and the error propagates: a retry later
         writes it once, never dropped, never glued to a torn fragment."""
         deferred = _defer_signals()
+        flushed = bytes(self._buffer) if self._fold is not None else b""
         try:
             while self._buffer:
                 start, unwritten = os.fstat(self._fd).st_size, len(self._buffer)
@@ -179,10 +240,12 @@ class MetricsWriter:
                     written = os.write(self._fd, self._buffer)
                     del self._buffer[:written]
                 except OSError as exc:  # nothing of this call was written: the tail is intact
+                    self._fold = None  # part of it may be on disk: readers parse the log
                     self.error = exc
                     self._pending = self._buffer.count(b"\n")
                     raise
                 except BaseException:  # a handler raised around the write: trim what is on disk
+                    self._fold = None
                     self._trim_to_disk(start, unwritten)
                     raise
         finally:
@@ -191,6 +254,8 @@ class MetricsWriter:
         self._pending = 0
         self._retry_at = self.flush_every
         self.error = None
+        if flushed:
+            self._summarize_flushed(flushed)
         if self._keys_stale:
             self._write_keys()
 
