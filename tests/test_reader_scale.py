@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import mlxpy
 import pandas as pd
@@ -152,3 +154,22 @@ def test_hostile_journals_are_hints_only(tmp_path, store, journal):
     reader = mlxpy.Reader(logs)  # never blocks, never reads outside
     assert len(reader) == 4
     _same_as_rebuilt(reader, logs)
+
+
+def test_a_tag_on_a_settled_run_is_seen_without_a_reload(tmp_path, store, counted):
+    """``mlxpy tag`` on a finished run the index no longer looks at: the change journal
+    names it, so the next open reads that run (alone) and the tag is queryable."""
+    logs = tmp_path / "logs"
+    shutil.copytree(store.logs, logs, ignore=shutil.ignore_patterns(".mlxpy-*"))
+    os.utime(logs, (1, 1))
+    assert len(mlxpy.Reader(logs).filter('tags contains "good"')) == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "mlxpy.cli", "tag", "-d", str(logs), "2", "+good"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    os.utime(logs, (1, 1))
+    counted["sig"].clear(), counted["read"].clear()
+    runs = mlxpy.Reader(logs).filter('tags contains "good"')
+    assert list(runs.index) == [2] and counted["read"] == ["2"]

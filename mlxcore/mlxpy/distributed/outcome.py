@@ -23,6 +23,7 @@ from typing import Any
 
 from mlxpy.rundir import claim, codec, layout, safe
 from mlxpy.rundir.atomic import atomic_write_bytes, atomic_write_text
+from mlxpy.rundir.changes import note_change
 from mlxpy.rundir.info import read_record, write_info
 from mlxpy.rundir.layout import RankDir, RunDir
 from mlxpy.rundir.status import RunStatus
@@ -235,6 +236,8 @@ def record_rank_end(
                 return None
             out = info
         write_info(run.root, out, config)
+        if final_info is None:  # a rank other than 0 changed a run that may have ended
+            note_change(run.root.parent, run.root.name)
         cause = primary(statuses)
         if cause is not None and out.get("failed_rank") == cause.rank:
             _copy_error_log(run, run.rank(cause.rank))

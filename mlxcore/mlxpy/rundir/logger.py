@@ -688,6 +688,7 @@ class DefaultLogger(Logger):
             if previous.get("status") == RunStatus.RUNNING:  # killed before recording its end
                 previous = {**previous, **self._lost_attempt(run.heartbeat)}
             carry_history(previous, ctx.info)
+            note_change(self.log_dir.parent, self.log_id)  # an ended run is SUBMITTED again
             ctx.info.log_id = self.log_id
             ctx.info.log_dir = str(self.log_dir)
             ctx.info.format = FORMAT_VERSION

@@ -21,6 +21,7 @@ from pathlib import Path
 from mlxpy.errors import LogDirError, MlxpyError
 from mlxpy.rundir import safe
 from mlxpy.rundir.atomic import atomic_write_bytes
+from mlxpy.rundir.changes import note_change
 from mlxpy.rundir.layout import RunDir
 
 #: a tag: a letter, digit or ``_`` first (``+x``/``-x`` are the CLI's add/remove), then also
@@ -110,7 +111,9 @@ def update_tags(
 def tell_readers(run: RunDir) -> None:
     """Make a change outside the run info visible to the Reader's index: the run's record
     (``metadata/run.json``, else ``info.yaml``) gets a new mtime, its content unchanged; the
-    rename of the changed file also changes the metadata dir's mtime."""
+    rename of the changed file also changes the metadata dir's mtime; and the parent's change
+    journal names the run, so an index that no longer looks at finished runs reads it again."""
+    note_change(run.root.parent, run.root.name)
     for path in (run.run_json, run.info):
         try:
             os.utime(path, follow_symlinks=False)
