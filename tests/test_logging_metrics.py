@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 
 import pytest
 from conftest import untimed
@@ -49,6 +50,17 @@ def my_task(ctx):
                     print("ValueError:", exc)
         ctx.logger.flush()
         print("between", before, time.time())
+    elif mode == "threads":  # appends race the flushes (every 7 records, every 10 ms)
+        import threading
+        def worker(k):
+            for i in range(3000):
+                log({"k": k, "i": i}, log_name="race")
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        worker(4)
+        for t in threads:
+            t.join()
     elif mode == "idle":
         for step in range(3):
             log({"loss": 1.0 / (step + 1)}, step=step)
@@ -175,3 +187,17 @@ def test_each_record_carries_its_wall_clock_time(metrics_project):
     assert long["_time"].tolist() == [r["_time"] for r in records]
     curves = runs.mlxpy.aggregate("train")  # the time is not a metric to average
     assert sorted({name for name, _ in curves.columns}) == ["loss"]
+
+
+def test_records_logged_from_threads_are_written_once_while_flushes_run(metrics_project):
+    settings = ("+mlxpy.logger.flush_every=7", "+mlxpy.logger.flush_interval_s=0.01")
+    result = metrics_project.run("mode=threads", *settings)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = metrics_project.run_dirs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torn or glued line anywhere
+        records = read_metrics(run_dir / "metrics" / "race.json")
+    pairs = [(r["k"], r["i"]) for r in records]
+    assert sorted(pairs) == [(k, i) for k in range(5) for i in range(3000)]
+    for k in range(5):  # each thread's records in its own order
+        assert [i for kk, i in pairs if kk == k] == list(range(3000))
