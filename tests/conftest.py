@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: set by scripts/test (so in CI): a test that would skip for want of root or chromium fails
 STRICT = os.environ.get("MLXPY_TEST_STRICT") == "1"
+
+
+def untimed(records: list[dict]) -> list[dict]:
+    """Metric records without their wall-clock time (``_time``), which every record the
+    logger writes carries: checked here (a float, now or a moment ago, never going back), so
+    a test comparing exact records compares what the task logged."""
+    now = time.time()
+    times = [r["_time"] for r in records]
+    assert all(type(t) is float and now - 3600 < t <= now for t in times), times
+    assert times == sorted(times), times
+    return [{k: v for k, v in r.items() if k != "_time"} for r in records]
 
 
 def require(available: bool, reason: str) -> None:

@@ -181,4 +181,5 @@ def test_200_simultaneous_launches(project):
         assert record["seed"] == config["seed"]
         seeds.add(config["seed"])
     assert seeds == set(range(200))
-    assert sorted(p.name for p in project.logs.iterdir()) == sorted(str(i) for i in range(1, 201))
+    names = sorted(p.name for p in project.logs.iterdir())
+    assert names == sorted([*(str(i) for i in range(1, 201)), ".next_id"])  # and the id hint

@@ -13,6 +13,7 @@ from pathlib import Path
 import mlxpy
 import pytest
 import yaml
+from conftest import untimed
 from importlib_metadata import EntryPoint
 from mlxpy.plugins import PluginLoadWarning, PluginRegistry
 
@@ -284,7 +285,7 @@ def test_metrics_hook_and_options_saved(seeded, tmp_path):
     assert "hook train {'loss': 0.5} 3" in result.stdout  # as the task passed them
     (run_dir,) = seeded.run_dirs()
     record = json.loads((run_dir / "metrics" / "train.json").read_text())
-    assert record == {"step": 3, "loss": 0.5}
+    assert untimed([record]) == [{"step": 3, "loss": 0.5}]  # and the time the logger added
     saved = yaml.safe_load((run_dir / "metadata" / "mlxpy.yaml").read_text())
     assert saved["logger"]["name"] == "DefaultLogger" and saved["use_logger"] is True
 

@@ -78,12 +78,12 @@ def test_runs_of_one_process_are_rank_zero_beside_a_distributed_one(project):
 def test_default_logging_and_single_runs_give_todays_frame(project):
     runs = _runs(project)
     train = runs.mlxpy.metrics("train")  # no rank kept its own: no rank column
-    assert list(train.columns) == ["log_id", "step", "loss"]
+    assert list(train.columns) == ["log_id", "step", "loss", "_time"]  # the time: last
     assert train.groupby("log_id").size().to_dict() == {1: STEPS, 2: STEPS}
     alone = _runs(project, "log_id == 2").mlxpy.metrics("per")
-    assert list(alone.columns) == ["log_id", "step", "x"]
+    assert list(alone.columns) == ["log_id", "step", "x", "_time"]
     main_only = runs.mlxpy.metrics("per", all_ranks=False)
-    assert list(main_only.columns) == ["log_id", "step", "x"]
+    assert list(main_only.columns) == ["log_id", "step", "x", "_time"]
     assert main_only.groupby("log_id").size().to_dict() == {1: STEPS, 2: STEPS}
 
 

@@ -45,6 +45,7 @@ def _select_columns(runs: Any, spec: str | None) -> list[str]:
     import fnmatch
 
     from mlxpy.errors import MlxpyError
+    from mlxpy.rundir.metrics import NOT_RESULTS_LAST
 
     if spec:
         wanted = [c.strip() for c in spec.split(",") if c.strip()]
@@ -59,7 +60,9 @@ def _select_columns(runs: Any, spec: str | None) -> list[str]:
         return columns
     if runs.empty:
         return ["info.status"]
-    metric_last = [c for c in runs.columns if c.endswith(".last") and not c.endswith("step.last")]
+    metric_last = [
+        c for c in runs.columns if c.endswith(".last") and not c.endswith(NOT_RESULTS_LAST)
+    ]
     return ["info.status", *runs.mlxpy.varying_config(), *metric_last]
 
 

@@ -35,24 +35,66 @@ class Composer:
     def __init__(self, config_dir: Path) -> None:
         self.config_dir = config_dir
         self._bases: dict[tuple[str, ...], Any] = {}
+        self._stack: contextlib.ExitStack | None = None
+        self._in_hydra = False
 
     def _compose_defaults(self, groups: list[str]) -> Any:
         from hydra import compose
 
+        self._enter_hydra()
         return compose(config_name=CONFIG_NAME, overrides=groups)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Composer]:
+        """Hydra is initialized on the first composition the cache cannot give (a plain
+        launch whose config files did not change since the last one needs none)."""
+        with contextlib.ExitStack() as stack:
+            self._stack, self._in_hydra = stack, False
+            try:
+                yield self
+            finally:
+                self._stack = None
+
+    def _enter_hydra(self) -> None:
+        if self._in_hydra:
+            return
         from hydra import initialize_config_dir
         from hydra.core.global_hydra import GlobalHydra
 
+        assert self._stack is not None, "compose() is called in a session()"
         config_file = self.config_dir / CONFIG_FILE
         if config_file.exists():  # before Hydra, which would hit a RecursionError on it
             check_depth(load_yaml_file(config_file, "config file"), str(config_file))
         if GlobalHydra.instance().is_initialized():
             GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(self.config_dir), version_base=None):
-            yield self
+        self._stack.enter_context(
+            initialize_config_dir(config_dir=str(self.config_dir), version_base=None)
+        )
+        self._in_hydra = True
+
+    def _base(self, groups: list[str]) -> Any:
+        """The composition of the defaults list with ``groups``; without groups, from the
+        cache of earlier launches when the config files did not change."""
+        if groups:
+            return self._compose_defaults(groups)
+        from mlxpy.launching import compose_cache
+
+        key = compose_cache.cache_key(self.config_dir)
+        kept = compose_cache.load(self.config_dir, key) if key is not None else None
+        if kept is not None:
+            from omegaconf import OmegaConf
+
+            return OmegaConf.create(kept)
+        cfg = self._compose_defaults(groups)
+        if key is not None:
+            from omegaconf import OmegaConf
+
+            data = OmegaConf.to_container(cfg, resolve=False)
+            config_file = self.config_dir / CONFIG_FILE
+            raw = load_yaml_file(config_file, "config file") if config_file.exists() else None
+            if compose_cache.keepable(data, raw):
+                compose_cache.store(self.config_dir, key, data)  # type: ignore[arg-type]
+        return cfg
 
     def compose(
         self,
@@ -72,7 +114,7 @@ class Composer:
         try:
             key = tuple(groups)
             if key not in self._bases:
-                self._bases[key] = self._compose_defaults(groups)
+                self._bases[key] = self._base(groups)
             cfg = copy.deepcopy(self._bases[key])
             _apply_values(values, cfg)
         except RecursionError:

@@ -60,6 +60,8 @@ def _parser() -> Any:
 
 def parse_overrides(overrides: list[str]) -> list[Any]:
     """Hydra's parse of each override; a syntax error is a ConfigError."""
+    if not overrides:  # a plain launch: Hydra's parser is not imported for nothing
+        return []
     from hydra.errors import HydraException
 
     try:

@@ -15,7 +15,13 @@ from mlxpy.reading.index import SkippedRunsWarning
 from mlxpy.rundir.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType, ExplicitTypeError
 from mlxpy.rundir.layout import RunDir
 from mlxpy.rundir.manifest import ArtifactRecord, artifact_key, read_artifact_records
-from mlxpy.rundir.metrics import check_log_name, latest_per_step, rank_logs, read_records
+from mlxpy.rundir.metrics import (
+    TIME_KEY,
+    check_log_name,
+    latest_per_step,
+    rank_logs,
+    read_records,
+)
 from mlxpy.rundir.safe import check_inside
 
 
@@ -252,7 +258,7 @@ class RunsAccessor:
         if long.empty:
             return pd.DataFrame()
         keys = by + ([step] if step in long.columns else [])
-        skip = {"log_id", step, *by, *([over] if over else [])}
+        skip = {"log_id", step, TIME_KEY, *by, *([over] if over else [])}  # not a metric
         names = (
             list(metrics)
             if metrics is not None

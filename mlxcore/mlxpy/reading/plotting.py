@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlxpy.errors import MlxpyError
+from mlxpy.rundir.metrics import NOT_RESULTS_LAST
 
 
 def _pyplot() -> Any:
@@ -90,7 +91,7 @@ def html_report(runs: Any, figures: dict[str, Any], title: str = "mlxpy report")
     columns = [
         "info.status",
         *runs.mlxpy.varying_config(),
-        *[c for c in runs.columns if c.endswith(".last") and not c.endswith("step.last")],
+        *[c for c in runs.columns if c.endswith(".last") and not c.endswith(NOT_RESULTS_LAST)],
     ]
     table = runs[columns].to_html(
         classes="runs", border=0, na_rep="", float_format=lambda v: f"{v:.4g}"

@@ -6,13 +6,14 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from mlxpy.errors import LogDirError
-from mlxpy.rundir.layout import is_run_id, is_temp_name
+from mlxpy.rundir.layout import NEXT_ID_FILE, is_run_id, is_temp_name
 from mlxpy.rundir.safe import UnsafePathError
 
 
@@ -36,10 +37,75 @@ def run_ids(parent: Path) -> list[int]:
     return ids
 
 
+#: a hint larger than this is not one mlxpy wrote: the ids are found by listing instead
+MAX_HINTED_ID = 10**12
+#: mkdir collisions walked from the hint before the ids are found by listing instead
+MAX_HINT_WALK = 64
+_HINT_WIDTH = 24  # the hint is rewritten in place, as one write of this many bytes
+
+
 def claim_new(parent: Path) -> tuple[int, Path]:
     """The next free integer id, claimed by an exclusive ``mkdir``: two launches can never
-    get the same dir, and a collision costs one more ``mkdir``, never a sleep."""
-    candidate = 1 + max(run_ids(parent), default=0)
+    get the same dir, and a collision costs one more ``mkdir``, never a sleep.
+
+    The id tried first is ``max(existing ids) + 1``. Without listing the parent (which costs
+    in the number of runs), it comes from the hint ``<parent>/.next_id``: read, and written
+    one higher once the dir is made, under an ``flock`` of the hint, so launches on one
+    machine take consecutive ids without a collision. The hint is trusted only when the run
+    before it exists (runs deleted by hand since: the parent is listed again, as when there
+    is no hint, it cannot be read or it is not a number); launches on other machines, and
+    dirs made by hand, only cost the ``mkdir`` collisions they cause (past
+    :data:`MAX_HINT_WALK` of them, the parent is listed)."""
+    try:
+        fd = os.open(
+            parent / NEXT_ID_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666
+        )
+    except OSError:  # a link, another user's file: the hint is not ours to keep
+        return _claim_from(parent, 1 + max(run_ids(parent), default=0), MAX_HINT_WALK)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: mkdir still arbitrates
+            pass
+        candidate = _read_hint(fd, parent)
+        if candidate is None:
+            candidate = 1 + max(run_ids(parent), default=0)
+        log_id, path = _claim_from(parent, candidate, MAX_HINT_WALK)
+        try:
+            os.pwrite(fd, str(log_id + 1).encode().ljust(_HINT_WIDTH - 1) + b"\n", 0)
+        except OSError:  # a full disk: the next launch lists the parent
+            pass
+        return log_id, path
+    finally:
+        os.close(fd)  # and the flock with it
+
+
+def _read_hint(fd: int, parent: Path) -> int | None:
+    """The id the hint names, if it is one to trust: a number mlxpy could have written, with
+    the run before it in place (or 1)."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.pread(fd, _HINT_WIDTH, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not is_run_id(text) or not 0 < int(text) <= MAX_HINTED_ID:
+        return None
+    hinted = int(text)
+    if hinted > 1 and not os.path.isdir(parent / str(hinted - 1)):
+        return None  # the last run was deleted (or the hint is not ours): list the parent
+    return hinted
+
+
+def _claim_from(parent: Path, candidate: int, walk: int) -> tuple[int, Path]:
+    """``mkdir`` from ``candidate`` up; after ``walk`` collisions, from past the largest id."""
+    for _ in range(walk):
+        try:
+            (parent / str(candidate)).mkdir()
+            return candidate, parent / str(candidate)
+        except FileExistsError:
+            candidate += 1
+    candidate = max(candidate, 1 + max(run_ids(parent), default=0))
     while True:
         try:
             (parent / str(candidate)).mkdir()

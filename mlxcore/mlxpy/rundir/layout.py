@@ -74,6 +74,8 @@ STATUS_LOCK = ".status.lock"
 #: beside the runs: ``.joins/<hash of the job's key>.json``, where rank 0 tells the other
 #: ranks of its job which run dir it started (``mlxpy.distributed.join``)
 JOINS_DIR = ".joins"
+#: beside the runs: the next run id to try, a hint that keeps claiming a new id O(1)
+NEXT_ID_FILE = ".next_id"
 
 
 def rank_stream(name: str, rank: int) -> str:

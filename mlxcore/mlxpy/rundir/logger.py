@@ -7,6 +7,7 @@ import inspect
 import os
 import sys
 import threading
+import types
 import warnings
 from abc import abstractmethod
 from collections.abc import Callable
@@ -157,6 +158,28 @@ _FIRED_AFTER = {
 }
 
 
+class _HookImpls:
+    """True while a hook has implementations, asked of pluggy each time."""
+
+    def __init__(self, hook: Any) -> None:
+        self.hook = hook
+
+    def __bool__(self) -> bool:
+        return bool(self.hook.get_hookimpls())
+
+
+def _live_impls(hook: Any) -> Any:
+    """What tells, cheaply, whether ``hook`` has implementations now: pluggy's own list of
+    them, which it changes in place as plugins come and go (``get_hookimpls()`` copies it
+    on every call); another hook relay's answer, asked each time."""
+    slot = inspect.getattr_static(type(hook), "_hookimpls", None)
+    if isinstance(slot, types.MemberDescriptorType):  # a stored list, not computed per call
+        impls = getattr(hook, "_hookimpls", None)
+        if type(impls) is list:
+            return impls
+    return _HookImpls(hook)
+
+
 class Logger(Component):
     """Base of loggers. Subclass it, give it a ``name``, register it with
     ``mlxpy_register_loggers`` and select it in ``mlxpy.yaml`` (``logger.name``).
@@ -299,6 +322,7 @@ class DefaultLogger(Logger):
         self.heartbeat_interval_s = heartbeat_interval_s
         self.ctx: Context | None = None
         self._writers: dict[str, MetricsWriter] = {}
+        self._writers_lock = threading.Lock()  # taken only to open a log's writer
         self._artifact_types = {kind.name: kind for kind in BUILTIN_ARTIFACT_TYPES}
         self._artifact_manifest: dict[str, ArtifactRecord] = {}  # by name, for readers
         self._artifact_providers: dict[str, ArtifactRecord] = {}  # plugin types, by type
@@ -308,6 +332,7 @@ class DefaultLogger(Logger):
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._metrics_hook: Any = None  # set by start_run: what log_metrics fires, if anything
+        self._metrics_impls: Any = ()  # true while some plugin implements that hook
         self._config: dict[str, Any] = {}
         self._reserved = False
         self._abandon_unwritten = False
@@ -390,6 +415,7 @@ class DefaultLogger(Logger):
         # log_metrics fires the hook itself unless a subclass's override (wrapped) does
         own = type(self).log_metrics is DefaultLogger.log_metrics
         self._metrics_hook = ctx.hook.mlxpy_after_metrics_logged if own else None
+        self._metrics_impls = _live_impls(self._metrics_hook) if own else ()
         self._start_background()
 
     def _start_background(self) -> None:
@@ -955,18 +981,27 @@ class DefaultLogger(Logger):
         keeps its own log in ``ranks/<k>/metrics/``."""
         if self._follower and not (all_ranks or self.all_ranks):
             return
-        writer = self._writers.get(log_name)
-        if writer is None:
+        try:
+            writer = self._writers[log_name]
+        except KeyError:
             writer = self._open_writer(log_name)
         try:
             writer.write(metrics, step)
         except OSError as exc:  # failing writes kept more than memory should hold
             raise self._write_error(writer, exc) from exc
-        hook = self._metrics_hook  # the wrapper's work, inlined (see _fires_its_hook)
-        if hook is not None and hook.get_hookimpls():  # skip pluggy's call cost when unused
-            hook(ctx=self.ctx, metrics=metrics, log_name=log_name, step=step)
+        # the wrapper's work, inlined (see _fires_its_hook); pluggy's call cost is skipped
+        # while no plugin implements the hook
+        if self._metrics_impls:
+            self._metrics_hook(ctx=self.ctx, metrics=metrics, log_name=log_name, step=step)
 
     def _open_writer(self, log_name: str) -> MetricsWriter:
+        """The writer of a log's first record. Threads logging to a new log at once get the
+        one writer: a second one, replaced in ``_writers``, would never flush its record."""
+        with self._writers_lock:
+            writer = self._writers.get(log_name)
+            return writer if writer is not None else self._new_writer(log_name)
+
+    def _new_writer(self, log_name: str) -> MetricsWriter:
         check_log_name(log_name)
         self._require_dir()
         assert self.run is not None

@@ -14,10 +14,13 @@ import os
 import re
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from mlxpy.errors import MlxpyWarning
 from mlxpy.rundir import codec, safe
@@ -33,6 +36,17 @@ MAX_NAME_LENGTH = 200
 _READ_CHUNK = 8 * 1024 * 1024
 #: a log whose writes keep failing holds at most this much in memory before log_metrics raises
 MAX_BUFFER_BYTES = 256 * 1024 * 1024
+
+
+#: the key of each record's wall-clock time, seconds since the Unix epoch (``time.time()``);
+#: written by the writer, so a metric may not be named so
+TIME_KEY = "_time"
+#: the endings of the Reader's ``<log>.<key>.last`` columns of keys that are not results (the
+#: step, the time): tables of final metrics leave them out
+NOT_RESULTS_LAST = ("step.last", f".{TIME_KEY}.last")
+_now = time.time
+_dumps = orjson.dumps
+_LINE = orjson.OPT_APPEND_NEWLINE
 
 
 class TornLineWarning(MlxpyWarning):
@@ -71,6 +85,20 @@ def to_scalar(key: str, value: Any) -> Any:
         f"metric {key!r} has a value of type {type(value).__name__}: log_metrics takes int, "
         "float, bool, str, None, numpy scalars and 0-d arrays or tensors"
     )
+
+
+def _refuse_reserved(metrics: dict[str, Any], step: Any) -> None:
+    """Raise for a record whose keys collide with the writer's own (``step``, ``_time``)."""
+    if TIME_KEY in metrics:
+        raise ValueError(
+            f"log_metrics got a metric named {TIME_KEY!r}: that key is the record's wall-clock "
+            "time, which mlxpy writes itself; rename the metric"
+        )
+    if step is not None and "step" in metrics:
+        raise ValueError(
+            f"log_metrics got step={step!r} and a metric named 'step' ({metrics['step']!r}); "
+            "pass the step once, as the argument or as the key"
+        )
 
 
 class MetricsWriter:
@@ -168,30 +196,45 @@ class MetricsWriter:
         except OSError:  # a full disk: the summary is a hint; readers parse the log
             self._fold = None
 
+    # -- the hot path (log_metrics): see docs/run-directory.md, "Metric logs" ----------------
     def write(self, metrics: dict[str, Any], step: Any = None) -> dict[str, Any]:
-        """Queue one record; return it as stored (for hooks)."""
-        if not isinstance(metrics, dict):
+        """Queue one record; return it as stored (for hooks).
+
+        Kept lean, it is every ``log_metrics`` call: the record is built once, with the step
+        first and the wall-clock time (:data:`TIME_KEY`) last; a key ``step`` or ``_time``
+        colliding with those shows as a record shorter than expected. Appending to the
+        buffer takes no lock: ``bytearray +=`` and the flush's deletion of what it wrote
+        (a prefix) are each one operation under the GIL, and the flush writes a copy of the
+        buffer, never the buffer itself (resizing it while a write holds it would fail).
+        The lock orders flushes and key-file writes only."""
+        if type(metrics) is not dict and not isinstance(metrics, dict):
             raise TypeError(f"log_metrics takes a dict of metrics, got {type(metrics).__name__}")
-        if step is not None and "step" in metrics:
-            raise ValueError(
-                f"log_metrics got step={step!r} and a metric named 'step' ({metrics['step']!r}); "
-                "pass the step once, as the argument or as the key"
-            )
-        record = metrics if step is None else {"step": step, **metrics}
-        for value in record.values():
+        if step is None:
+            record = {**metrics, TIME_KEY: _now()}
+            if len(record) == len(metrics):
+                _refuse_reserved(metrics, step)
+        else:
+            record = {"step": step, **metrics, TIME_KEY: _now()}
+            if len(record) != len(metrics) + 2 or type(step) not in _PLAIN:
+                _refuse_reserved(metrics, step)
+                record = {k: to_scalar(k, v) for k, v in record.items()}
+        for value in metrics.values():
             if type(value) not in _PLAIN:
                 record = {k: to_scalar(k, v) for k, v in record.items()}
                 break
         try:
-            line = codec.encode_record(record)
+            line = _dumps(record, option=_LINE)
         except TypeError as exc:  # a non-str key
             raise TypeError(f"metric names must be strings: {exc}") from None
-        with self._lock:
-            if not self._keys.issuperset(record):
+        if b"null" in line:  # None, or a NaN / infinity orjson wrote as null
+            line = codec.encode_record(record)
+        if not self._keys.issuperset(record):
+            with self._lock:
                 self._add_keys(record)
-            self._buffer += line
-            self._pending += 1
-            if self._pending >= self._retry_at:
+        self._buffer += line
+        self._pending += 1
+        if self._pending >= self._retry_at:
+            with self._lock:
                 try:
                     self._flush_locked()
                 except OSError:
@@ -201,6 +244,8 @@ class MetricsWriter:
                         raise
                     self._retry_at = self._pending + self.flush_every
         return record
+
+    # -- end of the hot path ----------------------------------------------------------------
 
     def _add_keys(self, record: dict[str, Any]) -> None:
         """Record the log's key set for readers; rewritten only when a new key appears. The
@@ -232,13 +277,17 @@ class MetricsWriter:
         starting exactly where the write stopped, and the error propagates: a retry later
         writes it once, never dropped, never glued to a torn fragment."""
         deferred = _defer_signals()
-        flushed = bytes(self._buffer) if self._fold is not None else b""
+        flushed: list[bytes] = []  # what reached the file, for the summary
         try:
             while self._buffer:
                 start, unwritten = os.fstat(self._fd).st_size, len(self._buffer)
                 try:
-                    written = os.write(self._fd, self._buffer)
+                    # a copy: log_metrics may append meanwhile (from another thread)
+                    chunk = bytes(self._buffer)
+                    written = os.write(self._fd, chunk)
                     del self._buffer[:written]
+                    if self._fold is not None:
+                        flushed.append(chunk[:written])
                 except OSError as exc:  # nothing of this call was written: the tail is intact
                     self._fold = None  # part of it may be on disk: readers parse the log
                     self.error = exc
@@ -251,11 +300,11 @@ class MetricsWriter:
         finally:
             if deferred is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, deferred)
-        self._pending = 0
+        self._pending = self._buffer.count(b"\n")  # appended since the last write: 0, mostly
         self._retry_at = self.flush_every
         self.error = None
         if flushed:
-            self._summarize_flushed(flushed)
+            self._summarize_flushed(b"".join(flushed))
         if self._keys_stale:
             self._write_keys()
 
@@ -469,6 +518,7 @@ __all__ = [
     "METRICS_SUFFIX",
     "KEYS_DIR",
     "MetricsWriter",
+    "TIME_KEY",
     "TornLineWarning",
     "check_log_name",
     "is_disk_full",
