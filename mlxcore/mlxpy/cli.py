@@ -337,10 +337,10 @@ def _restore(args: argparse.Namespace) -> int:
     from mlxpy.rundir.archive import archived_runs, restore_run
 
     if not args.names:
-        found = archived_runs(Path(args.parent_log_dir))
-        for item in found:
+        archived = archived_runs(Path(args.parent_log_dir))
+        for item in archived:
             print(item.name)
-        if not found:
+        if not archived:
             print(f"(no archived runs in {args.parent_log_dir})")
         return 0
     for name in args.names:

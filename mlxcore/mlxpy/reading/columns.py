@@ -290,9 +290,8 @@ def decode_column(kind: str, code_blob: bytes, data: bytes, n: int) -> tuple[Any
     elif kind in ("Int64", "boolean"):
         values = np.frombuffer(data, dtype="int64" if kind == "Int64" else "bool")
         mask = _full(codes, n) == MISSING
-        array = (pd.arrays.IntegerArray if kind == "Int64" else pd.arrays.BooleanArray)(
-            values.copy(), mask
-        )
+        masked = pd.arrays.IntegerArray if kind == "Int64" else pd.arrays.BooleanArray
+        array = masked(values.copy(), mask)  # type: ignore[assignment]
     elif kind.startswith("datetime64[") and kind.endswith(", UTC]"):
         unit = kind[len("datetime64[") : -len(", UTC]")]
         if unit not in ("s", "ms", "us", "ns"):

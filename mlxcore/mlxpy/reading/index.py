@@ -10,6 +10,7 @@ it moves to the user's cache dir, or to memory.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import random
@@ -458,7 +459,7 @@ class RunIndex:
         if check_all or state.get("parent") != parent_sig:
             current, other = self._listing()
             known = dict(self.db.execute("SELECT log_id, sig FROM runs"))
-            candidates = (
+            candidates: dict[str, str | None] = (
                 dict.fromkeys(current)
                 if check_all
                 else {n: None for n in current if n not in known}
@@ -478,7 +479,7 @@ class RunIndex:
         if check_all:
             candidates = {n: known.get(n) for n in candidates}
         bad = {n: sig for n, sig, _ in self.db.execute("SELECT name, sig, why FROM bad")}
-        candidates.update({n: None for n in bad if n not in candidates})
+        candidates.update(dict.fromkeys((n for n in bad if n not in candidates), None))
         self._check(candidates, known, bad, current, gone, progress, now)
         # sure of the listing only once the parent's mtime is older than its clock's tick
         sure = now - st.st_mtime > 2.0
@@ -544,7 +545,7 @@ class RunIndex:
                 if name in bad:
                     fixed.append(name)
             if len(updates) >= BATCH:
-                _waiting(lambda batch=updates: self._write(batch, [], [], []))
+                _waiting(functools.partial(self._write, updates, [], [], []))
                 updates = []
             if progress is not None and (done % 500 == 0 or done == total):
                 progress(done, total)
