@@ -99,15 +99,28 @@ class RunsAccessor:
         Without per-rank logs among the runs there is no ``rank`` column, as for runs of one
         process. ``all_ranks=False`` reads the run's own (rank 0's) log alone.
         """
+        return self._long(log_name, config, attempts, step, all_ranks)
+
+    def _long(
+        self,
+        log_name: str,
+        config: Sequence[str] | None,
+        attempts: str,
+        step: str,
+        all_ranks: bool,
+        skip: Sequence[str] = (),
+    ) -> pd.DataFrame:
+        """:meth:`metrics`, without the record keys in ``skip`` (columns a caller drops)."""
         if attempts not in ("latest", "all"):
             raise ValueError(f"attempts must be 'latest' or 'all', got {attempts!r}")
-        from mlxpy.reading.reader import INDEX_NAME, typed_frame
+        from mlxpy.reading.reader import INDEX_NAME, records_frame
 
         check_log_name(log_name)  # a clear error, not an OSError, for a bad or long name
         config = list(self.varying_config() if config is None else config)
-        records: list[dict[str, Any]] = []
-        owners: list[Any] = []
+        decoded: list[list[dict[str, Any]]] = []  # each log's records, decoded once
+        owners: list[Any] = []  # a log's run, once per log (repeated below per record)
         ranks: list[int] = []
+        counts: list[int] = []
         distributed = self._distributed() if all_ranks else {}
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
             run = RunDir(Path(log_dir))
@@ -137,13 +150,14 @@ class RunsAccessor:
                     continue
                 if attempts == "latest":
                     rows = latest_per_step(rows, step)
-                records.extend(rows)
-                owners.extend([log_id] * len(rows))
-                ranks.extend([rank] * len(rows))
-        frame = typed_frame(records)
-        frame.insert(0, INDEX_NAME, np.asarray(owners, dtype=np.int64))
+                decoded.append(rows)
+                owners.append(log_id)
+                ranks.append(rank)
+                counts.append(len(rows))
+        frame = records_frame(decoded, skip)
+        frame.insert(0, INDEX_NAME, np.repeat(np.asarray(owners, dtype=np.int64), counts))
         if any(ranks):  # some run's other ranks kept this log
-            _insert_rank(frame, np.asarray(ranks, dtype=np.int64), log_name)
+            _insert_rank(frame, np.repeat(np.asarray(ranks, dtype=np.int64), counts), log_name)
         for column in config:
             frame[column] = frame["log_id"].map(self._runs[column])
         return frame
@@ -254,7 +268,11 @@ class RunsAccessor:
             if column not in self._runs.columns:
                 raise KeyError(f"no column {column!r} in these runs")
         columns = by + ([over] if over else [])
-        long = self.metrics(log_name, columns, attempts=attempts, step=step, all_ranks=False)
+        # the wall-clock time is never aggregated: its column is not built
+        drop = (
+            [TIME_KEY] if TIME_KEY != step and (metrics is None or TIME_KEY not in metrics) else []
+        )
+        long = self._long(log_name, columns, attempts, step, False, drop)
         if long.empty:
             return pd.DataFrame()
         keys = by + ([step] if step in long.columns else [])
@@ -266,11 +284,22 @@ class RunsAccessor:
                 c for c in long.columns if c not in skip and pd.api.types.is_numeric_dtype(long[c])
             ]
         )
+        if keys and names and len(set(names)) == len(names):
+            return _mean_std_count(long.groupby(keys, dropna=False)[names], names)
         grouped = long.groupby(keys, dropna=False)[names] if keys else long[names]
         result = grouped.agg(["mean", "std", "count"])
         if not keys:
             result = result.unstack().to_frame().T
         return result
+
+
+def _mean_std_count(grouped: Any, names: list[str]) -> pd.DataFrame:
+    """``grouped.agg(["mean", "std", "count"])``, the same frame, from one call of each
+    reduction over all the columns (``agg`` with a list reduces column by column, and its
+    per-call overhead was most of an aggregation's time)."""
+    stats = {"mean": grouped.mean(), "std": grouped.std(), "count": grouped.count()}
+    data = {(name, stat): stats[stat][name] for name in names for stat in stats}
+    return pd.DataFrame(data, index=stats["mean"].index, copy=False)
 
 
 def _insert_rank(frame: pd.DataFrame, ranks: np.ndarray, log_name: str) -> None:

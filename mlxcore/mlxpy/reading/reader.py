@@ -6,7 +6,8 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,28 @@ def typed_frame(
     return pd.DataFrame(data, index=pd.RangeIndex(len(records)) if index is None else index)
 
 
-def _typed(values: list[Any]) -> Any:
+def records_frame(logs: list[list[dict[str, Any]]], skip: Collection[str] = ()) -> pd.DataFrame:
+    """The frame :func:`typed_frame` gives for the records of ``logs`` one after another (the
+    same columns in the same order, the same dtypes), built column-wise: each key's values are
+    gathered with C-level ``map`` calls and typed once, with no per-record frame machinery.
+    Keys in ``skip`` are left out (columns a caller would drop)."""
+    records = logs[0] if len(logs) == 1 else list(chain.from_iterable(logs))
+    if not records:
+        return pd.DataFrame()
+    order: dict[str, None] = {}  # the keys in the order they first appear, as from_records
+    for log in logs:
+        if log and len(set().union(*log)) == len(log[0]):  # the first record has every key
+            order.update(dict.fromkeys(log[0]))
+        else:
+            order.update(dict.fromkeys(chain.from_iterable(log)))
+    data: dict[str, Any] = {}
+    for key in order:
+        if key not in skip:
+            data[key] = _typed(list(map(dict.get, records, repeat(key))), unsigned=True)
+    return pd.DataFrame(data, index=pd.RangeIndex(len(records)), copy=False)
+
+
+def _typed(values: list[Any], unsigned: bool = False) -> Any:
     kinds = set(map(type, values))
     missing = type(None) in kinds
     kinds.discard(type(None))
@@ -210,7 +232,13 @@ def _typed(values: list[Any]) -> Any:
         try:
             return pd.array(values, dtype="Int64") if missing else np.array(values, dtype=np.int64)
         except (OverflowError, TypeError, ValueError):  # beyond int64
-            return np.array(values, dtype=object)
+            pass
+        if unsigned and not missing:  # from_records' uint64, for ints in [2**63, 2**64)
+            try:
+                return np.array(values, dtype=np.uint64)
+            except (OverflowError, TypeError, ValueError):
+                pass
+        return np.array(values, dtype=object)
     if kinds <= {int, float}:
         return np.array(values, dtype=np.float64)  # None -> NaN, like the NaN values
     if kinds == {str}:
