@@ -461,7 +461,7 @@ def _read_small(fd: int) -> list[dict[str, Any]] | None:
         except ValueError:
             parsed = None
         if parsed is not None and set(map(type, parsed)) == {dict}:
-            return parsed  # type: ignore[no-any-return]
+            return parsed
     os.lseek(fd, 0, os.SEEK_SET)
     return None
 
