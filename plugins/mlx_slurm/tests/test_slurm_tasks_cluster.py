@@ -149,6 +149,20 @@ def test_a_port_in_use_on_the_node_is_skipped(tmp_path):
     assert {n["MASTER_PORT"] for n in notes} == {str(first_port(job_id) + 1)}
 
 
+def warn_when_ready(ranks: Path, job_id: str) -> None:
+    """Once both ranks' tasks are waiting, send SLURM's warning to the job's batch shell
+    (``scancel --signal --batch``, as ``--signal=B:USR1@...`` does)."""
+    deadline = time.monotonic() + 120
+    while not all(
+        (ranks / f"{job_id}.{k}").exists() and "ready" in (ranks / f"{job_id}.{k}").read_text()
+        for k in (0, 1)
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(0.5)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True)
+
+
 def test_the_warning_signal_reaches_every_rank_through_srun(tmp_path):
     """SLURM's warning (SIGUSR1 to the batch shell, sent here with ``scancel --signal
     --batch``, as ``--signal=B:USR1@...`` sends it) is passed by the script to srun, and by
@@ -158,15 +172,7 @@ def test_the_warning_signal_reaches_every_rank_through_srun(tmp_path):
     assert result.returncode == 0, result.stderr
     (job_id,) = job_ids(project)
     try:
-        deadline = time.monotonic() + 120
-        while not all(
-            (ranks / f"{job_id}.{k}").exists() and "ready" in (ranks / f"{job_id}.{k}").read_text()
-            for k in (0, 1)
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        time.sleep(0.5)
-        subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True)
+        warn_when_ready(ranks, job_id)
         (info,) = project.wait(1, 120)
     finally:
         subprocess.run(["scancel", job_id], check=False)
@@ -192,15 +198,7 @@ def test_a_requeued_job_resumes_its_run_on_every_rank(tmp_path):
     assert result.returncode == 0, result.stderr
     (job_id,) = job_ids(project)
     try:
-        deadline = time.monotonic() + 120
-        while not all(
-            (ranks / f"{job_id}.{k}").exists() and "ready" in (ranks / f"{job_id}.{k}").read_text()
-            for k in (0, 1)
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        time.sleep(0.5)
-        subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True)
+        warn_when_ready(ranks, job_id)
         (info,) = project.wait(1, 400, done={"COMPLETE", "FAILED", "LOST"})
     finally:
         subprocess.run(["scancel", job_id], check=False)
