@@ -34,6 +34,9 @@ _LOG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 #: names become file names; most file systems take 255 bytes
 MAX_NAME_LENGTH = 200
 _READ_CHUNK = 8 * 1024 * 1024
+#: the writer folds at most this much of its log into the summary at close (about a second);
+#: a longer log has no summary and readers parse it
+MAX_SUMMARY_FOLD_BYTES = 32 * 1024 * 1024
 #: a log whose writes keep failing holds at most this much in memory before log_metrics raises
 MAX_BUFFER_BYTES = 256 * 1024 * 1024
 
@@ -46,7 +49,10 @@ TIME_KEY = "_time"
 NOT_RESULTS_LAST = ("step.last", f".{TIME_KEY}.last")
 _now = time.time
 _dumps = orjson.dumps
-_LINE = orjson.OPT_APPEND_NEWLINE
+#: subclasses (of int, str) and datetimes go through ``default`` like any other non-plain value
+_LINE_OPTIONS = (
+    orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
+)
 
 
 class TornLineWarning(MlxpyWarning):
@@ -101,6 +107,21 @@ def _refuse_reserved(metrics: dict[str, Any], step: Any) -> None:
         )
 
 
+def _plain(value: Any) -> Any:
+    """orjson's ``default``: the plain scalar of a numpy scalar or 0-d array or tensor."""
+    return to_scalar("", value)
+
+
+def _checked_line(record: dict[str, Any]) -> bytes:
+    """The record's line the careful way: every value checked and converted (a TypeError
+    naming the key otherwise), non-finite numbers written as ``NaN`` / ``Infinity``."""
+    record = {k: to_scalar(k, v) for k, v in record.items()}
+    try:
+        return codec.encode_record(record)
+    except TypeError as exc:  # a non-str key
+        raise TypeError(f"metric names must be strings: {exc}") from None
+
+
 class MetricsWriter:
     """The buffered writer of one metric log."""
 
@@ -125,7 +146,9 @@ class MetricsWriter:
         self.error: OSError | None = None
         self._fence_torn_line()
         self._summary_path = summary_path(self.path)
-        self._fold: Fold | None = self._resume_fold()
+        #: the fold the summary starts from and the log offset it covers; None once a write
+        #: failed or was cut short (part of it may be on disk: readers parse the log)
+        self._base: tuple[Fold, int] | None = self._summary_base()
 
     def _fence_torn_line(self) -> None:
         """A resumed log whose writer was killed mid-line ends without a newline: end that
@@ -139,74 +162,73 @@ class MetricsWriter:
             finally:
                 os.close(fd)
 
-    def _resume_fold(self) -> Fold | None:
-        """The summary of what the log holds already: its summary file when it covers the log
-        as it is, else the log read once (a writer killed before its summary caught up)."""
+    def _summary_base(self) -> tuple[Fold, int]:
+        """Where the summary written at close starts: the summary file's fold when it covers
+        the log as it is now (a resumed run), else nothing, from the log's first byte."""
         size = os.fstat(self._fd).st_size
-        if not size:
-            return Fold()
-        try:
-            found = Fold.from_json(safe.read_bytes(self._summary_path, MAX_SUMMARY_BYTES))
-        except OSError:
-            found = None
-        if found is not None and found[1] == size:
-            return found[0]
-        fold = Fold()
-        try:
-            bad: list[str] = []
-            for record in read_records(self.path, on_bad=bad.append):
-                fold.add(record)
-            fold.valid = fold.valid and not bad  # a skipped line is told by readers alone
-        except OSError:
-            return None
-        return fold if fold.valid else None
+        if size:
+            try:
+                found = Fold.from_json(safe.read_bytes(self._summary_path, MAX_SUMMARY_BYTES))
+            except OSError:
+                found = None
+            if found is not None and found[1] == size:
+                return found
+        return Fold(), 0
 
-    def _summarize_flushed(self, data: bytes) -> None:
-        """Fold what one flush wrote into the summary and write it; a record that would not
-        read back the same way (a line too long) ends the summary: readers parse the log."""
-        fold = self._fold
-        if fold is None:
+    def _write_summary(self) -> None:
+        """Fold what the log holds past the base and write the summary, once, at close: the
+        hot path stays free of it, and readers parse a live run's logs. A line that would not
+        read back the same way (torn, too long) means no summary: readers parse the log."""
+        base, self._base = self._base, None
+        if base is None:
             return
-        lines = [line for line in data.split(b"\n") if line]
+        fold, start = base
         try:
+            size = os.fstat(self._fd).st_size
+            if size - start > MAX_SUMMARY_FOLD_BYTES or size > safe.MAX_METRICS_BYTES:
+                raise ValueError("too much to fold at close")  # readers parse it, or skip it
+            data = b""
+            if size > start:  # the writer's descriptor is write-only
+                fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    data = os.pread(fd, size - start, start)
+                finally:
+                    os.close(fd)
+            lines = data.split(b"\n")
+            if len(data) != size - start or lines.pop() != b"":
+                raise ValueError("the log changed meanwhile")
             if any(len(line) > safe.MAX_LINE_BYTES for line in lines):
                 raise ValueError("a line too long to read back")
-            records = codec.decode(b"[" + b",".join(lines) + b"]")
-        except ValueError:
-            records = None
-        if records is None:
-            fold.valid = False
-        else:
+            records = codec.decode(b"[" + b",".join(lines) + b"]") if lines else []
+            if not all(type(r) is dict for r in records):
+                raise ValueError("a line that is not a record")
             for record in records:
                 fold.add(record)
-        try:
-            if not fold.valid:
-                self._fold = None
-                os.unlink(self._summary_path)
-                return
-            blob = fold.to_json(os.fstat(self._fd).st_size)
-            if len(blob) > MAX_SUMMARY_BYTES:
-                self._fold = None
-                os.unlink(self._summary_path)
-                return
+            blob = fold.to_json(size)
+            if not fold.valid or len(blob) > MAX_SUMMARY_BYTES:
+                raise ValueError("no exact summary")
             self._summary_path.parent.mkdir(exist_ok=True)
             atomic_write_bytes(self._summary_path, blob, fsync=False)
-        except FileNotFoundError:
-            pass
-        except OSError:  # a full disk: the summary is a hint; readers parse the log
-            self._fold = None
+        except (ValueError, OSError):  # a full disk among them: the summary is only a hint
+            try:
+                os.unlink(self._summary_path)  # a stale one would not be taken; tidier gone
+            except OSError:
+                pass
 
     # -- the hot path (log_metrics): see docs/run-directory.md, "Metric logs" ----------------
-    def write(self, metrics: dict[str, Any], step: Any = None) -> dict[str, Any]:
-        """Queue one record; return it as stored (for hooks).
+    def write(self, metrics: dict[str, Any], step: Any = None) -> None:
+        """Queue one record.
 
         Kept lean, it is every ``log_metrics`` call: the record is built once, with the step
         first and the wall-clock time (:data:`TIME_KEY`) last; a key ``step`` or ``_time``
-        colliding with those shows as a record shorter than expected. Appending to the
-        buffer takes no lock: ``bytearray +=`` and the flush's deletion of what it wrote
-        (a prefix) are each one operation under the GIL, and the flush writes a copy of the
-        buffer, never the buffer itself (resizing it while a write holds it would fail).
-        The lock orders flushes and key-file writes only."""
+        colliding with those shows as a record shorter than expected. orjson converts what
+        is not a plain scalar through :func:`_plain` (numpy scalars, 0-d arrays and tensors)
+        and natively writes a few things that are not scalars (lists, dicts, tuples): those,
+        a non-finite value (written as ``null``) and every error take the checked path,
+        :func:`_checked_line`. Appending to the buffer takes no lock: ``bytearray +=`` and
+        the flush's deletion of what it wrote (a prefix) are each one operation under the
+        GIL, and the flush writes a copy of the buffer, never the buffer itself (resizing it
+        while a write holds it would fail). The lock orders flushes and key-file writes."""
         if type(metrics) is not dict and not isinstance(metrics, dict):
             raise TypeError(f"log_metrics takes a dict of metrics, got {type(metrics).__name__}")
         if step is None:
@@ -215,19 +237,16 @@ class MetricsWriter:
                 _refuse_reserved(metrics, step)
         else:
             record = {"step": step, **metrics, TIME_KEY: _now()}
-            if len(record) != len(metrics) + 2 or type(step) not in _PLAIN:
+            if len(record) != len(metrics) + 2:
                 _refuse_reserved(metrics, step)
-                record = {k: to_scalar(k, v) for k, v in record.items()}
-        for value in metrics.values():
-            if type(value) not in _PLAIN:
-                record = {k: to_scalar(k, v) for k, v in record.items()}
-                break
         try:
-            line = _dumps(record, option=_LINE)
-        except TypeError as exc:  # a non-str key
-            raise TypeError(f"metric names must be strings: {exc}") from None
-        if b"null" in line:  # None, or a NaN / infinity orjson wrote as null
-            line = codec.encode_record(record)
+            line = _dumps(record, default=_plain, option=_LINE_OPTIONS)
+        except TypeError:
+            line = _checked_line(record)
+        else:  # find, not ``in``: bytes' ``in`` first tries its operand as an int (slow)
+            find = line.find
+            if find(b"null") >= 0 or find(b"[") >= 0 or find(b"{", 1) >= 0:
+                line = _checked_line(record)
         if not self._keys.issuperset(record):
             with self._lock:
                 self._add_keys(record)
@@ -243,7 +262,6 @@ class MetricsWriter:
                     if len(self._buffer) > MAX_BUFFER_BYTES:
                         raise
                     self._retry_at = self._pending + self.flush_every
-        return record
 
     # -- end of the hot path ----------------------------------------------------------------
 
@@ -277,7 +295,6 @@ class MetricsWriter:
         starting exactly where the write stopped, and the error propagates: a retry later
         writes it once, never dropped, never glued to a torn fragment."""
         deferred = _defer_signals()
-        flushed: list[bytes] = []  # what reached the file, for the summary
         try:
             while self._buffer:
                 start, unwritten = os.fstat(self._fd).st_size, len(self._buffer)
@@ -286,15 +303,13 @@ class MetricsWriter:
                     chunk = bytes(self._buffer)
                     written = os.write(self._fd, chunk)
                     del self._buffer[:written]
-                    if self._fold is not None:
-                        flushed.append(chunk[:written])
                 except OSError as exc:  # nothing of this call was written: the tail is intact
-                    self._fold = None  # part of it may be on disk: readers parse the log
+                    self._base = None  # part of it may be on disk: readers parse the log
                     self.error = exc
                     self._pending = self._buffer.count(b"\n")
                     raise
                 except BaseException:  # a handler raised around the write: trim what is on disk
-                    self._fold = None
+                    self._base = None
                     self._trim_to_disk(start, unwritten)
                     raise
         finally:
@@ -303,8 +318,6 @@ class MetricsWriter:
         self._pending = self._buffer.count(b"\n")  # appended since the last write: 0, mostly
         self._retry_at = self.flush_every
         self.error = None
-        if flushed:
-            self._summarize_flushed(b"".join(flushed))
         if self._keys_stale:
             self._write_keys()
 
@@ -325,6 +338,7 @@ class MetricsWriter:
             try:
                 if flush:
                     self._flush_locked()
+                    self._write_summary()
             finally:
                 if self._fd >= 0:
                     os.close(self._fd)

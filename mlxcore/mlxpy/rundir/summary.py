@@ -1,12 +1,14 @@
 """Metric summaries: per log and key, last, min, max, the steps of min and max, count and last
 step, over one row per step (:func:`mlxpy.rundir.metrics.latest_per_step`).
 
-:func:`summarize` computes them from a log's rows; that is their definition. The writer keeps
-a :class:`Fold` of what it appended instead, and writes it to ``metrics/.summary/<log>.json``
-on every flush, so a reader takes a few hundred bytes where it would parse the whole log. The
-fold gives up (and a reader parses the log) where it could not be exact: a step that goes
-back (a resumed attempt may supersede earlier rows), a record without ``step`` after records
-with one, a step that is not a number, a line that would not read back.
+:func:`summarize` computes them from a log's rows; that is their definition. When it closes
+a log (the run's end), the writer folds what it appended into a :class:`Fold`, starting from
+the summary an earlier attempt left, and writes it to ``metrics/.summary/<log>.json``, so a
+reader of a finished run takes a few hundred bytes where it would parse the whole log. Not
+during the run: ``log_metrics`` is kept near the cost of a plain JSON write, and readers parse
+a live run's logs. The fold gives up (and a reader parses the log) where it could not be
+exact: a step that goes back (a resumed attempt may supersede earlier rows), a record without
+``step`` after records with one, a step that is not a number, a line that would not read back.
 
 The summary file is untrusted input: bounded, JSON only, never through a link, every field
 checked; it is taken only when the log's size is the one it names.
