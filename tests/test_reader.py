@@ -14,6 +14,7 @@ import warnings
 import mlxpy
 import pytest
 from mlxpy.reading import index as index_module
+from mlxpy.rundir.layout import INDEX_FILE
 
 TASK = """
 import time
@@ -162,10 +163,24 @@ def test_incremental_index(tmp_path, sweep, monkeypatch):
     monkeypatch.setattr(
         index_module, "read_run", lambda d, **kw: reads.append(d) or original(d, **kw)
     )
+    (logs / INDEX_FILE).parent.mkdir()
+    past = time.time() - 60  # the listing is trusted once the parent's mtime is seconds old
+    os.utime(logs, (past, past))
     assert len(mlxpy.Reader(logs)) == 7 and len(reads) == 7
-    assert (logs / ".mlxpy-index.sqlite").is_file()
+    assert (logs / INDEX_FILE).is_file()
     reads.clear()
+    before = os.stat(logs).st_mtime_ns
+    listings = []
+    original_listing = index_module.RunIndex._listing
+    monkeypatch.setattr(
+        index_module.RunIndex,
+        "_listing",
+        lambda self: listings.append(1) or original_listing(self),
+    )
     assert len(mlxpy.Reader(logs)) == 7 and reads == []  # warm: nothing read again
+    # the index's own files (SQLite's -wal/-shm come and go at each open) leave the parent's
+    # mtime alone, so a warm open does not even list the parent
+    assert os.stat(logs).st_mtime_ns == before and listings == []
     shutil.copytree(logs / "1", logs / "8")  # a new run
     shutil.rmtree(logs / "3")  # a deleted run
     with open(logs / "2" / "metrics" / "train.json", "a") as fh:  # a run still logging
@@ -206,7 +221,7 @@ def test_read_only_log_dir_uses_the_cache(tmp_path, sweep, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(index_module.os, "access", lambda path, mode: False)
     assert len(mlxpy.Reader(logs)) == 7
-    assert not (logs / ".mlxpy-index.sqlite").exists()
+    assert not (logs / INDEX_FILE).exists()
     assert list((tmp_path / "cache" / "mlxpy" / "index").glob("*.sqlite"))
 
 

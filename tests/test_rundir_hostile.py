@@ -109,6 +109,7 @@ db.execute("ROLLBACK")
 def test_reader_waits_for_another_process_creating_the_index(logs):
     """Another Reader creating the fresh index holds its write lock for a moment (setting WAL
     itself takes one): the Reader waits for it instead of failing with 'database is locked'."""
+    (logs / INDEX_FILE).parent.mkdir(exist_ok=True)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_INDEX, str(logs / INDEX_FILE), "1.5"],
         stdout=subprocess.PIPE,
@@ -179,6 +180,26 @@ def test_full_disk_falls_back_like_a_read_only_one(tmp_path, base, tiny_disk, mo
     assert _seeds(reader) == {1: 1, 2: 2}
     assert list((tmp_path / "cache" / "mlxpy" / "index").glob("*.sqlite"))
     reader.close()
+
+
+@pytest.mark.parametrize("planted", ["link", "file"])
+def test_a_planted_index_dir_is_not_used(tmp_path, logs, monkeypatch, planted):
+    """``.mlxpy-index`` is a link to somewhere else, or a file: the index goes to the cache
+    dir, nothing is written through the link."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    where = logs / INDEX_FILE.split("/")[0]
+    shutil.rmtree(where, ignore_errors=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    if planted == "link":
+        where.symlink_to(outside, target_is_directory=True)
+    else:
+        where.write_text("not a dir")
+    reader = mlxpy.Reader(logs)
+    assert _seeds(reader) == {1: 1, 2: 2, 3: 3, 4: 4}
+    reader.close()
+    assert list(outside.iterdir()) == []
+    assert list((tmp_path / "cache" / "mlxpy" / "index").glob("*.sqlite"))
 
 
 @pytest.mark.root

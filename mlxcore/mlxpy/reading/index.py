@@ -33,6 +33,7 @@ from mlxpy.rundir.info import read_record
 from mlxpy.rundir.layout import (
     CONFIG_FILE,
     FORMAT_VERSION,
+    INDEX_DIR,
     INDEX_FILE,
     INFO_FILE,
     LEGACY_FORMAT,
@@ -83,9 +84,15 @@ def _cache_index(parent: Path) -> Path:
 
 def _places(parent: Path) -> Iterator[str]:
     """Where the index may live, best first: beside the runs, the cache dir, memory."""
-    first = parent / INDEX_FILE if os.access(parent, os.W_OK) else None
-    if first is not None:
-        yield str(first)
+    if os.access(parent, os.W_OK):
+        where = parent / INDEX_DIR
+        try:
+            where.mkdir(exist_ok=True)
+            # a link or a file planted there is not followed: the cache dir is used instead
+            if stat.S_ISDIR(os.lstat(where).st_mode) and os.access(where, os.W_OK):
+                yield str(parent / INDEX_FILE)
+        except OSError:
+            pass
     try:
         yield str(_cache_index(parent))
     except OSError:
@@ -483,11 +490,13 @@ class RunIndex:
         self._check(candidates, known, bad, current, gone, progress, now)
         # sure of the listing only once the parent's mtime is older than its clock's tick
         sure = now - st.st_mtime > 2.0
-        self._set_state(
-            parent=parent_sig if sure else "",
-            other=codec.encode(other),
-            changes=journal_mark,
-        )
+        new_state = {
+            "parent": parent_sig if sure else "",
+            "other": codec.encode(other),
+            "changes": journal_mark,
+        }
+        if any(state.get(k) != v for k, v in new_state.items()) or "gen" not in state:
+            self._set_state(**new_state)  # a write transaction only for a change: opens read
         self.skipped = dict(other)
         for name, why in self.db.execute("SELECT name, why FROM bad"):
             self.skipped[name] = why

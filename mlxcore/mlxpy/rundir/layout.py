@@ -62,8 +62,11 @@ STREAM_STDERR = "log.stderr"
 #: beside the runs: ``.archive/<id>-<uid>/``, runs moved aside by ``mlxpy archive`` (hidden
 #: from the Reader, as every name starting with a dot; ``mlxpy restore`` moves them back)
 ARCHIVE_DIR = ".archive"
-#: beside the runs, in the parent log dir: the Reader's index
-INDEX_FILE = ".mlxpy-index.sqlite"
+#: beside the runs, in the parent log dir: the Reader's index, in a dir of its own so that
+#: SQLite's ``-wal``/``-shm`` files, made and removed at each open, leave the parent's mtime
+#: alone (the index lists the parent again only when that mtime moves)
+INDEX_DIR = ".mlxpy-index"
+INDEX_FILE = f"{INDEX_DIR}/index.sqlite"
 
 #: a run of several processes (a distributed job): ``ranks/<k>/`` holds what rank k writes
 #: apart from the run's own files (its heartbeat, lock, status, error, per-rank metrics)
