@@ -269,12 +269,11 @@ def encode_column(array: Any, codes: np.ndarray | int) -> tuple[str, bytes, byte
         return kind, code_blob, values.tobytes()
     if kind.startswith("datetime64["):
         return kind, code_blob, np.asarray(pd.DatetimeIndex(array).asi8).tobytes()
-    values = [None if _na(v) else v for v in array] if kind == "str" else list(array)
+    if kind == "str":  # at once, not element by element (pandas' per-item boxing is slow)
+        values = array.to_numpy(dtype=object, na_value=None).tolist()
+    else:
+        values = list(array)
     return ("str" if kind == "str" else "object"), code_blob, codec.encode(values)
-
-
-def _na(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or value is pd.NA
 
 
 def decode_column(kind: str, code_blob: bytes, data: bytes, n: int) -> tuple[Any, Any]:
