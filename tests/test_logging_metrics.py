@@ -113,6 +113,7 @@ def test_bad_values_and_names_raise_and_write_nothing(metrics_project):
     (run_dir,) = metrics_project.run_dirs()
     assert untimed(read_metrics(run_dir / "metrics" / "train.json")) == [{"step": 0, "ok": 1}]
     assert sorted(p.name for p in (run_dir / "metrics").iterdir()) == [
+        ".columns",
         ".keys",
         ".summary",
         "train.json",

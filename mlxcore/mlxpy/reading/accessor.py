@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,8 @@ import pandas as pd
 from mlxpy.errors import MlxpyError, MlxpyWarning
 from mlxpy.reading.index import SkippedRunsWarning
 from mlxpy.rundir.artifacts import BUILTIN_ARTIFACT_TYPES, ArtifactType, ExplicitTypeError
-from mlxpy.rundir.layout import RunDir
+from mlxpy.rundir.columnar import read_copy
+from mlxpy.rundir.layout import METRICS_DIR, METRICS_SUFFIX, RunDir
 from mlxpy.rundir.manifest import ArtifactRecord, artifact_key, read_artifact_records
 from mlxpy.rundir.metrics import (
     TIME_KEY,
@@ -117,11 +119,17 @@ class RunsAccessor:
 
         check_log_name(log_name)  # a clear error, not an OSError, for a bad or long name
         config = list(self.varying_config() if config is None else config)
+        distributed = self._distributed() if all_ranks else {}
+        if step == "step" and not distributed:
+            frame = self._long_from_copies(log_name, skip)
+            if frame is not None:
+                for column in config:
+                    frame[column] = frame["log_id"].map(self._runs[column])
+                return frame
         decoded: list[list[dict[str, Any]]] = []  # each log's records, decoded once
         owners: list[Any] = []  # a log's run, once per log (repeated below per record)
         ranks: list[int] = []
         counts: list[int] = []
-        distributed = self._distributed() if all_ranks else {}
         for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
             run = RunDir(Path(log_dir))
             logs = [(0, run.metrics_file(log_name))]
@@ -160,6 +168,46 @@ class RunsAccessor:
             _insert_rank(frame, np.repeat(np.asarray(ranks, dtype=np.int64), counts), log_name)
         for column in config:
             frame[column] = frame["log_id"].map(self._runs[column])
+        return frame
+
+    def _long_from_copies(self, log_name: str, skip: Sequence[str]) -> pd.DataFrame | None:
+        """The long frame from the logs' compact copies (:mod:`mlxpy.rundir.columnar`), when
+        every run that has the log has a copy covering it, all with the same typed keys;
+        else None, and the logs are parsed. The frame is the parsed one, exactly: a copy
+        exists only for a log whose records are all alike, one per step."""
+        from mlxpy.reading.reader import INDEX_NAME
+
+        parts: list[dict[str, Any]] = []
+        owners: list[Any] = []
+        counts: list[int] = []
+        layout: list[tuple[str, Any]] | None = None
+        name = log_name + METRICS_SUFFIX
+        for log_id, log_dir in zip(self._runs.index, self._runs["log_dir"], strict=True):
+            root = os.fspath(log_dir)
+            path = os.path.join(root, METRICS_DIR, name)
+            columns = read_copy(path, root)
+            if columns is None:
+                if os.path.lexists(path) or os.path.islink(os.path.join(root, METRICS_DIR)):
+                    return None  # a log without a copy (or something odd): parse them all
+                continue  # no such log in this run, as the parsed path skips it
+            this = [(k, v.dtype) for k, v in columns.items()]
+            if layout is None:
+                layout = this
+            elif this != layout:
+                return None  # keys or types differ between runs: typed as a whole, parsed
+            parts.append(columns)
+            owners.append(log_id)
+            counts.append(len(next(iter(columns.values()))))
+        if layout is None or not sum(counts):
+            return None
+        data = {
+            key: np.concatenate([part[key] for part in parts])
+            for key, _ in layout
+            if key not in skip
+        }
+        total = sum(counts)
+        frame = pd.DataFrame(data, index=pd.RangeIndex(total), copy=False)
+        frame.insert(0, INDEX_NAME, np.repeat(np.asarray(owners, dtype=np.int64), counts))
         return frame
 
     def _distributed(self) -> dict[Any, int]:

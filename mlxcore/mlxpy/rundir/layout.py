@@ -23,6 +23,8 @@ CHECKPOINTS_DIR = "checkpoints"
 KEYS_DIR = ".keys"
 #: ``metrics/.summary/<log>.json``: each metric log's summary, kept by its writer
 SUMMARY_DIR = ".summary"
+#: ``metrics/.columns/<log>.bin``: a finished log's records as typed columns, kept by its writer
+COLUMNS_DIR = ".columns"
 #: beside the runs: one line per run id whose finished run started again (a resume)
 CHANGES_FILE = ".mlxpy-changes"
 

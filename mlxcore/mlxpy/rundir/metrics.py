@@ -25,6 +25,7 @@ import orjson
 from mlxpy.errors import MlxpyWarning
 from mlxpy.rundir import codec, safe
 from mlxpy.rundir.atomic import atomic_write_bytes, atomic_write_text
+from mlxpy.rundir.columnar import copy_path, write_copy
 from mlxpy.rundir.layout import KEYS_DIR, METRICS_SUFFIX, RunDir, is_run_id
 from mlxpy.rundir.summary import MAX_SUMMARY_BYTES, Fold, summary_path
 
@@ -209,6 +210,10 @@ class MetricsWriter:
                 raise ValueError("no exact summary")
             self._summary_path.parent.mkdir(exist_ok=True)
             atomic_write_bytes(self._summary_path, blob, fsync=False)
+            if start == 0:  # the whole log is in hand: its columns too, for history readers
+                write_copy(self.path, records, size)
+            else:  # a resumed log: an earlier attempt's copy no longer covers it
+                copy_path(self.path).unlink(missing_ok=True)
         except (ValueError, OSError):  # a full disk among them: the summary is only a hint
             try:
                 os.unlink(self._summary_path)  # a stale one would not be taken; tidier gone
