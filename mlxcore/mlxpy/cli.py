@@ -165,7 +165,19 @@ def _show(args: argparse.Namespace) -> int:
     print("\n".join(artifacts) or "(none)")
     print("# checkpoints")
     print("\n".join(checkpoints) or "(none)")
+    print("# report")
+    print(_report_command(parent.resolve(), row.get("info.sweep_id")))
     return 0
+
+
+def _report_command(parent: Path, sweep_id: Any) -> str:
+    """The ``mlxpy report`` command of a run's sweep (or of every run beside it)."""
+    import shlex
+
+    command = f"mlxpy report {shlex.quote(str(parent))}"
+    if isinstance(sweep_id, str) and sweep_id:
+        command += " -q " + shlex.quote(f'info.sweep_id == "{sweep_id}"')
+    return command
 
 
 def _mlxpy_warnings() -> Any:
