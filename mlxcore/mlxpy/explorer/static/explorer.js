@@ -17,6 +17,7 @@
   var ui = {};                   // the page's elements
   var state = {
     visibleIds: [], seriesCount: 0, selected: [], ready: false,
+    highlighted: [],             // runs whose curves are drawn highlighted
   };
   var view = {
     query: "", mask: null, sortCol: null, sortDir: 1, order: [], selected: new Set(),
@@ -347,6 +348,7 @@
     view.series = [];
     view.colourOf = {};
     state.seriesCount = 0;
+    state.highlighted = [];
     var metric = view.metric;
     if (!metric || !P.curves[metric] || typeof uPlot === "undefined") {
       ui.chart.appendChild(el("p", { "class": "placeholder" },
@@ -381,6 +383,7 @@
         view.colourOf[id] = colour;
         line("run " + id, runValues(c, r, len), anySelected && !sel ? alpha(colour, 0.25) : colour,
              sel ? 3 : 1.5, { kind: "run", runs: [id] });
+        if (sel) state.highlighted.push(id);
       });
       state.seriesCount = drawn.length;
       if (rows.length > drawn.length) {
@@ -429,6 +432,7 @@
         if (!view.selected.has(id)) return;
         line("run " + id, runValues(c, r, len), view.colourOf[id], 1.5,
              { kind: "run", runs: [id] }, true);
+        state.highlighted.push(id);
       });
       note = precomputed ? "Bands from every logged step of every run."
         : "Bands from the downsampled curves (" + len + " points per run).";
@@ -755,7 +759,10 @@
   }
 
   window.mlxpy = window.mlxpy || {};
-  window.mlxpy.explorer = { load: load, state: state };
+  window.mlxpy.explorer = {
+    load: load, state: state,
+    chart: function () { return view.chart; },   // the uPlot instance (tests, the console)
+  };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();
