@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from browser import chrome, console_errors, requests_made, wait_ready
 from conftest import Project
-from test_plotting import ARTIFACTS
-
 from mlxpy.explorer.page import render_report
 from mlxpy.explorer.payload import build_payload, dumps
+from test_plotting import ARTIFACTS
 
 HOSTILE = "<img src=x onerror=window.__xss=1>"
 LRS = (0.1, 0.3, 1.0)
