@@ -89,9 +89,12 @@ def test_on_a_terminal_one_status_line_is_redrawn(project):
     # progress is redrawn, never written as lines of its own; events still are lines
     assert not re.search(r"ended \([^\r\n]*ETA [^\r\n]*\r?\n", terminal)
     assert len(re.findall(r"\[mlxpy\] job \d/3 COMPLETE", terminal)) == 3
-    # the status line is cleared before the summary, which ends the output
+    # the status line is cleared before the report's command and the summary, which ends
+    # the output
     assert re.search(
-        r"\r\x1b\[K\[mlxpy\] sweep \S+: 3 runs: 3 COMPLETE in [\d.]+ s\r?\n$", terminal
+        r"\r\x1b\[K\[mlxpy\] report: mlxpy report \S+ -q 'info.sweep_id == \"\S+\"'\r?\n"
+        r"\[mlxpy\] sweep \S+: 3 runs: 3 COMPLETE in [\d.]+ s\r?\n$",
+        terminal,
     )
     assert stdout.count("RUN ") == 3 and "\x1b" not in stdout
 

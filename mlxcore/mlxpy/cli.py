@@ -165,7 +165,19 @@ def _show(args: argparse.Namespace) -> int:
     print("\n".join(artifacts) or "(none)")
     print("# checkpoints")
     print("\n".join(checkpoints) or "(none)")
+    print("# report")
+    print(_report_command(parent.resolve(), row.get("info.sweep_id")))
     return 0
+
+
+def _report_command(parent: Path, sweep_id: Any) -> str:
+    """The ``mlxpy report`` command of a run's sweep (or of every run beside it)."""
+    import shlex
+
+    command = f"mlxpy report {shlex.quote(str(parent))}"
+    if isinstance(sweep_id, str) and sweep_id:
+        command += " -q " + shlex.quote(f'info.sweep_id == "{sweep_id}"')
+    return command
 
 
 def _mlxpy_warnings() -> Any:
@@ -259,6 +271,34 @@ def _plot(args: argparse.Namespace) -> int:
     if args.html:
         Path(args.html).write_text(html_report(runs, figures, title=args.title))
         print(f"wrote {args.html}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``mlxpy report``: one self-contained, interactive HTML file of the runs."""
+    from mlxpy.explorer.page import render_report
+    from mlxpy.explorer.payload import build_payload
+
+    if args.points is not None and args.points < 2:
+        print(f"mlxpy: error: --points must be at least 2, got {args.points}", file=sys.stderr)
+        return 2
+    reader = _open_reader(args.parent_log_dir)
+    try:
+        runs = reader.filter(args.query or "")
+        metrics = (
+            [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+        )
+        title = args.title or f"{len(runs)} runs in {reader.parent_log_dir.name}"
+        payload = build_payload(reader, runs, metrics=metrics, points=args.points, title=title)
+    finally:
+        reader.close()
+    out = Path(args.output)
+    try:
+        out.write_text(render_report(payload, title), encoding="utf-8")
+    except OSError as exc:
+        print(f"mlxpy: error: cannot write the report {out}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({len(runs)} runs, {len(payload['curves'])} metrics)")
     return 0
 
 
@@ -665,6 +705,23 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--html", help="a self-contained HTML report: runs table and curves")
     plot.add_argument("--title", default="mlxpy report")
     plot.set_defaults(func=_plot)
+
+    report = sub.add_parser(
+        "report",
+        help="one self-contained, interactive HTML file: run table, curves, comparison",
+        parents=[where],
+    )
+    report.add_argument("parent_log_dir", nargs="?", default=DEFAULT_PARENT_LOG_DIR)
+    report.add_argument("-q", "--query", help="the runs to show (Reader.filter's language)")
+    report.add_argument("-o", "--output", default="report.html", help="default: report.html")
+    report.add_argument("--metrics", help="comma-separated <log>.<key> (default: every metric)")
+    report.add_argument(
+        "--points",
+        type=int,
+        help="points per run and metric (default: min(500, max(20, 600000 // (runs * metrics))))",
+    )
+    report.add_argument("--title", help="default: '<N> runs in <dir>'")
+    report.set_defaults(func=_report)
 
     by_flag = argparse.ArgumentParser(add_help=False, parents=[where])
     by_flag.add_argument("-d", "--parent-log-dir", default=DEFAULT_PARENT_LOG_DIR)

@@ -46,7 +46,13 @@ from mlxpy.rundir.location import resolve_parent_log_dir
 from mlxpy.scheduling.submission import Submission
 from mlxpy.sweeping.lock import RESUME_LOCK, SUBMIT_LOCK, SweepLock
 from mlxpy.sweeping.manifest import SweepError, SweepManifest, SweepPoint, new_manifest
-from mlxpy.sweeping.progress import SweepProgress, counts_text, say, summary_line
+from mlxpy.sweeping.progress import (
+    SweepProgress,
+    counts_text,
+    report_line,
+    say,
+    summary_line,
+)
 from mlxpy.sweeping.resume import PointCheck, ResumePlan, find_sweep, plan_resume
 from mlxpy.sweeping.resume import counts as point_counts
 from mlxpy.sweeping.space import SearchSpace, from_overrides, space_file_path
@@ -450,6 +456,9 @@ class Launcher:
         finally:
             if failed:
                 print(f"mlxpy: {failed} of {len(jobs)} jobs failed", file=sys.stderr)
+            parent = self._sweep_parent(jobs[0]) if jobs else None
+            if sweep_id and parent is not None:  # the summary stays the last line
+                say(report_line(parent, sweep_id))
             say(progress.summary())
         if failed:
             raise SystemExit(1)

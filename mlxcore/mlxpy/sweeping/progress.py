@@ -53,6 +53,14 @@ def summary_line(
     return f"{head}{total} {noun}{plural}: {counts_text(counts)}{tail}"
 
 
+def report_line(parent: Any, sweep_id: str) -> str:
+    """The command that writes the sweep's report (``mlxpy report``), shown as a sweep ends."""
+    import shlex
+
+    query = f'info.sweep_id == "{sweep_id}"'
+    return f"[mlxpy] report: mlxpy report {shlex.quote(str(parent))} -q {shlex.quote(query)}"
+
+
 def clock(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)

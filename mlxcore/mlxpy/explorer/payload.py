@@ -1,0 +1,456 @@
+"""The explorer's data document (payload format 1, docs/explorer.md): the runs' columns, their
+curves downsampled to a shared grid per metric, and full-resolution mean/std bands.
+
+Metrics are read through the Reader's own accessor (``runs.mlxpy.metrics``), so the run
+directory's safety rules (no links followed, size limits) hold here too. pandas and numpy are
+imported when a payload is built, never at ``import mlxpy``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import warnings
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from mlxpy._version import __version__
+from mlxpy.errors import MlxpyError
+from mlxpy.rundir.metrics import TIME_KEY
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from mlxpy.reading.reader import Reader
+
+FORMAT = 1
+#: the per-run point budget's bounds (``default_points``)
+MAX_POINTS = 500
+MIN_POINTS = 20
+#: values in a report, about: runs x metrics x points stays under it by default
+VALUE_BUDGET = 600_000
+STEP = "step"
+
+#: one run's curves: metric -> (steps, values, seconds since the log's first record), sorted
+#: by step, one entry per step; 1-D numpy arrays
+RunCurves = dict[str, "tuple[np.ndarray, np.ndarray, np.ndarray]"]
+
+
+class UnknownMetricError(MlxpyError, ValueError):
+    """A metric asked for (``--metrics``) is logged by none of the runs."""
+
+
+def default_points(runs: int, metrics: int) -> int:
+    """The per-run point budget: a 10,000-run report stays a few MB."""
+    return min(MAX_POINTS, max(MIN_POINTS, VALUE_BUDGET // max(1, runs * metrics)))
+
+
+def metric_names(runs: pd.DataFrame) -> list[str]:
+    """The ``<log>.<key>`` metrics the runs' summaries name (numeric keys; never ``step`` nor
+    ``_time``), from the Reader's ``<log>.rows`` and ``<log>.<key>.count`` columns."""
+    import pandas as pd
+
+    logs = sorted((c[: -len(".rows")] for c in runs.columns if c.endswith(".rows")), key=len)
+    found: set[str] = set()
+    for column in runs.columns:
+        if not column.endswith(".count"):
+            continue
+        name = column[: -len(".count")]
+        owners = [log for log in logs if name.startswith(log + ".")]
+        if not owners:
+            continue
+        log = owners[-1]  # the longest log name that prefixes it (log names may hold dots)
+        key = name[len(log) + 1 :]
+        if key in (STEP, TIME_KEY):
+            continue
+        last = runs.get(f"{name}.last")
+        if last is not None and not pd.api.types.is_numeric_dtype(last.dtype):
+            if pd.to_numeric(last, errors="coerce").notna().sum() == 0:
+                continue  # a text key: no curve
+        found.add(name)
+    return sorted(found)
+
+
+def _split_metric(name: str, logs: Sequence[str]) -> tuple[str, str]:
+    owners = [log for log in sorted(logs, key=len) if name.startswith(log + ".")]
+    if not owners:
+        raise UnknownMetricError(f"{name!r} is no metric of these runs")
+    return owners[-1], name[len(owners[-1]) + 1 :]
+
+
+def _logs(runs: pd.DataFrame) -> list[str]:
+    return [c[: -len(".rows")] for c in runs.columns if c.endswith(".rows")]
+
+
+def _read_curves(runs: pd.DataFrame, names: Sequence[str]) -> dict[Any, RunCurves]:
+    """Every run's curves of ``names``, one read of each log for all the runs."""
+    import numpy as np
+    import pandas as pd
+
+    logs = _logs(runs)
+    by_log: dict[str, list[tuple[str, str]]] = {}
+    for name in names:
+        log, key = _split_metric(name, logs)
+        by_log.setdefault(log, []).append((name, key))
+    out: dict[Any, RunCurves] = {log_id: {} for log_id in runs.index}
+    for log, keys in by_log.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a skipped log is left out, as the Reader says
+            long = runs.mlxpy.metrics(log, config=[], all_ranks=False)
+        if STEP not in long.columns or long.empty:
+            continue
+        steps = pd.to_numeric(long[STEP], errors="coerce").to_numpy(dtype=float)
+        times = (
+            pd.to_numeric(long[TIME_KEY], errors="coerce").to_numpy(dtype=float)
+            if TIME_KEY in long.columns
+            else np.full(len(long), np.nan)
+        )
+        ids = long["log_id"].to_numpy()
+        order = np.lexsort((steps, ids))
+        ids, steps, times = ids[order], steps[order], times[order]
+        bounds = np.flatnonzero(np.diff(ids)) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(ids)]))
+        for name, key in keys:
+            if key not in long.columns:
+                continue
+            values = pd.to_numeric(long[key], errors="coerce").to_numpy(dtype=float)[order]
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+                s, v, t = steps[start:end], values[start:end], times[start:end]
+                first = np.nanmin(t) if np.isfinite(t).any() else np.nan
+                keep = ~np.isnan(v) & ~np.isnan(s)
+                if keep.any():
+                    out[ids[start].item()][name] = (s[keep], v[keep], t[keep] - first)
+    return out
+
+
+def load_run_curves(reader: Reader, log_id: int, names: Sequence[str] | None = None) -> RunCurves:
+    """One run's curves (every metric it logs, or ``names``): what the live server caches per
+    run while the run's files are unchanged."""
+    runs = reader.filter(f"log_id == {int(log_id)}")
+    if runs.empty:
+        return {}
+    names = metric_names(runs) if names is None else [n for n in names if n in metric_names(runs)]
+    return _read_curves(runs, names).get(runs.index[0], {})
+
+
+def _signature(log_dir: Any) -> str | None:
+    from mlxpy.reading.index import signature
+
+    return signature(str(log_dir)) if isinstance(log_dir, str) else None
+
+
+def _cached_curves(
+    runs: pd.DataFrame, names: Sequence[str], cache: dict[Any, tuple[Any, RunCurves]]
+) -> dict[Any, RunCurves]:
+    """Every run's curves, re-reading only the runs whose files changed (the index's
+    signature of the run); ``cache`` is filled with what was read."""
+    out: dict[Any, RunCurves] = {}
+    stale: list[Any] = []
+    sigs: dict[Any, Any] = {}
+    for log_id, log_dir in zip(runs.index, runs["log_dir"], strict=True):
+        sig = _signature(log_dir)
+        sigs[log_id] = sig
+        hit = cache.get(log_id)
+        if sig is not None and hit is not None and hit[0] == sig:
+            out[log_id] = hit[1]
+        else:
+            stale.append(log_id)
+    if stale:
+        every = metric_names(runs.loc[stale])
+        for log_id, curves in _read_curves(runs.loc[stale], every).items():
+            cache[log_id] = (sigs[log_id], curves)
+            out[log_id] = curves
+    return {i: {n: c for n, c in out[i].items() if n in names} for i in runs.index}
+
+
+def make_grid(steps: np.ndarray, points: int) -> np.ndarray:
+    """Every distinct step when there are at most ``points`` of them, else ``points`` steps
+    evenly spaced over their range, each rounded to the nearest step that exists."""
+    import numpy as np
+
+    distinct = np.unique(steps)
+    if len(distinct) <= points:
+        return distinct
+    targets = np.linspace(distinct[0], distinct[-1], points)
+    right = np.clip(np.searchsorted(distinct, targets), 1, len(distinct) - 1)
+    left = right - 1
+    nearer_left = (targets - distinct[left]) <= (distinct[right] - targets)
+    return np.unique(np.where(nearer_left, distinct[left], distinct[right]))
+
+
+def sample(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A run's value at each grid step: its last value at or before it; NaN before its first
+    step and after its last one (the run has not reached that step)."""
+    import numpy as np
+
+    where = np.searchsorted(steps, grid, side="right") - 1
+    out = values[np.clip(where, 0, None)].astype(float)
+    out[(where < 0) | (grid > steps[-1])] = np.nan
+    return out
+
+
+def _b64_float32(values: np.ndarray) -> str:
+    return base64.b64encode(values.astype("<f4").tobytes()).decode("ascii")
+
+
+def _cell(value: Any) -> Any:
+    """A frame value as JSON sees it: null for missing, lists as lists, datetimes as ISO
+    strings, numbers as numbers (infinities kept), anything else as its text."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_cell(v) for v in value]
+    if hasattr(value, "isoformat"):
+        try:
+            return None if value != value else value.isoformat()
+        except (TypeError, ValueError):
+            return str(value)
+    if hasattr(value, "item"):  # a numpy scalar
+        return _cell(value.item())
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def _column(series: pd.Series) -> list[Any]:
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series.dtype) and not series.hasnans:
+        return [bool(v) for v in series.tolist()]
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series):
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        if pd.api.types.is_integer_dtype(series.dtype):
+            return [None if v != v else int(v) for v in values.tolist()]
+        return [None if v != v else v for v in values.tolist()]
+    return [_cell(v) for v in series.tolist()]
+
+
+def _constant(values: list[Any]) -> bool:
+    first = json.dumps(values[0], sort_keys=True, allow_nan=True)
+    return all(json.dumps(v, sort_keys=True, allow_nan=True) == first for v in values[1:])
+
+
+def default_group_by(runs: pd.DataFrame, columns: dict[str, list[Any]]) -> list[str]:
+    """The report's default grouping: the config columns that vary, except seeds
+    (``config.seed``, any ``*.seed``): the bands then spread over the seeds."""
+    if len(runs) < 2:
+        return []
+    return [
+        name
+        for name, values in columns.items()
+        if name.startswith("config.")
+        and name != "config.seed"
+        and not name.endswith(".seed")
+        and not _constant(values)
+    ]
+
+
+def _bands(
+    curves: dict[Any, RunCurves],
+    ids: list[Any],
+    name: str,
+    keys: list[tuple],
+    grid: np.ndarray,
+    points: int,
+) -> list[dict[str, Any]]:
+    """Mean, std (ddof 1), min, max and count per group and step, over every run's own
+    record at that step (no resampling); given at every step, or at the grid's when there are
+    more steps than ``points``."""
+    import numpy as np
+    import pandas as pd
+
+    parts_g, parts_s, parts_v = [], [], []
+    members: dict[tuple, int] = {}
+    codes: dict[tuple, int] = {}
+    for log_id, key in zip(ids, keys, strict=True):
+        code = codes.setdefault(key, len(codes))
+        members[key] = members.get(key, 0) + 1
+        curve = curves[log_id].get(name)
+        if curve is None:
+            continue
+        parts_g.append(np.full(len(curve[0]), code))
+        parts_s.append(curve[0])
+        parts_v.append(curve[1])
+    if not parts_g:
+        return []
+    frame = pd.DataFrame(
+        {"g": np.concatenate(parts_g), "s": np.concatenate(parts_s), "v": np.concatenate(parts_v)}
+    )
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        stats = frame.groupby(["g", "s"], sort=True)["v"].agg(
+            ["mean", "std", "min", "max", "count"]
+        )
+    out = []
+    for key, code in codes.items():
+        if code not in stats.index.get_level_values(0):
+            continue
+        rows = stats.xs(code, level="g")
+        if len(rows) > points:
+            rows = rows[rows.index.isin(grid)]
+        out.append(
+            {
+                "key": [_cell(v) for v in key],
+                "runs": members[key],
+                "step": _numbers(rows.index.to_numpy(dtype=float)),
+                "mean": _numbers(rows["mean"].to_numpy(dtype=float)),
+                "std": _numbers(rows["std"].to_numpy(dtype=float)),
+                "min": _numbers(rows["min"].to_numpy(dtype=float)),
+                "max": _numbers(rows["max"].to_numpy(dtype=float)),
+                "count": [int(c) for c in rows["count"].tolist()],
+            }
+        )
+    return out
+
+
+def _numbers(values: np.ndarray) -> list[Any]:
+    """Floats for JSON: NaN as null, whole numbers as ints (steps)."""
+    out: list[Any] = []
+    for v in values.tolist():
+        if v != v:
+            out.append(None)
+        elif v.is_integer() and abs(v) < 2**53:
+            out.append(int(v))
+        else:
+            out.append(v)
+    return out
+
+
+def build_payload(
+    reader: Reader,
+    runs: pd.DataFrame | None = None,
+    *,
+    metrics: Sequence[str] | None = None,
+    points: int | None = None,
+    title: str = "",
+    generation: int = 0,
+    curves_cache: dict[Any, tuple[Any, RunCurves]] | None = None,
+) -> dict[str, Any]:
+    """The payload (format 1) of ``runs`` (a frame from ``reader.filter``; default: every
+    run): columns, constant columns, downsampled curves, and the default grouping's bands.
+    ``curves_cache`` (log_id -> (signature, RunCurves)) spares re-reading unchanged runs."""
+    import numpy as np
+
+    if runs is None:
+        runs = reader.filter()
+    if points is not None and points < 2:
+        raise ValueError(f"points must be at least 2, got {points}")
+    available = metric_names(runs)
+    if metrics is None:
+        names = available
+    else:
+        unknown = [m for m in metrics if m not in available]
+        if unknown:
+            known = ", ".join(available) or "none"
+            raise UnknownMetricError(
+                f"no run logs the metric(s) {', '.join(map(repr, unknown))}; "
+                f"the runs' metrics: {known}"
+            )
+        names = list(dict.fromkeys(metrics))
+    ids = [int(i) for i in runs.index.tolist()]
+    columns = {str(name): _column(runs[name]) for name in runs.columns}
+    constant = [n for n, v in columns.items() if len(ids) >= 2 and _constant(v)]
+    budget = points if points is not None else default_points(len(ids), len(names))
+    if curves_cache is not None:
+        curves = _cached_curves(runs, names, curves_cache)
+    else:
+        curves = _read_curves(runs, names)
+    group_by = default_group_by(runs, columns)
+    keys = [tuple(columns[c][i] for c in group_by) for i in range(len(ids))]
+    keys = [tuple(json.dumps(v, sort_keys=True) for v in k) for k in keys]  # hashable
+    curve_docs: dict[str, Any] = {}
+    bands: dict[str, Any] = {}
+    for name in names:
+        per_run = [curves[i].get(name) for i in runs.index]
+        present = [c for c in per_run if c is not None]
+        if not present:
+            continue
+        grid = make_grid(np.concatenate([c[0] for c in present]), budget)
+        values = np.full((len(ids), len(grid)), np.nan)
+        times = np.full((len(ids), len(grid)), np.nan)
+        for row, curve in enumerate(per_run):
+            if curve is not None:
+                values[row] = sample(curve[0], curve[1], grid)
+                times[row] = sample(curve[0], curve[2], grid)
+        curve_docs[name] = {
+            "grid": _numbers(grid),
+            "values": _b64_float32(values.ravel()),
+            "time": _b64_float32(times.ravel()),
+        }
+        groups = _bands(curves, list(runs.index), name, keys, grid, budget)
+        for group in groups:
+            group["key"] = [json.loads(v) for v in group["key"]]
+        bands[name] = {"group_by": group_by, "groups": groups}
+    return {
+        "format": FORMAT,
+        "title": title,
+        "source": str(reader.parent_log_dir),
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mlxpy": __version__,
+        "generation": int(generation),
+        "runs": {"ids": ids, "columns": columns},
+        "constant": constant,
+        "curves": curve_docs,
+        "points": budget,
+        "bands": bands,
+    }
+
+
+_STRING_OR_INFINITY = re.compile(r'"(?:[^"\\]|\\.)*"|(-?)Infinity\b')
+_HTML_SAFE = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def _infinity(match: re.Match[str]) -> str:
+    if match.group(0).startswith('"'):
+        return match.group(0)
+    return f"{match.group(1)}1e999"
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    """The payload as JSON safe inside an HTML ``<script>`` block: ``<``, ``>``, ``&`` and
+    U+2028/9 escaped (no ``</script>`` can end the block), infinities as ``1e999`` (which
+    ``JSON.parse`` reads as Infinity), NaN never present (null)."""
+    text = json.dumps(payload, ensure_ascii=False, allow_nan=True, separators=(",", ":"))
+    if "NaN" in text:  # a NaN slipped past the conversions: JSON has none
+        text = json.dumps(_no_nan(payload), ensure_ascii=False, separators=(",", ":"))
+    if "Infinity" in text:
+        text = _STRING_OR_INFINITY.sub(_infinity, text)
+    for char, escaped in _HTML_SAFE.items():
+        if char in text:
+            text = text.replace(char, escaped)
+    return text
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if value != value else value
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
