@@ -216,11 +216,26 @@ def serve(
 ) -> int:
     """Run ``mlxpy ui`` until Ctrl-C (exit status 0). The query and the log dir are checked
     (and the first payload built) before the server listens: a bad one is a setup error."""
-    payload = LivePayload(parent_log_dir, query, points)
-    payload.current()
+    try:
+        payload = LivePayload(parent_log_dir, query, points)
+        payload.current()
+    except KeyboardInterrupt:  # while the first payload is built
+        return 0
     server = ExplorerServer((host, port), payload, interval=interval)
+    try:  # Ctrl-C at any point from here stops it cleanly, even before it serves
+        _announce(server, host, Path(parent_log_dir))
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        print("\nmlxpy ui: stopped", flush=True)
+    finally:
+        server.server_close()
+    return 0
+
+
+def _announce(server: ExplorerServer, host: str, parent_log_dir: Path) -> None:
+    """The URL with its token, the ssh tunnel to use from a laptop, a warning off 127.0.0.1."""
     bound_port = server.server_address[1]
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in ("127.0.0.1", "localhost"):
         print(
             f"mlxpy ui: warning: listening on {host}, not 127.0.0.1: anyone who can reach "
             "this host's port and learns the URL can read the runs; prefer the default and "
@@ -228,17 +243,9 @@ def serve(
             file=sys.stderr,
         )
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or "<user>"
-    print(f"mlxpy ui: serving {Path(parent_log_dir)} (read-only), open:", flush=True)
+    print(f"mlxpy ui: serving {parent_log_dir} (read-only), open:", flush=True)
     print(f"    {server.url()}", flush=True)
     print("from your laptop, tunnel first:", flush=True)
-    print(
-        f"    ssh -N -L {bound_port}:127.0.0.1:{bound_port} {user}@{socket.getfqdn()}", flush=True
-    )
+    tunnel = f"ssh -N -L {bound_port}:127.0.0.1:{bound_port} {user}@{socket.getfqdn()}"
+    print(f"    {tunnel}", flush=True)
     print("Ctrl-C stops it.", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        print("\nmlxpy ui: stopped", flush=True)
-    finally:
-        server.server_close()
-    return 0
