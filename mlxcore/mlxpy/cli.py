@@ -302,6 +302,25 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    from mlxpy.explorer.server import serve
+
+    if args.points is not None and args.points < 2:
+        print("mlxpy: error: --points must be at least 2", file=sys.stderr)
+        return 2
+    if not args.interval > 0:
+        print("mlxpy: error: --interval must be a number of seconds above 0", file=sys.stderr)
+        return 2
+    return serve(
+        args.parent_log_dir,
+        query=args.query or "",
+        host=args.host,
+        port=args.port,
+        points=args.points,
+        interval=args.interval,
+    )
+
+
 def _sub(args: argparse.Namespace) -> int:
     from mlxpy.scheduling.script_import import submit
 
@@ -722,6 +741,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--title", help="default: '<N> runs in <dir>'")
     report.set_defaults(func=_report)
+
+    ui = sub.add_parser(
+        "ui",
+        help="the explorer served live (127.0.0.1, a token in the URL, read-only): runs, "
+        "curves, statuses update as they change",
+        parents=[where],
+    )
+    ui.add_argument("parent_log_dir", nargs="?", default=DEFAULT_PARENT_LOG_DIR)
+    ui.add_argument("-q", "--query", help="only the runs matching this query")
+    ui.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (127.0.0.1: only this host; reach it with ssh -L)",
+    )
+    ui.add_argument("--port", type=int, default=0, help="port (0: a free one)")
+    ui.add_argument("--points", type=int, help="points per run and metric (default: by size)")
+    ui.add_argument("--interval", type=float, default=2.0, help="seconds between page updates")
+    ui.set_defaults(func=_ui)
 
     by_flag = argparse.ArgumentParser(add_help=False, parents=[where])
     by_flag.add_argument("-d", "--parent-log-dir", default=DEFAULT_PARENT_LOG_DIR)

@@ -124,8 +124,12 @@ def render_report(payload: dict[str, Any], title: str) -> str:
     return _page(REPORT_CSP, title, block, f' data-generation="{generation}"')
 
 
-def render_live_page(token: str) -> str:
-    """The live page of ``mlxpy ui``: no payload; it polls ``api/payload`` (with the page's
-    own query string, which carries ``token``) and shows each new generation."""
-    attrs = f' data-live="1" data-payload-url="api/payload" data-token="{html.escape(token)}"'
+def render_live_page(token: str, interval: float = 2.0) -> str:
+    """The live page of ``mlxpy ui``: no payload; it polls ``api/payload`` every ``interval``
+    seconds (with the page's own query string, which carries ``token``, and ``since`` its
+    generation, so an unchanged store costs a few bytes) and shows each new generation."""
+    attrs = (
+        f' data-live="1" data-payload-url="api/payload" data-token="{html.escape(token)}"'
+        f' data-interval="{float(interval):g}"'
+    )
     return _page(LIVE_CSP, "mlxpy ui", "", attrs)

@@ -701,6 +701,15 @@ class RunIndex:
                 stacklevel=4,
             )
 
+    @property
+    def generation(self) -> int | None:
+        """The count of changes the index recorded (new, changed or deleted runs): equal
+        between two opens when no run's files changed. None for an index in memory (one that
+        could not be kept on disk), whose count restarts with each open."""
+        if self.path == IN_MEMORY:
+            return None
+        return int(self._state().get("gen", 0))
+
     def close(self) -> None:
         self.db.close()
 

@@ -118,6 +118,13 @@ class Reader:
         logs (``"3/metrics/train.json"``), names that are no run id, symbolic links."""
         return dict(self._index.skipped)
 
+    @property
+    def generation(self) -> int | None:
+        """A number that changes when the index picks up a change to any run's files, for a
+        live view to know when to read again (``mlxpy ui``); None when the index is not kept
+        on disk. Statuses worked out at open (LOST) are not counted: compare those too."""
+        return self._index.generation
+
     def __len__(self) -> int:
         return len(self._frame)
 

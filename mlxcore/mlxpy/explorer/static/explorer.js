@@ -742,10 +742,14 @@
     var every = Number(document.body.getAttribute("data-interval") || "2") * 1000;
     var generation = null;
     function poll() {
-      fetch(url + location.search, { cache: "no-store", credentials: "same-origin" })
+      var since = generation === null ? "" : (location.search ? "&" : "?") + "since=" + generation;
+      fetch(url + location.search + since, { cache: "no-store", credentials: "same-origin" })
         .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
         .then(function (payload) {
-          if (payload.generation !== generation) { generation = payload.generation; load(payload); }
+          if (payload.unchanged) { /* nothing new: the page stays as it is */ }
+          else if (payload.generation !== generation) {
+            generation = payload.generation; load(payload);
+          }
           if (!state.ready) ready();
           ui.source.classList.remove("offline");
         })
