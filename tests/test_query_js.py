@@ -91,7 +91,11 @@ def payload_runs(reader: mlxpy.Reader) -> dict[str, Any]:
     except ImportError:
         pass
     else:
-        return build_payload(reader)["runs"]
+        runs = build_payload(reader)["runs"]
+        n = len(runs["ids"])  # constant columns travel once; the page expands them so
+        for name, value in runs.pop("constants", {}).items():
+            runs["columns"][name] = [value] * n
+        return runs
     frame = reader.filter()
     from mlxpy.reading.reader import _QueryView  # the values as the evaluator sees them
 
@@ -333,7 +337,7 @@ HAND_WRITTEN = [
     "info.start_time == 1",
     "log_id > 3 & log_id <= 9",
     "log_id in [1, 15]",
-    "log_dir",
+    "info.status",  # (log_dir: left out of the payload, docs/explorer.md)
     "config.opt.kind == 'sgd'",
     "config.opt.mom < 1",
     "config.name == 'a\\'b' | config.name == \"b\"",

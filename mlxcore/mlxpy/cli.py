@@ -737,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--points",
         type=int,
-        help="points per run and metric (default: min(500, max(20, 600000 // (runs * metrics))))",
+        help="points per run and metric (default: min(500, max(20, 400000 // (runs * metrics))))",
     )
     report.add_argument("--title", help="default: '<N> runs in <dir>'")
     report.set_defaults(func=_report)

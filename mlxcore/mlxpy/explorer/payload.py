@@ -32,7 +32,7 @@ FORMAT = 1
 MAX_POINTS = 500
 MIN_POINTS = 20
 #: values in a report, about: runs x metrics x points stays under it by default
-VALUE_BUDGET = 600_000
+VALUE_BUDGET = 400_000
 STEP = "step"
 
 #: one run's curves: metric -> (steps, values, seconds since the log's first record), sorted
@@ -42,6 +42,30 @@ RunCurves = dict[str, "tuple[np.ndarray, np.ndarray, np.ndarray]"]
 
 class UnknownMetricError(MlxpyError, ValueError):
     """A metric asked for (``--metrics``) is logged by none of the runs."""
+
+
+#: columns a report leaves out: where the run lives (paths, its uid), which says nothing about
+#: results and is most of a large table's bytes; and the wall-clock summaries other than the
+#: last record's time
+LEFT_OUT = (
+    "log_dir",
+    "info.log_dir",
+    "info.uid",
+    "info.script_path",
+    "info.project_dir",
+    "info.config_dir",
+)
+_TIME_FIELDS_KEPT = ("last",)
+
+
+def _shown(name: str, runs: pd.DataFrame) -> bool:
+    """Whether the report holds the column ``name`` (see :data:`LEFT_OUT`)."""
+    if name in LEFT_OUT:
+        return False
+    marker = f".{TIME_KEY}."
+    if marker in name:
+        return name.rsplit(".", 1)[-1] in _TIME_FIELDS_KEPT
+    return True
 
 
 def default_points(runs: int, metrics: int) -> int:
@@ -110,21 +134,38 @@ def _read_curves(runs: pd.DataFrame, names: Sequence[str]) -> dict[Any, RunCurve
             else np.full(len(long), np.nan)
         )
         ids = long["log_id"].to_numpy()
-        order = np.lexsort((steps, ids))
+        d_id, d_step = np.diff(ids), np.diff(steps)
+        if bool(((d_id > 0) | ((d_id == 0) & (d_step > 0))).all()):
+            order = np.arange(len(ids))  # as logged: by run, then by step (no sort needed)
+        else:
+            order = np.lexsort((steps, ids))
         ids, steps, times = ids[order], steps[order], times[order]
         bounds = np.flatnonzero(np.diff(ids)) + 1
         starts = np.concatenate(([0], bounds))
         ends = np.concatenate((bounds, [len(ids)]))
+        # each run's seconds since its first record, for all runs at once (fmin skips NaN)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            firsts = np.fmin.reduceat(times, starts) if len(starts) else starts
+        since = times - np.repeat(firsts, ends - starts)
+        owners = ids[starts].tolist()
         for name, key in keys:
             if key not in long.columns:
                 continue
             values = pd.to_numeric(long[key], errors="coerce").to_numpy(dtype=float)[order]
-            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-                s, v, t = steps[start:end], values[start:end], times[start:end]
-                first = np.nanmin(t) if np.isfinite(t).any() else np.nan
-                keep = ~np.isnan(v) & ~np.isnan(s)
-                if keep.any():
-                    out[ids[start].item()][name] = (s[keep], v[keep], t[keep] - first)
+            keep = ~np.isnan(values) & ~np.isnan(steps)
+            every = bool(keep.all())
+            for owner, start, end in zip(owners, starts.tolist(), ends.tolist(), strict=True):
+                if every:  # views, no copies: the common case
+                    out[owner][name] = (steps[start:end], values[start:end], since[start:end])
+                    continue
+                k = keep[start:end]
+                if k.any():
+                    out[owner][name] = (
+                        steps[start:end][k],
+                        values[start:end][k],
+                        since[start:end][k],
+                    )
     return out
 
 
@@ -198,6 +239,25 @@ def _b64_float32(values: np.ndarray) -> str:
     return base64.b64encode(values.astype("<f4").tobytes()).decode("ascii")
 
 
+#: the uint16 code of "no value" in a curve's ``time``
+NO_TIME = 65535
+
+
+def _b64_times(seconds: np.ndarray) -> tuple[str, float]:
+    """Seconds since each run's first record as uint16 steps of ``scale`` seconds (the
+    longest run's time / 65534: a 10-hour run to the half second, ample for an x axis),
+    65535 where there is none; half the bytes of float32."""
+    import numpy as np
+
+    finite = seconds[np.isfinite(seconds)]
+    top = float(finite.max()) if finite.size else 0.0
+    scale = top / (NO_TIME - 1) if top > 0 else 1.0
+    codes = np.full(seconds.shape, NO_TIME, dtype="<u2")
+    ok = np.isfinite(seconds)
+    codes[ok] = np.clip(np.rint(seconds[ok] / scale), 0, NO_TIME - 1)
+    return base64.b64encode(codes.tobytes()).decode("ascii"), scale
+
+
 def _cell(value: Any) -> Any:
     """A frame value as JSON sees it: null for missing, lists as lists, datetimes as ISO
     strings, numbers as numbers (infinities kept), anything else as its text."""
@@ -245,23 +305,48 @@ def _column(series: pd.Series) -> list[Any]:
 
 
 def _constant(values: list[Any]) -> bool:
-    first = json.dumps(values[0], sort_keys=True, allow_nan=True)
-    return all(json.dumps(v, sort_keys=True, allow_nan=True) == first for v in values[1:])
+    """One value over all runs (``1`` and ``1.0`` differ, as in JSON); values are the JSON
+    cells of :func:`_column` (None for missing), so plain equality decides."""
+    first = values[0]
+    kind = type(first)
+    return all(type(v) is kind and v == first for v in values)
+
+
+#: the default grouping keeps at most this many groups (bands), dropping the keys with the
+#: most distinct values first
+MAX_DEFAULT_GROUPS = 50
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
 
 
 def default_group_by(runs: pd.DataFrame, columns: dict[str, list[Any]]) -> list[str]:
     """The report's default grouping: the config columns that vary, except seeds
-    (``config.seed``, any ``*.seed``): the bands then spread over the seeds."""
+    (``config.seed``, any ``*.seed``) and keys whose every run has a value of its own (a run
+    name, a tag): the bands then spread over the seeds. At most :data:`MAX_DEFAULT_GROUPS`
+    groups: keys with many values are dropped first."""
     if len(runs) < 2:
         return []
-    return [
-        name
-        for name, values in columns.items()
-        if name.startswith("config.")
-        and name != "config.seed"
-        and not name.endswith(".seed")
-        and not _constant(values)
-    ]
+    distinct: dict[str, int] = {}
+    for name, values in columns.items():
+        if not name.startswith("config.") or name == "config.seed" or name.endswith(".seed"):
+            continue
+        if _constant(values):
+            continue
+        count = len({(type(v), _hashable(v)) for v in values})
+        if count < len(values):  # a value per run groups nothing
+            distinct[name] = count
+    chosen = list(distinct)
+    while chosen:
+        groups = {
+            tuple((type(columns[c][i]), _hashable(columns[c][i])) for c in chosen)
+            for i in range(len(runs))
+        }
+        if len(groups) <= MAX_DEFAULT_GROUPS:
+            break
+        chosen.remove(max(chosen, key=lambda c: (distinct[c], c)))
+    return chosen
 
 
 def _bands(
@@ -278,6 +363,9 @@ def _bands(
     import numpy as np
     import pandas as pd
 
+    same = _same_steps_bands(curves, ids, name, keys, grid, points)
+    if same is not None:
+        return same
     parts_g, parts_s, parts_v = [], [], []
     members: dict[tuple, int] = {}
     codes: dict[tuple, int] = {}
@@ -317,6 +405,58 @@ def _bands(
                 "min": _numbers(rows["min"].to_numpy(dtype=float)),
                 "max": _numbers(rows["max"].to_numpy(dtype=float)),
                 "count": [int(c) for c in rows["count"].tolist()],
+            }
+        )
+    return out
+
+
+def _same_steps_bands(
+    curves: dict[Any, RunCurves],
+    ids: list[Any],
+    name: str,
+    keys: list[tuple],
+    grid: np.ndarray,
+    points: int,
+) -> list[dict[str, Any]] | None:
+    """:func:`_bands` where every run logged the same steps, each with a value (a sweep's
+    usual case): one matrix per group, reduced along the runs; None otherwise."""
+    import numpy as np
+
+    present = [(i, k, curves[i].get(name)) for i, k in zip(ids, keys, strict=True)]
+    have = [(k, c) for _, k, c in present if c is not None]
+    if not have:
+        return None
+    steps = have[0][1][0]
+    for _, curve in have:
+        if len(curve[0]) != len(steps) or not np.array_equal(curve[0], steps):
+            return None
+        if np.isnan(curve[1]).any():
+            return None
+    members: dict[tuple, int] = {}
+    rows: dict[tuple, list[np.ndarray]] = {}
+    for _, key, curve in present:
+        members[key] = members.get(key, 0) + 1
+        if curve is not None:
+            rows.setdefault(key, []).append(curve[1])
+    keep = np.isin(steps, grid) if len(steps) > points else slice(None)
+    shown = steps[keep]
+    out = []
+    for key in members:  # the groups in the order their first run comes
+        if key not in rows:
+            continue
+        matrix = np.stack(rows[key])[:, keep]
+        n = matrix.shape[0]
+        std = matrix.std(axis=0, ddof=1) if n > 1 else np.full(matrix.shape[1], np.nan)
+        out.append(
+            {
+                "key": [_cell(v) for v in key],
+                "runs": members[key],
+                "step": _numbers(shown.astype(float)),
+                "mean": _numbers(matrix.mean(axis=0)),
+                "std": _numbers(std),
+                "min": _numbers(matrix.min(axis=0)),
+                "max": _numbers(matrix.max(axis=0)),
+                "count": [n] * matrix.shape[1],
             }
         )
     return out
@@ -367,7 +507,7 @@ def build_payload(
             )
         names = list(dict.fromkeys(metrics))
     ids = [int(i) for i in runs.index.tolist()]
-    columns = {str(name): _column(runs[name]) for name in runs.columns}
+    columns = {str(name): _column(runs[name]) for name in runs.columns if _shown(str(name), runs)}
     constant = [n for n, v in columns.items() if len(ids) >= 2 and _constant(v)]
     budget = points if points is not None else default_points(len(ids), len(names))
     if curves_cache is not None:
@@ -387,14 +527,29 @@ def build_payload(
         grid = make_grid(np.concatenate([c[0] for c in present]), budget)
         values = np.full((len(ids), len(grid)), np.nan)
         times = np.full((len(ids), len(grid)), np.nan)
-        for row, curve in enumerate(per_run):
-            if curve is not None:
+        rows = [row for row, curve in enumerate(per_run) if curve is not None]
+        first = present[0][0]
+        if all(len(c[0]) == len(first) and np.array_equal(c[0], first) for c in present):
+            # every run logged the same steps (a sweep's usual case): one sampling for all
+            where = np.searchsorted(first, grid, side="right") - 1
+            outside = (where < 0) | (grid > first[-1])
+            at = np.clip(where, 0, None)
+            values[rows] = np.stack([c[1] for c in present])[:, at]
+            times[rows] = np.stack([c[2] for c in present])[:, at]
+            values[:, outside] = np.nan
+            times[:, outside] = np.nan
+        else:
+            for row in rows:
+                curve = per_run[row]
+                assert curve is not None
                 values[row] = sample(curve[0], curve[1], grid)
                 times[row] = sample(curve[0], curve[2], grid)
+        time_codes, time_scale = _b64_times(times.ravel())
         curve_docs[name] = {
             "grid": _numbers(grid),
             "values": _b64_float32(values.ravel()),
-            "time": _b64_float32(times.ravel()),
+            "time": time_codes,
+            "time_scale": time_scale,
         }
         groups = _bands(curves, list(runs.index), name, keys, grid, budget)
         for group in groups:
@@ -407,7 +562,11 @@ def build_payload(
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mlxpy": __version__,
         "generation": int(generation),
-        "runs": {"ids": ids, "columns": columns},
+        "runs": {
+            "ids": ids,
+            "columns": {n: v for n, v in columns.items() if n not in constant},
+            "constants": {n: columns[n][0] for n in constant},
+        },
         "constant": constant,
         "curves": curve_docs,
         "points": budget,

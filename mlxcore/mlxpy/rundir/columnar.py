@@ -33,6 +33,17 @@ _DTYPES = {"f8": "<f8", "i8": "<i8", "b1": "|b1"}
 _INT64 = (-(2**63), 2**63 - 1)
 
 
+_NUMPY_DTYPES: dict[str, Any] = {}
+
+
+def _numpy_dtypes() -> dict[str, Any]:
+    if not _NUMPY_DTYPES:
+        import numpy as np
+
+        _NUMPY_DTYPES.update({code: np.dtype(spec) for code, spec in _DTYPES.items()})
+    return _NUMPY_DTYPES
+
+
 def copy_path(log_path: Path) -> Path:
     """``metrics/.columns/<log>.bin`` beside ``metrics/<log>.json``."""
     return log_path.parent / COLUMNS_DIR / (log_path.name[: -len(".json")] + ".bin")
@@ -138,13 +149,14 @@ def read_copy(log_path: str | Path, root: str | Path) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {}
     offset = cut + 1
+    dtypes = _numpy_dtypes()
     for entry in keys:
         if type(entry) is not list or len(entry) != 2:
             return None
         name, code = entry
-        if type(name) is not str or code not in _DTYPES or name in out:
+        if type(name) is not str or code not in dtypes or name in out:
             return None
-        dtype = np.dtype(_DTYPES[code])
+        dtype = dtypes[code]
         end = offset + rows * dtype.itemsize
         if end > len(blob):
             return None

@@ -69,12 +69,34 @@
     return new Float32Array(bytes.buffer);
   }
 
+  /* Seconds since each run's first record, stored as uint16 steps of c.time_scale seconds
+   * (65535: no value). */
+  function decodeTime(c) {
+    var bin = atob(c.time), bytes = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    var raw = new Uint16Array(bytes.buffer), out = new Float32Array(raw.length);
+    for (var k = 0; k < raw.length; k++) out[k] = raw[k] === 65535 ? NaN : raw[k] * c.time_scale;
+    return out;
+  }
+
   function curve(metric) {
     if (!view.decoded[metric]) {
       var c = P.curves[metric];
-      view.decoded[metric] = { grid: c.grid, values: decode(c.values), time: decode(c.time) };
+      view.decoded[metric] = { grid: c.grid, values: decode(c.values), time: decodeTime(c) };
     }
     return view.decoded[metric];
+  }
+
+  /* Constant columns travel once (runs.constants); the page and the query language see every
+   * column as one value per run. */
+  function expandConstants(payload) {
+    var constants = payload.runs.constants || {}, n = payload.runs.ids.length;
+    Object.keys(constants).forEach(function (name) {
+      var value = constants[name], column = new Array(n);
+      for (var i = 0; i < n; i++) column[i] = value;
+      payload.runs.columns[name] = column;
+    });
+    delete payload.runs.constants;
   }
 
   // ---------- columns ----------
@@ -699,6 +721,7 @@
   /* Show ``payload``, keeping the user's query, grouping, selection and view. */
   function load(payload) {
     if (!payload || payload.format !== 1) throw new Error("mlxpy explorer: unknown payload format");
+    expandConstants(payload);
     P = payload;
     view.decoded = {};
     var known = new Set(P.runs.ids);
