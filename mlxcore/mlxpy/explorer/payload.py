@@ -434,10 +434,10 @@ def _same_steps_bands(
             return None
     members: dict[tuple, int] = {}
     rows: dict[tuple, list[np.ndarray]] = {}
-    for _, key, curve in present:
+    for _, key, maybe in present:
         members[key] = members.get(key, 0) + 1
-        if curve is not None:
-            rows.setdefault(key, []).append(curve[1])
+        if maybe is not None:
+            rows.setdefault(key, []).append(maybe[1])
     keep = np.isin(steps, grid) if len(steps) > points else slice(None)
     shown = steps[keep]
     out = []
