@@ -130,6 +130,9 @@ def _damage(path, how):
     elif how == "fifo":
         path.unlink()
         os.mkfifo(path)
+    elif how == "sparse":  # a true header, then a gigabyte of holes: never read whole
+        with open(path, "r+b") as fh:
+            fh.truncate(1 << 30)
 
 
 @pytest.mark.parametrize(
@@ -143,6 +146,7 @@ def _damage(path, how):
         "linked",
         "linked dir",
         "fifo",
+        "sparse",
     ],
 )
 def test_a_damaged_or_planted_copy_is_not_taken(store, tmp_path, monkeypatch, how):
@@ -154,6 +158,17 @@ def test_a_damaged_or_planted_copy_is_not_taken(store, tmp_path, monkeypatch, ho
     frame = _both(monkeypatch, logs)
     if how == "stale":
         assert frame[frame["log_id"] == 2]["loss"].iloc[-1] == -5.0  # the log, not the copy
+
+
+def test_a_metrics_file_in_place_of_the_dir_is_told_as_when_parsed(store, tmp_path):
+    logs = tmp_path / "logs"
+    shutil.copytree(store.logs, logs)
+    shutil.rmtree(logs / "3" / "metrics")
+    (logs / "3" / "metrics").write_text("not a dir")
+    runs = mlxpy.Reader(logs).filter()
+    with pytest.warns(UserWarning, match="run 3: train metrics skipped"):
+        frame = runs.mlxpy.metrics("train")
+    assert 3 not in set(frame["log_id"]) and len(set(frame["log_id"])) == 3
 
 
 def test_encode_refuses_what_it_cannot_type_exactly():

@@ -7,9 +7,11 @@ from __future__ import annotations
 import datetime
 import enum
 import math
+import uuid
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from mlxpy.rundir.metrics import MetricsWriter, read_records
 from mlxpy.rundir.summary import read_summary, summary_path
@@ -21,6 +23,10 @@ class Level(enum.IntEnum):
 
 class Name(str):
     pass
+
+
+class Colour(enum.Enum):
+    RED = "red"
 
 
 def _writer(tmp_path: Path) -> MetricsWriter:
@@ -52,13 +58,43 @@ def test_odd_values_are_written_as_the_checked_path_writes_them(tmp_path):
 
 @pytest.mark.parametrize(
     "value",
-    [[1, 2], (1, 2), {"a": 1}, np.zeros(2), datetime.datetime(2026, 1, 1), object(), 1j],
-    ids=["list", "tuple", "dict", "array", "datetime", "object", "complex"],
+    [
+        [1, 2],
+        (1, 2),
+        {"a": 1},
+        np.zeros(2),
+        datetime.datetime(2026, 1, 1),
+        object(),
+        1j,
+        Colour.RED,
+        uuid.UUID(int=5),
+        orjson.Fragment(b'1,"step":-5'),
+    ],
+    ids=[
+        "list",
+        "tuple",
+        "dict",
+        "array",
+        "datetime",
+        "object",
+        "complex",
+        "enum",
+        "uuid",
+        "fragment",
+    ],
 )
 def test_values_that_are_not_scalars_are_refused_by_name(tmp_path, value):
     writer = _writer(tmp_path)
     with pytest.raises(TypeError, match="metric 'bad'"):
         writer.write({"fine": 1.0, "bad": value}, 0)
+    writer.close()
+    assert read_records(tmp_path / "train.json") == []
+
+
+def test_a_step_that_is_no_scalar_is_refused(tmp_path):
+    writer = _writer(tmp_path)
+    with pytest.raises(TypeError, match="metric 'step'"):
+        writer.write({"loss": 1.0}, Colour.RED)
     writer.close()
     assert read_records(tmp_path / "train.json") == []
 

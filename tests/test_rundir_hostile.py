@@ -182,10 +182,11 @@ def test_full_disk_falls_back_like_a_read_only_one(tmp_path, base, tiny_disk, mo
     reader.close()
 
 
-@pytest.mark.parametrize("planted", ["link", "file"])
+@pytest.mark.parametrize("planted", ["link", "file", "linked index", "linked wal", "open to all"])
 def test_a_planted_index_dir_is_not_used(tmp_path, logs, monkeypatch, planted):
-    """``.mlxpy-index`` is a link to somewhere else, or a file: the index goes to the cache
-    dir, nothing is written through the link."""
+    """``.mlxpy-index`` is a link to somewhere else, a file, a dir anyone may write, or holds
+    a link where the index or its WAL goes: the index goes to the cache dir, nothing is
+    written through a link."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     where = logs / INDEX_FILE.split("/")[0]
     shutil.rmtree(where, ignore_errors=True)
@@ -193,8 +194,17 @@ def test_a_planted_index_dir_is_not_used(tmp_path, logs, monkeypatch, planted):
     outside.mkdir()
     if planted == "link":
         where.symlink_to(outside, target_is_directory=True)
-    else:
+    elif planted == "file":
         where.write_text("not a dir")
+    elif planted == "open to all":
+        where.mkdir()
+        where.chmod(0o777)
+        os.symlink(outside / "victim.sqlite", logs / INDEX_FILE)
+    else:
+        where.mkdir()
+        victim = outside / "victim.sqlite"
+        suffix = "" if planted == "linked index" else "-wal"
+        os.symlink(victim, f"{logs / INDEX_FILE}{suffix}")
     reader = mlxpy.Reader(logs)
     assert _seeds(reader) == {1: 1, 2: 2, 3: 3, 4: 4}
     reader.close()

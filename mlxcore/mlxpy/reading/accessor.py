@@ -187,9 +187,13 @@ class RunsAccessor:
             path = os.path.join(root, METRICS_DIR, name)
             columns = read_copy(path, root)
             if columns is None:
-                if os.path.lexists(path) or os.path.islink(os.path.join(root, METRICS_DIR)):
-                    return None  # a log without a copy (or something odd): parse them all
-                continue  # no such log in this run, as the parsed path skips it
+                try:
+                    os.lstat(path)
+                except FileNotFoundError:
+                    continue  # no such log in this run, as the parsed path skips it
+                except OSError:
+                    pass  # (metrics/ is a file...): the parsed path says why it skips it
+                return None  # a log without a copy (or something odd): parse them all
             this = [(k, v.dtype) for k, v in columns.items()]
             if layout is None:
                 layout = this

@@ -82,14 +82,32 @@ def _cache_index(parent: Path) -> Path:
     return cache / f"{digest}.sqlite"
 
 
+def _own_index_dir(parent: Path) -> bool:
+    """Whether the index may live in ``parent/.mlxpy-index/``: a real dir of ours that no
+    one else can write, holding no link and no file of someone else's where the index and
+    SQLite's ``-wal``/``-shm`` go. A shared log dir is untrusted: a planted link there would
+    have SQLite write through it; the cache dir is used instead."""
+    where = parent / INDEX_DIR
+    where.mkdir(mode=0o755, exist_ok=True)
+    me = os.geteuid()
+    info = os.lstat(where)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != me or info.st_mode & 0o022:
+        return False
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            part = os.lstat(f"{parent / INDEX_FILE}{suffix}")
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(part.st_mode) or part.st_uid != me:
+            return False
+    return os.access(where, os.W_OK)
+
+
 def _places(parent: Path) -> Iterator[str]:
     """Where the index may live, best first: beside the runs, the cache dir, memory."""
     if os.access(parent, os.W_OK):
-        where = parent / INDEX_DIR
         try:
-            where.mkdir(exist_ok=True)
-            # a link or a file planted there is not followed: the cache dir is used instead
-            if stat.S_ISDIR(os.lstat(where).st_mode) and os.access(where, os.W_OK):
+            if _own_index_dir(parent):
                 yield str(parent / INDEX_FILE)
         except OSError:
             pass

@@ -2,11 +2,10 @@
 columns, so that loading many runs' histories reads a few arrays per run instead of parsing
 JSON lines (the log stays the record; the copy is a cache its writer keeps).
 
-The writer writes it when it closes a log it wrote whole (not a resumed one) whose records
-are all alike: the same keys in the same order, each key's values all floats (ints among them
-allowed), all ints within int64, or all bools, and the steps, if any, strictly increasing (so
-one row per step is every record: nothing to merge). Any other log has no copy, and readers
-parse it.
+The writer writes it when it closes a log whose records are all alike: the same keys, each
+key's values all floats (ints among them allowed), all ints within int64, or all bools, and
+the steps, if any, strictly increasing (so one row per step is every record: nothing to
+merge). Any other log has no copy, and readers parse it.
 
 The format: one JSON line ``{"format": 1, "log_bytes": N, "rows": R, "keys": [[name,
 "f8" | "i8" | "b1"], ...]}``, then each key's R values, little-endian, one key after another.
@@ -124,29 +123,37 @@ def read_copy(log_path: str | Path, root: str | Path) -> dict[str, Any] | None:
         return None
     try:
         held = os.fstat(fd)
-        if not stat.S_ISREG(held.st_mode) or held.st_size > safe.MAX_METRICS_BYTES:
+        if not stat.S_ISREG(held.st_mode):
             return None
-        blob = os.read(fd, held.st_size + 1)
+        # the header first, the body only once its size is the one the header makes: a
+        # planted copy (a sparse file of gigabytes) is never read whole
+        head = os.read(fd, MAX_HEADER_BYTES)
+        cut = head.find(b"\n")
+        if cut < 0:
+            return None
+        try:
+            header = codec.decode(head[:cut])
+        except ValueError:
+            return None
+        if type(header) is not dict or header.get("format") != FORMAT:
+            return None
+        rows, keys = header.get("rows"), header.get("keys")
+        if header.get("log_bytes") != info.st_size or type(rows) is not int or rows < 0:
+            return None
+        if type(keys) is not list or not keys or len(keys) > MAX_HEADER_BYTES:
+            return None
+        # every record is a line of at least a few bytes per key: no more rows than that
+        if rows > info.st_size // (2 * len(keys)) or held.st_size > 8 * rows * len(keys) + cut + 1:
+            return None
+        blob = (
+            head + os.read(fd, held.st_size - len(head) + 1) if held.st_size > len(head) else head
+        )
         if len(blob) != held.st_size:
             return None  # rewritten while read
     except OSError:
         return None
     finally:
         os.close(fd)
-    cut = blob.find(b"\n", 0, MAX_HEADER_BYTES)
-    if cut < 0:
-        return None
-    try:
-        header = codec.decode(blob[:cut])
-    except ValueError:
-        return None
-    if type(header) is not dict or header.get("format") != FORMAT:
-        return None
-    rows, keys = header.get("rows"), header.get("keys")
-    if header.get("log_bytes") != info.st_size or type(rows) is not int or rows < 0:
-        return None
-    if type(keys) is not list or not keys:
-        return None
     out: dict[str, Any] = {}
     offset = cut + 1
     dtypes = _numpy_dtypes()

@@ -50,10 +50,7 @@ TIME_KEY = "_time"
 NOT_RESULTS_LAST = ("step.last", f".{TIME_KEY}.last")
 _now = time.time
 _dumps = orjson.dumps
-#: subclasses (of int, str) and datetimes go through ``default`` like any other non-plain value
-_LINE_OPTIONS = (
-    orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
-)
+_LINE = orjson.OPT_APPEND_NEWLINE
 
 
 class TornLineWarning(MlxpyWarning):
@@ -108,19 +105,17 @@ def _refuse_reserved(metrics: dict[str, Any], step: Any) -> None:
         )
 
 
-def _plain(value: Any) -> Any:
-    """orjson's ``default``: the plain scalar of a numpy scalar or 0-d array or tensor."""
-    return to_scalar("", value)
-
-
 def _checked_line(record: dict[str, Any]) -> bytes:
     """The record's line the careful way: every value checked and converted (a TypeError
     naming the key otherwise), non-finite numbers written as ``NaN`` / ``Infinity``."""
     record = {k: to_scalar(k, v) for k, v in record.items()}
+    bad = [k for k in record if type(k) is not str]
+    if bad:
+        raise TypeError(f"metric names must be strings, got {bad[0]!r}")
     try:
         return codec.encode_record(record)
-    except TypeError as exc:  # a non-str key
-        raise TypeError(f"metric names must be strings: {exc}") from None
+    except TypeError as exc:  # an int beyond 64 bits, which JSON lines here cannot hold
+        raise TypeError(f"a metric value cannot be written: {exc}") from None
 
 
 class MetricsWriter:
@@ -147,9 +142,10 @@ class MetricsWriter:
         self.error: OSError | None = None
         self._fence_torn_line()
         self._summary_path = summary_path(self.path)
-        #: the fold the summary starts from and the log offset it covers; None once a write
-        #: failed or was cut short (part of it may be on disk: readers parse the log)
-        self._base: tuple[Fold, int] | None = self._summary_base()
+        #: the fold the summary starts from and the log offset it covers: the whole log, a
+        #: resumed one too (its copy then covers every attempt); None once a write failed or
+        #: was cut short (part of it may be on disk: readers parse the log)
+        self._base: tuple[Fold, int] | None = (Fold(), 0)
 
     def _fence_torn_line(self) -> None:
         """A resumed log whose writer was killed mid-line ends without a newline: end that
@@ -163,23 +159,10 @@ class MetricsWriter:
             finally:
                 os.close(fd)
 
-    def _summary_base(self) -> tuple[Fold, int]:
-        """Where the summary written at close starts: the summary file's fold when it covers
-        the log as it is now (a resumed run), else nothing, from the log's first byte."""
-        size = os.fstat(self._fd).st_size
-        if size:
-            try:
-                found = Fold.from_json(safe.read_bytes(self._summary_path, MAX_SUMMARY_BYTES))
-            except OSError:
-                found = None
-            if found is not None and found[1] == size:
-                return found
-        return Fold(), 0
-
     def _write_summary(self) -> None:
-        """Fold what the log holds past the base and write the summary, once, at close: the
-        hot path stays free of it, and readers parse a live run's logs. A line that would not
-        read back the same way (torn, too long) means no summary: readers parse the log."""
+        """Fold the whole log and write its summary and compact copy, once, at close: the hot
+        path stays free of it, and readers parse a live run's logs. A line that would not read
+        back the same way (torn, too long) means neither: readers parse the log."""
         base, self._base = self._base, None
         if base is None:
             return
@@ -210,15 +193,13 @@ class MetricsWriter:
                 raise ValueError("no exact summary")
             self._summary_path.parent.mkdir(exist_ok=True)
             atomic_write_bytes(self._summary_path, blob, fsync=False)
-            if start == 0:  # the whole log is in hand: its columns too, for history readers
-                write_copy(self.path, records, size)
-            else:  # a resumed log: an earlier attempt's copy no longer covers it
-                copy_path(self.path).unlink(missing_ok=True)
+            write_copy(self.path, records, size)  # its columns too, for history readers
         except (ValueError, OSError):  # a full disk among them: the summary is only a hint
-            try:
-                os.unlink(self._summary_path)  # a stale one would not be taken; tidier gone
-            except OSError:
-                pass
+            for stale in (self._summary_path, copy_path(self.path)):
+                try:
+                    os.unlink(stale)  # a stale one would not be taken; tidier gone
+                except OSError:
+                    pass
 
     # -- the hot path (log_metrics): see docs/run-directory.md, "Metric logs" ----------------
     def write(self, metrics: dict[str, Any], step: Any = None) -> None:
@@ -226,14 +207,15 @@ class MetricsWriter:
 
         Kept lean, it is every ``log_metrics`` call: the record is built once, with the step
         first and the wall-clock time (:data:`TIME_KEY`) last; a key ``step`` or ``_time``
-        colliding with those shows as a record shorter than expected. orjson converts what
-        is not a plain scalar through :func:`_plain` (numpy scalars, 0-d arrays and tensors)
-        and natively writes a few things that are not scalars (lists, dicts, tuples): those,
-        a non-finite value (written as ``null``) and every error take the checked path,
-        :func:`_checked_line`. Appending to the buffer takes no lock: ``bytearray +=`` and
-        the flush's deletion of what it wrote (a prefix) are each one operation under the
-        GIL, and the flush writes a copy of the buffer, never the buffer itself (resizing it
-        while a write holds it would fail). The lock orders flushes and key-file writes."""
+        colliding with those shows as a record shorter than expected. Plain values (one
+        C-level type check of them all) go straight to orjson; anything else (numpy scalars,
+        0-d arrays and tensors, and what orjson would write natively but is no scalar:
+        Enums, UUIDs, fragments) and non-finite values (written as ``null``) take the
+        checked path, :func:`_checked_line`. Appending to the buffer takes no lock:
+        ``bytearray +=`` and the flush's deletion of what it wrote (a prefix) are each one
+        operation under the GIL, and the flush writes a copy of the buffer, never the buffer
+        itself (resizing it while a write holds it would fail). The lock orders flushes and
+        key-file writes."""
         if type(metrics) is not dict and not isinstance(metrics, dict):
             raise TypeError(f"log_metrics takes a dict of metrics, got {type(metrics).__name__}")
         if step is None:
@@ -244,13 +226,14 @@ class MetricsWriter:
             record = {"step": step, **metrics, TIME_KEY: _now()}
             if len(record) != len(metrics) + 2:
                 _refuse_reserved(metrics, step)
-        try:
-            line = _dumps(record, default=_plain, option=_LINE_OPTIONS)
-        except TypeError:
-            line = _checked_line(record)
-        else:  # find, not ``in``: bytes' ``in`` first tries its operand as an int (slow)
-            find = line.find
-            if find(b"null") >= 0 or find(b"[") >= 0 or find(b"{", 1) >= 0:
+        if type(step) not in _PLAIN or not _PLAIN.issuperset(map(type, metrics.values())):
+            line = _checked_line(record)  # orjson writes Enums, UUIDs, fragments natively
+        else:
+            try:
+                line = _dumps(record, option=_LINE)
+            except TypeError:  # a key that is not a str, an int beyond 64 bits
+                line = _checked_line(record)
+            if line.find(b"null") >= 0:  # None, or a NaN / infinity orjson wrote as null
                 line = _checked_line(record)
         if not self._keys.issuperset(record):
             with self._lock:
