@@ -179,22 +179,19 @@ def load_run_curves(reader: Reader, log_id: int, names: Sequence[str] | None = N
     return _read_curves(runs, names).get(runs.index[0], {})
 
 
-def _signature(log_dir: Any) -> str | None:
-    from mlxpy.reading.index import signature
-
-    return signature(str(log_dir)) if isinstance(log_dir, str) else None
-
-
 def _cached_curves(
-    runs: pd.DataFrame, names: Sequence[str], cache: dict[Any, tuple[Any, RunCurves]]
+    runs: pd.DataFrame,
+    names: Sequence[str],
+    cache: dict[Any, tuple[Any, RunCurves]],
+    signatures: dict[int, str],
 ) -> dict[Any, RunCurves]:
     """Every run's curves, re-reading only the runs whose files changed (the index's
-    signature of the run); ``cache`` is filled with what was read."""
+    signature of the run, ``signatures``); ``cache`` is filled with what was read."""
     out: dict[Any, RunCurves] = {}
     stale: list[Any] = []
     sigs: dict[Any, Any] = {}
-    for log_id, log_dir in zip(runs.index, runs["log_dir"], strict=True):
-        sig = _signature(log_dir)
+    for log_id in runs.index:
+        sig = signatures.get(int(log_id))
         sigs[log_id] = sig
         hit = cache.get(log_id)
         if sig is not None and hit is not None and hit[0] == sig:
@@ -301,6 +298,8 @@ def _column(series: pd.Series) -> list[Any]:
         if pd.api.types.is_integer_dtype(series.dtype):
             return [None if v != v else int(v) for v in values.tolist()]
         return [None if v != v else v for v in values.tolist()]
+    if isinstance(series.dtype, pd.StringDtype):  # text: at once, not value by value
+        return series.to_numpy(dtype=object, na_value=None).tolist()  # type: ignore[call-overload]
     return [_cell(v) for v in series.tolist()]
 
 
@@ -397,7 +396,7 @@ def _bands(
             rows = rows[rows.index.isin(grid)]
         out.append(
             {
-                "key": [_cell(v) for v in key],
+                "key": key,
                 "runs": members[key],
                 "step": _numbers(rows.index.to_numpy(dtype=float)),
                 "mean": _numbers(rows["mean"].to_numpy(dtype=float)),
@@ -449,7 +448,7 @@ def _same_steps_bands(
         std = matrix.std(axis=0, ddof=1) if n > 1 else np.full(matrix.shape[1], np.nan)
         out.append(
             {
-                "key": [_cell(v) for v in key],
+                "key": key,
                 "runs": members[key],
                 "step": _numbers(shown.astype(float)),
                 "mean": _numbers(matrix.mean(axis=0)),
@@ -511,12 +510,23 @@ def build_payload(
     constant = [n for n, v in columns.items() if len(ids) >= 2 and _constant(v)]
     budget = points if points is not None else default_points(len(ids), len(names))
     if curves_cache is not None:
-        curves = _cached_curves(runs, names, curves_cache)
+        curves = _cached_curves(runs, names, curves_cache, reader.signatures())
     else:
         curves = _read_curves(runs, names)
     group_by = default_group_by(runs, columns)
-    keys = [tuple(columns[c][i] for c in group_by) for i in range(len(ids))]
-    keys = [tuple(json.dumps(v, sort_keys=True) for v in k) for k in keys]  # hashable
+    # each run's group as a number; the group's values from its first run (1, 1.0 and True
+    # are three groups, as in JSON)
+    codes: dict[tuple, int] = {}
+    labels: list[tuple] = []
+    keys: list[Any] = []
+    for i in range(len(ids)):
+        label = tuple(columns[c][i] for c in group_by)
+        marker = tuple((type(v).__name__, _hashable(v)) for v in label)
+        code = codes.get(marker)
+        if code is None:
+            code = codes[marker] = len(labels)
+            labels.append(label)
+        keys.append(code)
     curve_docs: dict[str, Any] = {}
     bands: dict[str, Any] = {}
     for name in names:
@@ -527,23 +537,22 @@ def build_payload(
         grid = make_grid(np.concatenate([c[0] for c in present]), budget)
         values = np.full((len(ids), len(grid)), np.nan)
         times = np.full((len(ids), len(grid)), np.nan)
-        rows = [row for row, curve in enumerate(per_run) if curve is not None]
-        first = present[0][0]
-        if all(len(c[0]) == len(first) and np.array_equal(c[0], first) for c in present):
-            # every run logged the same steps (a sweep's usual case): one sampling for all
-            where = np.searchsorted(first, grid, side="right") - 1
-            outside = (where < 0) | (grid > first[-1])
+        # runs that logged the same steps (a sweep's usual case) are sampled as one matrix
+        alike: dict[bytes, list[int]] = {}
+        for row, curve in enumerate(per_run):
+            if curve is not None:
+                alike.setdefault(curve[0].tobytes(), []).append(row)
+        for rows in alike.values():
+            steps = per_run[rows[0]][0]  # type: ignore[index]
+            where = np.searchsorted(steps, grid, side="right") - 1
+            outside = (where < 0) | (grid > steps[-1])
             at = np.clip(where, 0, None)
-            values[rows] = np.stack([c[1] for c in present])[:, at]
-            times[rows] = np.stack([c[2] for c in present])[:, at]
-            values[:, outside] = np.nan
-            times[:, outside] = np.nan
-        else:
-            for row in rows:
-                curve = per_run[row]
-                assert curve is not None
-                values[row] = sample(curve[0], curve[1], grid)
-                times[row] = sample(curve[0], curve[2], grid)
+            block_v = np.stack([per_run[r][1] for r in rows])[:, at]  # type: ignore[index]
+            block_t = np.stack([per_run[r][2] for r in rows])[:, at]  # type: ignore[index]
+            block_v[:, outside] = np.nan
+            block_t[:, outside] = np.nan
+            values[rows] = block_v
+            times[rows] = block_t
         time_codes, time_scale = _b64_times(times.ravel())
         curve_docs[name] = {
             "grid": _numbers(grid),
@@ -553,7 +562,7 @@ def build_payload(
         }
         groups = _bands(curves, list(runs.index), name, keys, grid, budget)
         for group in groups:
-            group["key"] = [json.loads(v) for v in group["key"]]
+            group["key"] = [_cell(v) for v in labels[group["key"]]]
         bands[name] = {"group_by": group_by, "groups": groups}
     return {
         "format": FORMAT,

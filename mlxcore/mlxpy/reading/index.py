@@ -728,6 +728,11 @@ class RunIndex:
             return None
         return int(self._state().get("gen", 0))
 
+    def signatures(self) -> dict[int, str]:
+        """Each run's signature as the index last saw it (its files' sizes and times): what a
+        cache of a run's derived data keys on, for every run at once, with no stat."""
+        return {int(n): sig for n, sig in self.db.execute("SELECT log_id, sig FROM runs")}
+
     def close(self) -> None:
         self.db.close()
 

@@ -125,6 +125,12 @@ class Reader:
         on disk. Statuses worked out at open (LOST) are not counted: compare those too."""
         return self._index.generation
 
+    def signatures(self) -> dict[int, str]:
+        """log id -> the run's signature as the index last saw it (its files' sizes and
+        modification times): equal while the index saw no change to the run (``mlxpy ui``
+        keeps each run's curves while it is)."""
+        return self._index.signatures()
+
     def __len__(self) -> int:
         return len(self._frame)
 
