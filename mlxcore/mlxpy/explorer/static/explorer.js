@@ -8,6 +8,7 @@
   var ROW_HEIGHT = 30;          // px, fixed: the table renders only the rows in view
   var ROW_BUFFER = 12;          // rows above and below the view
   var MAX_CURVES = 200;         // ungrouped: at most this many run curves are drawn
+  var CHART_HEIGHT = 380;       // px
   var BAD = { FAILED: 1, LOST: 1, INTERRUPTED: 1, TIMEOUT: 1, CANCELLED: 1 };
   var PALETTE = ["#3b6fb6", "#e8762b", "#3a9d5d", "#d64550", "#8a62c2", "#8c5a44",
                  "#d463a8", "#6b7280", "#b5a21c", "#1fa5b8"];
@@ -24,6 +25,14 @@
     metric: null, groupBy: null, band: "std", xAxis: "step", smoothing: 0,
     logX: false, logY: false, showConstant: false, showDetails: false,
     comparing: null, chart: null, series: [], decoded: {},
+    matched: [],                 // the rows the query selects, in the payload's order
+    rowOf: new Map(),            // run id -> its row in the payload
+    groupCodes: {},              // column -> each run's value as JSON (grouping), per payload
+    rendered: new Map(),         // run id -> the table row shown for it (reused while valid)
+    renderedFor: null,           // the columns those rows were built for
+    width: null,                 // #chart's width, kept up to date by resize events
+    scrollTop: 0,                // #table-wrap's, kept up to date by its scroll events
+    viewHeight: null,            // #table-wrap's max-height (px), if it has one
   };
 
   function el(tag, attrs, text) {
@@ -63,26 +72,32 @@
     return sa < sb ? -1 : sa > sb ? 1 : 0;
   }
 
-  function decode(b64) {
+  function bytesOf(b64) {
+    if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(b64);
     var bin = atob(b64), bytes = new Uint8Array(bin.length);
     for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    return new Float32Array(bytes.buffer);
+    return bytes;
   }
+
+  function decode(b64) { return new Float32Array(bytesOf(b64).buffer); }
 
   /* Seconds since each run's first record, stored as uint16 steps of c.time_scale seconds
    * (65535: no value). */
   function decodeTime(c) {
-    var bin = atob(c.time), bytes = new Uint8Array(bin.length);
-    for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    var raw = new Uint16Array(bytes.buffer), out = new Float32Array(raw.length);
+    var raw = new Uint16Array(bytesOf(c.time).buffer), out = new Float32Array(raw.length);
     for (var k = 0; k < raw.length; k++) out[k] = raw[k] === 65535 ? NaN : raw[k] * c.time_scale;
     return out;
   }
 
+  /* A metric's decoded curves, decoded once per payload; the times only once the x axis
+   * needs them. */
   function curve(metric) {
     if (!view.decoded[metric]) {
-      var c = P.curves[metric];
-      view.decoded[metric] = { grid: c.grid, values: decode(c.values), time: decodeTime(c) };
+      var c = P.curves[metric], times = null;
+      view.decoded[metric] = {
+        grid: c.grid, values: decode(c.values),
+        get time() { return times || (times = decodeTime(c)); },
+      };
     }
     return view.decoded[metric];
   }
@@ -92,9 +107,7 @@
   function expandConstants(payload) {
     var constants = payload.runs.constants || {}, n = payload.runs.ids.length;
     Object.keys(constants).forEach(function (name) {
-      var value = constants[name], column = new Array(n);
-      for (var i = 0; i < n; i++) column[i] = value;
-      payload.runs.columns[name] = column;
+      payload.runs.columns[name] = new Array(n).fill(constants[name]);
     });
     delete payload.runs.constants;
   }
@@ -167,6 +180,7 @@
     }
     var rows = [];
     for (var i = 0; i < n; i++) if (!view.mask || view.mask[i]) rows.push(i);
+    view.matched = rows.slice();
     if (view.sortCol) {
       var col = view.sortCol, dir = view.sortDir;
       rows.sort(function (a, b) { return dir * compare(value(col, a), value(col, b)) || a - b; });
@@ -193,29 +207,66 @@
     ui.thead.appendChild(tr);
   }
 
+  /* Only the rows in view are in the table, between two padding rows. A run's row is kept
+   * while it stays in view and the columns are the same; only its selection and colour are
+   * brought up to date, so the DOM changes only where the view did. */
   function renderRows() {
-    var rows = view.order, top = ui.tableWrap.scrollTop;
-    var height = ui.tableWrap.clientHeight || 600;
+    // the scroll position and the view's height as last seen, not measured: a measure here
+    // would lay out the page in the middle of an update
+    var rows = view.order, height = view.viewHeight || ui.tableWrap.clientHeight || 600;
+    var inView = Math.ceil(height / ROW_HEIGHT);
+    // fewer rows than before: the browser will scroll back to the last ones
+    var top = Math.min(view.scrollTop, Math.max(0, rows.length - inView) * ROW_HEIGHT);
     var first = Math.max(0, Math.floor(top / ROW_HEIGHT) - ROW_BUFFER);
     var last = Math.min(rows.length, Math.ceil((top + height) / ROW_HEIGHT) + ROW_BUFFER);
-    clear(ui.tbody);
-    var span = view.columns.length + 1;
-    if (first > 0) {
-      var pad = el("tr", { "class": "pad" });
-      pad.appendChild(el("td", { colspan: span, style: "height:" + first * ROW_HEIGHT + "px" }));
-      ui.tbody.appendChild(pad);
+    var span = view.columns.length + 1, signature = view.columns.join("\u0000");
+    if (view.renderedFor !== signature) { view.rendered = new Map(); view.renderedFor = signature; }
+    var want = [], kept = new Map();
+    if (first > 0) want.push(padRow(span, first * ROW_HEIGHT));
+    for (var k = first; k < last; k++) {
+      var r = rows[k], id = P.runs.ids[r], tr = view.rendered.get(id);
+      if (!tr) tr = row(r);
+      dressRow(tr, id);
+      kept.set(id, tr);
+      want.push(tr);
     }
-    for (var k = first; k < last; k++) ui.tbody.appendChild(row(rows[k]));
-    if (last < rows.length) {
-      var end = el("tr", { "class": "pad" });
-      var rest = (rows.length - last) * ROW_HEIGHT;
-      end.appendChild(el("td", { colspan: span, style: "height:" + rest + "px" }));
-      ui.tbody.appendChild(end);
-    }
+    if (last < rows.length) want.push(padRow(span, (rows.length - last) * ROW_HEIGHT));
     if (!rows.length) {
       var none = el("tr", { "class": "empty" });
       none.appendChild(el("td", { colspan: span }, "No run matches the query."));
-      ui.tbody.appendChild(none);
+      want.push(none);
+    }
+    view.rendered = kept;
+    var keep = new Set(want), node = ui.tbody.firstChild;
+    while (node) {                      // what leaves the view goes first
+      var next = node.nextSibling;
+      if (!keep.has(node)) ui.tbody.removeChild(node);
+      node = next;
+    }
+    node = ui.tbody.firstChild;
+    want.forEach(function (tr) {        // then what stays is moved only if out of place
+      if (tr === node) node = node.nextSibling;
+      else ui.tbody.insertBefore(tr, node);
+    });
+  }
+
+  function padRow(span, px) {
+    var pad = el("tr", { "class": "pad" });
+    pad.appendChild(el("td", { colspan: span, style: "height:" + px + "px" }));
+    return pad;
+  }
+
+  /* The parts of a row that change without its run's values: selection and colour. */
+  function dressRow(tr, id) {
+    tr.classList.toggle("selected", view.selected.has(id));
+    var colour = (view.colourOf && view.colourOf[id]) || "", sw = tr.firstChild;
+    if ((sw.mlxpyColour || "") === colour) return;
+    clear(sw);
+    sw.mlxpyColour = colour;
+    if (colour) {
+      var dot = el("span", { "class": "swatch" });
+      dot.style.background = colour;
+      sw.appendChild(dot);
     }
   }
 
@@ -224,14 +275,7 @@
     var tr = el("tr", { "data-run-id": String(id) });
     tr.className = "status-" + String(status || "UNKNOWN").replace(/[^A-Za-z_]/g, "_");
     if (BAD[status]) tr.classList.add("bad");
-    if (view.selected.has(id)) tr.classList.add("selected");
-    var sw = el("td", { "class": "swatch-col" }), colour = view.colourOf && view.colourOf[id];
-    if (colour) {
-      var dot = el("span", { "class": "swatch" });
-      dot.style.background = colour;
-      sw.appendChild(dot);
-    }
-    tr.appendChild(sw);
+    tr.appendChild(el("td", { "class": "swatch-col" }));
     view.columns.forEach(function (name) {
       var v = value(name, r), td = el("td", null, fmt(v));
       if (name === "info.status") {
@@ -264,8 +308,19 @@
 
   // ---------- the chart ----------
 
-  function groupKey(r) {
-    return JSON.stringify(view.groupBy.map(function (c) { return value(c, r); }));
+  /* Each run's value of ``name`` as JSON, computed once per payload: a group's key is the
+   * JSON of its values, [v1,v2,...]. */
+  function groupCodes(name) {
+    var codes = view.groupCodes[name];
+    if (!codes) {
+      var n = P.runs.ids.length;
+      codes = view.groupCodes[name] = new Array(n);
+      for (var i = 0; i < n; i++) {
+        var v = value(name, i);
+        codes[i] = v === undefined ? "null" : JSON.stringify(v);
+      }
+    }
+    return codes;
   }
 
   function isDefaultGrouping(metric) {
@@ -317,16 +372,21 @@
   }
 
   function groupStats(c, rows, len) {
-    var mean = new Array(len), lo = new Array(len), hi = new Array(len);
-    for (var j = 0; j < len; j++) {
-      var n = 0, s = 0, s2 = 0, mn = Infinity, mx = -Infinity;
-      for (var k = 0; k < rows.length; k++) {
-        var v = c.values[rows[k] * len + j];
+    var mean = new Array(len), lo = new Array(len), hi = new Array(len), values = c.values;
+    var count = new Uint32Array(len), sum = new Float64Array(len), sum2 = new Float64Array(len);
+    var min = new Float64Array(len).fill(Infinity), max = new Float64Array(len).fill(-Infinity);
+    for (var k = 0; k < rows.length; k++) {
+      var base = rows[k] * len;
+      for (var i = 0; i < len; i++) {
+        var v = values[base + i];
         if (v !== v) continue;
-        n++; s += v; s2 += v * v;
-        if (v < mn) mn = v;
-        if (v > mx) mx = v;
+        count[i]++; sum[i] += v; sum2[i] += v * v;
+        if (v < min[i]) min[i] = v;
+        if (v > max[i]) max[i] = v;
       }
+    }
+    for (var j = 0; j < len; j++) {
+      var n = count[j], s = sum[j], s2 = sum2[j], mn = min[j], mx = max[j];
       if (!n) { mean[j] = lo[j] = hi[j] = null; continue; }
       var m = s / n, sd = n > 1 ? Math.sqrt(Math.max(0, (s2 - n * m * m) / (n - 1))) : 0;
       mean[j] = m;
@@ -378,8 +438,7 @@
       ui.chartNote.textContent = "";
       return;
     }
-    var c = curve(metric), len = c.grid.length, rows = view.order.slice();
-    rows.sort(function (a, b) { return a - b; });
+    var c = curve(metric), len = c.grid.length, rows = view.matched;
     var xs = xValues(c, rows), data = [xs], series = [{ label: view.xAxis === "step"
       ? "step" : "time (s)", value: function (u, v) { return v === null ? "" : fmt(v); } }];
     var bands = [], note = "", smooth = Number(view.smoothing), logY = view.logY;
@@ -412,12 +471,14 @@
         note = drawn.length + " of " + rows.length + " runs drawn: group them to see all.";
       }
     } else {
-      var groups = new Map();
-      rows.forEach(function (r) {
-        var key = groupKey(r);
-        if (!groups.has(key)) groups.set(key, []);
-        groups.get(key).push(r);
-      });
+      var groups = new Map(), codes = view.groupBy.map(groupCodes), nc = codes.length;
+      for (var gk = 0; gk < rows.length; gk++) {
+        var r = rows[gk], key = "[" + codes[0][r];
+        for (var ci = 1; ci < nc; ci++) key += "," + codes[ci][r];
+        key += "]";
+        var members = groups.get(key);
+        if (members) members.push(r); else groups.set(key, [r]);
+      }
       var keys = Array.from(groups.keys()).sort(function (a, b) {
         var ka = JSON.parse(a), kb = JSON.parse(b);
         for (var i = 0; i < ka.length; i++) { var o = compare(ka[i], kb[i]); if (o) return o; }
@@ -464,9 +525,10 @@
       var keep = xs.map(function (x) { return x !== null && x > 0; });
       data = data.map(function (ys) { return ys.filter(function (_, j) { return keep[j]; }); });
     }
-    var width = Math.max(320, ui.chart.clientWidth || 800);
+    if (view.width === null) view.width = ui.chart.clientWidth;
+    var width = Math.max(320, view.width || 800);
     var opts = {
-      width: width, height: 380,
+      width: width, height: CHART_HEIGHT,
       scales: { x: { time: false, distr: view.logX ? 3 : 1 }, y: { distr: logY ? 3 : 1 } },
       axes: [
         { label: series[0].label, stroke: "#4b5563", grid: { stroke: "#eef0f3" },
@@ -508,11 +570,12 @@
   }
 
   function scrollToRun(id) {
-    var k = view.order.indexOf(P.runs.ids.indexOf(id));
+    var k = view.rowOf.has(id) ? view.order.indexOf(view.rowOf.get(id)) : -1;
     if (k < 0) return;
     var top = k * ROW_HEIGHT, wrap = ui.tableWrap;
     if (top < wrap.scrollTop || top > wrap.scrollTop + wrap.clientHeight - 2 * ROW_HEIGHT) {
       wrap.scrollTop = Math.max(0, top - wrap.clientHeight / 3);
+      view.scrollTop = wrap.scrollTop;
       renderRows();
     }
   }
@@ -534,8 +597,8 @@
     var ids = view.comparing;
     ui.comparePanel.hidden = !ids;
     if (!ids) return;
-    var rows = ids.map(function (id) { return P.runs.ids.indexOf(id); })
-      .filter(function (r) { return r >= 0; });
+    var rows = ids.filter(function (id) { return view.rowOf.has(id); })
+      .map(function (id) { return view.rowOf.get(id); });
     var head = el("thead"), htr = el("tr");
     htr.appendChild(el("th", null, "key"));
     rows.forEach(function (r) {
@@ -585,11 +648,13 @@
 
   function fillSelect(select, options, chosen) {
     clear(select);
+    var all = document.createDocumentFragment();
     options.forEach(function (o) {
       var opt = el("option", { value: o }, label(o));
       if (chosen.indexOf(o) >= 0) opt.selected = true;
-      select.appendChild(opt);
+      all.appendChild(opt);
     });
+    select.appendChild(all);
   }
 
   function configChoices() {
@@ -655,7 +720,11 @@
     ui.tableWrap.addEventListener("scroll", function () {
       if (!view.scrolling) {
         view.scrolling = true;
-        requestAnimationFrame(function () { view.scrolling = false; renderRows(); });
+        requestAnimationFrame(function () {
+          view.scrolling = false;
+          view.scrollTop = ui.tableWrap.scrollTop;
+          renderRows();
+        });
       }
     });
     ui.metric.addEventListener("change", function () { view.metric = ui.metric.value; renderChart(); renderRows(); });
@@ -698,8 +767,16 @@
     var resize = null;
     window.addEventListener("resize", function () {
       clearTimeout(resize);
-      resize = setTimeout(renderChart, 150);
+      resize = setTimeout(function () { view.width = ui.chart.clientWidth; renderChart(); }, 150);
     });
+    if (typeof ResizeObserver === "function") {   // the width changed another way (a scrollbar)
+      new ResizeObserver(function () {
+        var w = ui.chart.clientWidth;
+        if (w === view.width) return;
+        view.width = w;
+        if (view.chart) view.chart.setSize({ width: Math.max(320, w || 800), height: CHART_HEIGHT });
+      }).observe(ui.chart);
+    }
   }
 
   function find() {
@@ -724,7 +801,11 @@
     expandConstants(payload);
     P = payload;
     view.decoded = {};
-    var known = new Set(P.runs.ids);
+    view.groupCodes = {};
+    view.rendered = new Map();
+    view.rowOf = new Map();
+    P.runs.ids.forEach(function (id, r) { view.rowOf.set(id, r); });
+    var known = view.rowOf;
     Array.from(view.selected).forEach(function (id) { if (!known.has(id)) view.selected.delete(id); });
     if (view.comparing) view.comparing = view.comparing.filter(function (id) { return known.has(id); });
     document.title = (P.title || "mlxpy report") + " · mlxpy";
@@ -744,6 +825,9 @@
       ui.query.placeholder = "the query language is not available in this page";
     }
     bind();
+    view.width = ui.chart.clientWidth;     // measured before the page fills up
+    var maxHeight = getComputedStyle(ui.tableWrap).maxHeight;
+    if (/^[0-9.]+px$/.test(maxHeight)) view.viewHeight = parseFloat(maxHeight);
     var data = document.getElementById("mlxpy-data");
     if (data) {
       load(JSON.parse(data.textContent));
