@@ -433,6 +433,22 @@
     throw new QueryError(this.query, key.pos, "no run has the key '" + key.name + "'");
   };
 
+  /* ``test`` of a run's value, computed once per distinct scalar value: a column holds few
+   * of them (config), and a test of a scalar depends on nothing else. */
+  function perValue(values, test) {
+    var seen = new Map();
+    return function (j) {
+      var v = values[j];
+      if (v !== null && typeof v === "object") return test(v);
+      var hit = seen.get(v);
+      if (hit === undefined) {
+        hit = test(v);
+        seen.set(v, hit);
+      }
+      return hit;
+    };
+  }
+
   Evaluator.prototype.mask = function (test) {
     var out = new Uint8Array(this.n);
     for (var i = 0; i < this.n; i++) out[i] = test(i) ? 1 : 0;
@@ -493,17 +509,21 @@
         return isMissing(series[j]) === (op === "==");
       });
     }
-    return this.mask(function (j) {
-      return apply(op, series[j], value);
-    });
+    return this.mask(
+      perValue(series, function (v) {
+        return apply(op, v, value);
+      })
+    );
   };
 
   Evaluator.prototype.member = function (left, right, op) {
     if (right.type === "literal") {
       var values = this.column(left);
-      return this.mask(function (j) {
-        return member(values[j], right.value);
-      });
+      return this.mask(
+        perValue(values, function (v) {
+          return member(v, right.value);
+        })
+      );
     }
     var lefts = left.type === "key" ? this.column(left) : null;
     var cells = this.column(right);
