@@ -313,11 +313,16 @@
   function groupCodes(name) {
     var codes = view.groupCodes[name];
     if (!codes) {
-      var n = P.runs.ids.length;
+      var n = P.runs.ids.length, seen = new Map();
+      var col = name === "log_id" ? P.runs.ids : P.runs.columns[name] || [];
       codes = view.groupCodes[name] = new Array(n);
       for (var i = 0; i < n; i++) {
-        var v = value(name, i);
-        codes[i] = v === undefined ? "null" : JSON.stringify(v);
+        var v = col[i], code = seen.get(v);
+        if (code === undefined) {
+          code = v === undefined ? "null" : JSON.stringify(v);
+          if (v === null || typeof v !== "object") seen.set(v, code);
+        }
+        codes[i] = code;
       }
     }
     return codes;
@@ -424,15 +429,20 @@
     return ys.map(function (y) { return y !== null && y > 0 ? y : null; });
   }
 
-  function renderChart() {
+  function dropChart() {
     if (view.chart) { view.chart.destroy(); view.chart = null; }
+    view.chartShape = null;
     clear(ui.chart);
+  }
+
+  function renderChart() {
     view.series = [];
     view.colourOf = {};
     state.seriesCount = 0;
     state.highlighted = [];
     var metric = view.metric;
     if (!metric || !P.curves[metric] || typeof uPlot === "undefined") {
+      dropChart();
       ui.chart.appendChild(el("p", { "class": "placeholder" },
         metricNames().length ? "No curve for this metric." : "These runs log no metric."));
       ui.chartNote.textContent = "";
@@ -541,6 +551,21 @@
       focus: { alpha: 0.3 },
       legend: { live: true },
     };
+    // the same series drawn the same way: only the data changes (smoothing, a live update)
+    var shape = JSON.stringify([view.logX, logY, metric, bands, series.map(function (s) {
+      return [s.label, s.stroke, s.width, s.dash || null];
+    })]);
+    if (view.chart && view.chartShape === shape) {
+      var u = view.chart;
+      for (var si = 1; si < u.series.length; si++) {
+        if (!u.series[si].show) u.setSeries(si, { show: true });
+      }
+      if (u.width !== width) u.setSize({ width: width, height: CHART_HEIGHT });
+      u.setData(data);
+      return;
+    }
+    dropChart();
+    view.chartShape = shape;
     view.chart = new uPlot(opts, data, ui.chart);
     var legendRows = ui.chart.querySelectorAll(".u-legend tr.u-series");
     view.series.forEach(function (meta, i) {
