@@ -273,10 +273,25 @@ def test_a_live_run_is_neither_archived_nor_removed_and_tail_follows_it(project,
             stderr=subprocess.PIPE,
             text=True,
         )
-        timer = threading.Timer(1.0, go.touch)  # the run ends while it is followed
+        # the run ends while it is followed: once the follower has shown a few live ticks (on
+        # a loaded machine its start alone can take a second), or after 10 s whatever it shows
+        seen: list[str] = []
+
+        def follow() -> None:
+            assert follower.stdout is not None
+            for line in follower.stdout:
+                seen.append(line)
+                if sum(x.startswith("tick") for x in seen) >= 6:
+                    go.touch()
+
+        timer = threading.Timer(10.0, go.touch)
         timer.start()
-        out, err = follower.communicate(timeout=60)
-        timer.join()
+        reading = threading.Thread(target=follow)
+        reading.start()
+        follower.wait(timeout=60)
+        reading.join(timeout=30)
+        timer.cancel()
+        out, err = "".join(seen), follower.stderr.read() if follower.stderr else ""
         assert follower.returncode == 0, err
         assert live.wait(timeout=30) == 0
     finally:
