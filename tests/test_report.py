@@ -18,6 +18,7 @@ from browser import chrome, console_errors, requests_made, wait_ready
 from conftest import Project
 from mlxpy.explorer.page import render_report
 from mlxpy.explorer.payload import build_payload, dumps
+from selenium.webdriver.support.ui import WebDriverWait
 from test_plotting import ARTIFACTS
 
 HOSTILE = "<img src=x onerror=window.__xss=1>"
@@ -286,6 +287,44 @@ def test_table_shows_every_run_and_failed_distinctly(browser):
     browser.find_element("css selector", "th[data-col='config.seed']").click()
     assert state(browser)["visibleIds"][:3] == [3, 6, 9]  # seed 3 first, descending
     shot(browser, "report-table.png", "table-panel")
+
+
+QUERIES_IN_THE_PAGE = [
+    "config.lr > 0.1",
+    "info.status == 'FAILED' or config.seed == 1",
+    "not (config.lr == 0.3) and train.loss.min < 1",
+    "train.acc.argmax_step > 20",
+    "config.seed in [1, 3] & train.spike.last > 0",
+    "train.spike.last",
+    "",
+]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("query", QUERIES_IN_THE_PAGE)
+def test_the_query_box_shows_the_runs_reader_filter_gives(reader, browser, query):
+    expected = [int(i) for i in reader.filter(query).index]
+    box = browser.find_element("id", "query")
+    box.clear()
+    box.send_keys(query + "\n")  # Enter applies it
+    WebDriverWait(browser, 10).until(lambda d: state(d)["visibleIds"] == expected)
+    assert browser.find_element("id", "run-count").text == f"{len(expected)} of 9 runs"
+    assert browser.find_element("id", "query-error").text == ""
+    rows = browser.find_elements("css selector", "#run-table tr[data-run-id]")
+    assert sorted(int(r.get_attribute("data-run-id")) for r in rows) == sorted(expected)
+
+
+@pytest.mark.browser
+def test_a_bad_query_in_the_page_says_where(browser):
+    box = browser.find_element("id", "query")
+    box.send_keys("config.lr > \n")
+    WebDriverWait(browser, 10).until(lambda d: d.find_element("id", "query-error").text != "")
+    assert "expected" in browser.find_element("id", "query-error").text
+    box.clear()
+    box.send_keys("config.nope == 1\n")
+    WebDriverWait(browser, 10).until(
+        lambda d: "no run has the key 'config.nope'" in d.find_element("id", "query-error").text
+    )
 
 
 @pytest.mark.browser
