@@ -115,3 +115,17 @@ def test_the_summary_is_written_at_close_not_during_the_run(tmp_path):
     writer.close()
     rows, keys = read_summary(tmp_path / "train.json")
     assert rows == 5 and keys["loss"][1] == 0.2 and keys["loss"][3] == 4
+
+
+def test_finish_writes_the_summary_before_the_status_and_close_catches_up(tmp_path):
+    """The logger calls finish() before the run records its final status, so a reader that
+    sees the status finds the summary; a record logged after that is folded in at close."""
+    writer = _writer(tmp_path)
+    for step in range(3):
+        writer.write({"loss": float(step)}, step)
+    writer.finish()
+    assert read_summary(tmp_path / "train.json")[0] == 3
+    writer.write({"loss": -1.0}, 3)
+    writer.close()
+    rows, keys = read_summary(tmp_path / "train.json")
+    assert rows == 4 and keys["loss"][1] == -1.0

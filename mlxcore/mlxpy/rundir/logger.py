@@ -925,6 +925,11 @@ class DefaultLogger(Logger):
         except (OSError, LogDirError) as exc:
             self._abandon_unwritten = True  # the record says they are lost: keep it true
             return exc
+        for writer in list(self._writers.values()):  # before the final status, not after
+            try:
+                writer.finish()
+            except OSError:  # the summaries are hints: a reader parses the logs
+                pass
         return None
 
     def end_run(self, ctx: Context, status: str) -> None:

@@ -146,6 +146,8 @@ class MetricsWriter:
         #: resumed one too (its copy then covers every attempt); None once a write failed or
         #: was cut short (part of it may be on disk: readers parse the log)
         self._base: tuple[Fold, int] | None = (Fold(), 0)
+        #: the log's size when its summary was last written (close writes it again if not)
+        self._summarized: int | None = None
 
     def _fence_torn_line(self) -> None:
         """A resumed log whose writer was killed mid-line ends without a newline: end that
@@ -159,14 +161,22 @@ class MetricsWriter:
             finally:
                 os.close(fd)
 
+    def finish(self) -> None:
+        """Flush, and write the log's summary and compact copy: the run is about to record
+        its final status, and a reader that sees it should find them (the descriptor stays
+        open; :meth:`close` writes them again only if the log grew meanwhile)."""
+        with self._lock:
+            self._flush_locked()
+            self._write_summary()
+
     def _write_summary(self) -> None:
-        """Fold the whole log and write its summary and compact copy, once, at close: the hot
-        path stays free of it, and readers parse a live run's logs. A line that would not read
-        back the same way (torn, too long) means neither: readers parse the log."""
-        base, self._base = self._base, None
-        if base is None:
+        """Fold the whole log and write its summary and compact copy, at the run's end (or
+        close): the hot path stays free of it, and readers parse a live run's logs. A line
+        that would not read back the same way (torn, too long) means neither: readers parse
+        the log."""
+        if self._base is None:
             return
-        fold, start = base
+        fold, start = Fold(), 0
         try:
             size = os.fstat(self._fd).st_size
             if size - start > MAX_SUMMARY_FOLD_BYTES or size > safe.MAX_METRICS_BYTES:
@@ -194,7 +204,9 @@ class MetricsWriter:
             self._summary_path.parent.mkdir(exist_ok=True)
             atomic_write_bytes(self._summary_path, blob, fsync=False)
             write_copy(self.path, records, size)  # its columns too, for history readers
+            self._summarized = size
         except (ValueError, OSError):  # a full disk among them: the summary is only a hint
+            self._base = None  # not tried again at close
             for stale in (self._summary_path, copy_path(self.path)):
                 try:
                     os.unlink(stale)  # a stale one would not be taken; tidier gone
@@ -326,7 +338,8 @@ class MetricsWriter:
             try:
                 if flush:
                     self._flush_locked()
-                    self._write_summary()
+                    if self._summarized != os.fstat(self._fd).st_size:
+                        self._write_summary()
             finally:
                 if self._fd >= 0:
                     os.close(self._fd)
