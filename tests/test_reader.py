@@ -193,6 +193,36 @@ def test_incremental_index(tmp_path, sweep, monkeypatch):
     assert len(mlxpy.Reader(logs, reload=True)) == 7 and len(reads) == 7
 
 
+def test_a_long_build_right_after_the_parent_changed_still_trusts_its_listing(
+    tmp_path, sweep, monkeypatch
+):
+    """A cold build that starts right after the parent changed (here: the index's own dir
+    made) lists again at its end; the next open then lists nothing."""
+    logs = tmp_path / "logs"
+    shutil.copytree(sweep.logs, logs, ignore=shutil.ignore_patterns(".mlxpy-index*"))
+    real = time.time
+    calls = []
+
+    class Clock:  # the build "takes" 3 s: every reading after the first is 3 s later
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        @staticmethod
+        def time():
+            calls.append(1)
+            return real() + (3.0 if len(calls) > 1 else 0.0)
+
+    with monkeypatch.context() as m:
+        m.setattr(index_module, "time", Clock())
+        assert len(mlxpy.Reader(logs)) == 7
+    listings = []
+    original = index_module.RunIndex._listing
+    monkeypatch.setattr(
+        index_module.RunIndex, "_listing", lambda self: listings.append(1) or original(self)
+    )
+    assert len(mlxpy.Reader(logs)) == 7 and listings == []
+
+
 def test_corrupt_runs_are_skipped_and_counted(tmp_path, sweep):
     logs = tmp_path / "logs"
     shutil.copytree(sweep.logs, logs, ignore=shutil.ignore_patterns(".mlxpy-index*"))

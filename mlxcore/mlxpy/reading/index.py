@@ -508,6 +508,14 @@ class RunIndex:
         self._check(candidates, known, bad, current, gone, progress, now)
         # sure of the listing only once the parent's mtime is older than its clock's tick
         sure = now - st.st_mtime > 2.0
+        if not sure and current is not None and time.time() - st.st_mtime > 2.0:
+            # a long build that began right after the parent changed (the index's own dir
+            # made, the last runs of a sweep): a second listing, begun more than a tick
+            # after the mtime that has not moved since, sees everything the first may have
+            # missed; the same listing means the first was whole
+            again = os.stat(self.parent)
+            if (again.st_mtime_ns, again.st_ino) == (st.st_mtime_ns, st.st_ino):
+                sure = self._listing()[0] == current
         new_state = {
             "parent": parent_sig if sure else "",
             "other": codec.encode(other),
