@@ -395,18 +395,41 @@ def _bands(
         if len(rows) > points:
             rows = rows[rows.index.isin(grid)]
         out.append(
-            {
-                "key": key,
-                "runs": members[key],
-                "step": _numbers(rows.index.to_numpy(dtype=float)),
-                "mean": _numbers(rows["mean"].to_numpy(dtype=float)),
-                "std": _numbers(rows["std"].to_numpy(dtype=float)),
-                "min": _numbers(rows["min"].to_numpy(dtype=float)),
-                "max": _numbers(rows["max"].to_numpy(dtype=float)),
-                "count": [int(c) for c in rows["count"].tolist()],
-            }
+            _band_group(
+                key,
+                members[key],
+                rows.index.to_numpy(dtype=float),
+                rows["mean"].to_numpy(dtype=float),
+                rows["std"].to_numpy(dtype=float),
+                rows["min"].to_numpy(dtype=float),
+                rows["max"].to_numpy(dtype=float),
+                [int(c) for c in rows["count"].tolist()],
+            )
         )
     return out
+
+
+def _band_group(
+    key: Any,
+    runs: int,
+    steps: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    count: list[int],
+) -> dict[str, Any]:
+    """One group's band as the payload holds it (docs/explorer.md, "A band group")."""
+    return {
+        "key": key,
+        "runs": runs,
+        "step": _numbers(steps),
+        "mean": _numbers(mean),
+        "std": _numbers(std),
+        "min": _numbers(low),
+        "max": _numbers(high),
+        "count": count,
+    }
 
 
 def _same_steps_bands(
@@ -447,16 +470,16 @@ def _same_steps_bands(
         n = matrix.shape[0]
         std = matrix.std(axis=0, ddof=1) if n > 1 else np.full(matrix.shape[1], np.nan)
         out.append(
-            {
-                "key": key,
-                "runs": members[key],
-                "step": _numbers(shown.astype(float)),
-                "mean": _numbers(matrix.mean(axis=0)),
-                "std": _numbers(std),
-                "min": _numbers(matrix.min(axis=0)),
-                "max": _numbers(matrix.max(axis=0)),
-                "count": [n] * matrix.shape[1],
-            }
+            _band_group(
+                key,
+                members[key],
+                shown.astype(float),
+                matrix.mean(axis=0),
+                std,
+                matrix.min(axis=0),
+                matrix.max(axis=0),
+                [n] * matrix.shape[1],
+            )
         )
     return out
 
